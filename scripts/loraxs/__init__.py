@@ -1,0 +1,1 @@
+"""loraxs-edge: the GPU side (prepare factors and ONNX, train R, job worker)."""
