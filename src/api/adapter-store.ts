@@ -1,0 +1,156 @@
+import { AdapterFormatError, decodeAdapter, sha256Hex } from "../format/index.ts";
+import * as db from "./db.ts";
+import type { Bindings } from "./env.ts";
+import { ApiError, unprocessable } from "./errors.ts";
+import { type AdapterKvMeta, kvAdapterKey, r2AdapterKey, r2AdapterPrefix } from "./keys.ts";
+import { MAX_VERSION_RACE_RETRIES } from "./limits.ts";
+import type { LoadedManifest } from "./manifests.ts";
+
+/** Where a version came from (the `source` of the versions list). */
+export type VersionSource = "client" | "worker" | "restore";
+
+export type StoredVersion = { version: number; etag: string; bytes: number; created: string };
+
+/** Full validation of adapter bytes against the model: 422 with the format's code on any defect. */
+export function validateAdapter(bytes: Uint8Array, loaded: LoadedManifest) {
+  try {
+    return decodeAdapter(bytes, loaded.expect);
+  } catch (err) {
+    if (err instanceof AdapterFormatError) throw unprocessable(`adapter.${err.code}`, err.message);
+    throw err;
+  }
+}
+
+/** Parses an If-Match / If-None-Match value into bare etags ("*" stays "*"). */
+export function parseEtags(header: string | undefined | null): string[] {
+  if (!header) return [];
+  return header
+    .split(",")
+    .map((s) =>
+      s
+        .trim()
+        .replace(/^W\//, "")
+        .replace(/^"(.*)"$/, "$1"),
+    )
+    .filter(Boolean);
+}
+
+export const quoteEtag = (etag: string) => `"${etag}"`;
+
+const preconditionFailed = (ifMatch: string[], current: string | null) =>
+  new ApiError(
+    412,
+    "adapter.precondition_failed",
+    `If-Match ${ifMatch.map(quoteEtag).join(", ")} does not match the current adapter ${current ? quoteEtag(current) : "(none)"}`,
+  );
+
+/**
+ * Stores validated bytes as the next version of one user's adapter. D1 decides who wins (the
+ * version number is a unique claim, the head moves only from the version the writer saw);
+ * R2 then keeps the bytes and KV the hot copy. With If-Match a lost race is a 412; without
+ * it the writer takes the next number, so concurrent uploads all land in the history.
+ */
+export async function storeVersion(
+  env: Bindings,
+  model: string,
+  user: string,
+  bytes: Uint8Array,
+  source: VersionSource,
+  ifMatch: string[] = [],
+): Promise<StoredVersion> {
+  const etag = await sha256Hex(bytes);
+  for (let attempt = 0; attempt < MAX_VERSION_RACE_RETRIES; attempt++) {
+    const head = await db.getHead(env.DB, model, user);
+    if (ifMatch.length) {
+      const ok = ifMatch.includes("*")
+        ? head !== null
+        : head !== null && ifMatch.includes(head.etag);
+      if (!ok) throw preconditionFailed(ifMatch, head?.etag ?? null);
+    }
+    const previous = head?.version ?? 0;
+    const row = {
+      version: previous + 1,
+      etag,
+      bytes: bytes.byteLength,
+      created: new Date().toISOString(),
+      source,
+    };
+    if (await db.commitVersion(env.DB, model, user, previous, row)) {
+      await env.BUCKET.put(r2AdapterKey(model, user, row.version), bytes, {
+        httpMetadata: { contentType: "application/octet-stream" },
+        customMetadata: { etag, created: row.created, source },
+      });
+      await syncHotCopy(env, model, user, row, bytes);
+      return { version: row.version, etag, bytes: row.bytes, created: row.created };
+    }
+    if (ifMatch.length) {
+      const now = await db.getHead(env.DB, model, user);
+      throw preconditionFailed(ifMatch, now?.etag ?? null);
+    }
+  }
+  throw new ApiError(
+    409,
+    "adapter.write_contention",
+    `gave up after ${MAX_VERSION_RACE_RETRIES} concurrent writers took the next version first`,
+  );
+}
+
+async function putHotCopy(
+  env: Bindings,
+  model: string,
+  user: string,
+  bytes: Uint8Array | ArrayBuffer,
+  meta: AdapterKvMeta,
+) {
+  await env.KV.put(kvAdapterKey(model, user), bytes, { metadata: meta });
+}
+
+/**
+ * Writes our version to KV, then makes sure KV ends on D1's head: writers finishing out of
+ * order re-copy the newest head, so the last KV write is always checked against D1.
+ */
+async function syncHotCopy(
+  env: Bindings,
+  model: string,
+  user: string,
+  mine: StoredVersion,
+  bytes: Uint8Array,
+) {
+  let written: AdapterKvMeta = { etag: mine.etag, version: mine.version, created: mine.created };
+  await putHotCopy(env, model, user, bytes, written);
+  for (let i = 0; i < MAX_VERSION_RACE_RETRIES; i++) {
+    const head = await db.getHead(env.DB, model, user);
+    if (!head) {
+      await env.KV.delete(kvAdapterKey(model, user));
+      return;
+    }
+    if (head.version <= written.version) return;
+    // A newer version committed; its writer copies it too unless it already finished.
+    const newer = await env.BUCKET.get(r2AdapterKey(model, user, head.version));
+    if (!newer) return;
+    written = {
+      etag: head.etag,
+      version: head.version,
+      created: newer.customMetadata?.created ?? new Date().toISOString(),
+    };
+    await putHotCopy(env, model, user, await newer.arrayBuffer(), written);
+  }
+}
+
+/** The current adapter from KV: one read serves bytes and metadata. */
+export function readHotCopy(env: Bindings, model: string, user: string) {
+  return env.KV.getWithMetadata<AdapterKvMeta>(kvAdapterKey(model, user), "arrayBuffer");
+}
+
+/** Deletes every version (R2), the index (D1) and the hot copy (KV) of one user's adapter. */
+export async function deleteAllVersions(env: Bindings, model: string, user: string) {
+  await db.deleteAdapter(env.DB, model, user);
+  await env.KV.delete(kvAdapterKey(model, user));
+  const prefix = r2AdapterPrefix(model, user);
+  let cursor: string | undefined;
+  do {
+    const page = await env.BUCKET.list({ prefix, cursor, limit: 1000 });
+    if (page.objects.length) await env.BUCKET.delete(page.objects.map((o) => o.key));
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+}

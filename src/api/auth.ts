@@ -1,0 +1,164 @@
+import type { Context } from "hono";
+import {
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  errors,
+  type CryptoKey as JoseCryptoKey,
+  type JWTPayload,
+  jwtVerify,
+} from "jose";
+import type { AppEnv, Bindings } from "./env.ts";
+import { ApiError, forbidden } from "./errors.ts";
+import { USER_ID } from "./ids.ts";
+import { CLOCK_TOLERANCE_SECONDS } from "./limits.ts";
+import { ROLES, type Role } from "./tokens.ts";
+
+export type Identity = { sub: string; role: Role };
+
+const HMAC_ALGS = ["HS256"];
+const JWKS_ALGS = ["RS256", "ES256"];
+
+const unauthorized = (code: string, message: string) =>
+  new ApiError(401, code, message, { "www-authenticate": `Bearer error="invalid_token"` });
+
+// Imported once per isolate: importing a key costs more than verifying a signature.
+const hmacKeys = new Map<string, Promise<CryptoKey>>();
+function hmacKey(secret: string) {
+  let key = hmacKeys.get(secret);
+  if (!key) {
+    key = crypto.subtle.importKey(
+      "raw",
+      new TextEncoder().encode(secret),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      ["verify"],
+    );
+    hmacKeys.set(secret, key);
+  }
+  return key;
+}
+
+const jwksSets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+function jwks(url: string) {
+  let set = jwksSets.get(url);
+  if (!set) {
+    set = createRemoteJWKSet(new URL(url));
+    jwksSets.set(url, set);
+  }
+  return set;
+}
+
+/** Verifies a bearer token and returns who it names; every failure is a 401 with a specific code. */
+export async function verifyToken(token: string, env: Bindings): Promise<Identity> {
+  let alg: string | undefined;
+  try {
+    alg = decodeProtectedHeader(token).alg;
+  } catch {
+    throw unauthorized(
+      "auth.malformed_token",
+      "the bearer token is not a JWS compact serialization",
+    );
+  }
+  const allowed = [...(env.JWT_SECRET ? HMAC_ALGS : []), ...(env.JWKS_URL ? JWKS_ALGS : [])];
+  if (!alg || !allowed.includes(alg)) {
+    throw unauthorized(
+      "auth.alg_not_allowed",
+      `token alg ${JSON.stringify(alg ?? null)} is not allowed; allowed: ${allowed.join(", ") || "none configured"}`,
+    );
+  }
+  let payload: JWTPayload;
+  try {
+    const options = {
+      audience: env.JWT_AUDIENCE,
+      algorithms: [alg],
+      requiredClaims: ["exp", "sub"],
+      clockTolerance: CLOCK_TOLERANCE_SECONDS,
+    };
+    payload = HMAC_ALGS.includes(alg)
+      ? (await jwtVerify(token, (await hmacKey(env.JWT_SECRET ?? "")) as JoseCryptoKey, options))
+          .payload
+      : (await jwtVerify(token, jwks(env.JWKS_URL ?? ""), options)).payload;
+  } catch (err) {
+    throw mapJoseError(err, env.JWT_AUDIENCE);
+  }
+  const role = payload.role;
+  if (typeof role !== "string" || !ROLES.includes(role as Role)) {
+    throw unauthorized(
+      "auth.bad_role",
+      `token role ${JSON.stringify(role ?? null)} is not one of ${ROLES.join(", ")}`,
+    );
+  }
+  const sub = payload.sub ?? "";
+  if (!USER_ID.test(sub)) {
+    throw unauthorized(
+      "auth.bad_subject",
+      `token sub ${JSON.stringify(sub)} does not match ${USER_ID.source}`,
+    );
+  }
+  return { sub, role: role as Role };
+}
+
+function mapJoseError(err: unknown, audience: string): ApiError {
+  if (err instanceof errors.JWTExpired)
+    return unauthorized("auth.token_expired", `token expired: ${err.message}`);
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    if (err.claim === "aud") {
+      return unauthorized(
+        "auth.wrong_audience",
+        `token audience is not ${JSON.stringify(audience)}`,
+      );
+    }
+    return unauthorized(
+      "auth.bad_claims",
+      `token claim ${JSON.stringify(err.claim)} is invalid: ${err.message}`,
+    );
+  }
+  if (err instanceof errors.JWSSignatureVerificationFailed) {
+    return unauthorized("auth.bad_signature", "token signature does not verify");
+  }
+  if (err instanceof errors.JOSEAlgNotAllowed)
+    return unauthorized("auth.alg_not_allowed", err.message);
+  if (err instanceof errors.JWKSNoMatchingKey) return unauthorized("auth.unknown_key", err.message);
+  if (err instanceof errors.JOSEError) return unauthorized("auth.malformed_token", err.message);
+  throw err;
+}
+
+/** The caller's identity, verified once per request. */
+export async function identify(c: Context<AppEnv>): Promise<Identity> {
+  const known = c.get("identity");
+  if (known) return known;
+  const header = c.req.header("authorization");
+  if (!header)
+    throw unauthorized("auth.missing_token", "an Authorization: Bearer <JWT> header is required");
+  const match = /^Bearer\s+(\S+)$/i.exec(header);
+  if (!match?.[1])
+    throw unauthorized("auth.malformed_header", 'the Authorization header is not "Bearer <JWT>"');
+  const identity = await verifyToken(match[1], c.env);
+  c.set("identity", identity);
+  return identity;
+}
+
+/**
+ * Checks who may act: the caller's role must be in `roles`, and a `user` may act only on its own
+ * `user` path segment (object-level authorization).
+ */
+export async function authorize(
+  c: Context<AppEnv>,
+  roles: readonly Role[],
+  owner?: string,
+): Promise<Identity> {
+  const identity = await identify(c);
+  if (!roles.includes(identity.role)) {
+    throw forbidden(
+      "auth.forbidden_role",
+      `role ${JSON.stringify(identity.role)} may not do this; allowed: ${roles.join(", ")}`,
+    );
+  }
+  if (identity.role === "user" && owner !== undefined && identity.sub !== owner) {
+    throw forbidden(
+      "auth.forbidden_user",
+      `token for user ${JSON.stringify(identity.sub)} may not act on user ${JSON.stringify(owner)}`,
+    );
+  }
+  return identity;
+}

@@ -1,0 +1,50 @@
+/** Named limits of the edge API, each with the reason for its value. */
+
+/** r = 64 over all 224 linear layers of a 7B model in F32 is 3.7 MB; KV values may be 25 MiB. */
+export const MAX_ADAPTER_BYTES = 4 * 1024 * 1024;
+
+/** A manifest lists modules and files; thousands of modules stay well under 1 MiB. */
+export const MAX_MANIFEST_BYTES = 1024 * 1024;
+
+/** Workers accept request bodies up to 100 MB on the Free and Pro plans; bigger files go straight to R2. */
+export const MAX_MODEL_FILE_BYTES = 100 * 1024 * 1024;
+
+/** Training data for one user (texts or labelled examples); larger sets belong in a bulk pipeline. */
+export const MAX_JOB_BODY_BYTES = 8 * 1024 * 1024;
+
+/** Small JSON control bodies (claim, heartbeat, fail). */
+export const MAX_CONTROL_BODY_BYTES = 16 * 1024;
+
+/** Writes (PUT, DELETE, restore, job create) one subject may make per window, unless WRITE_RATE_LIMIT says otherwise. */
+export const DEFAULT_WRITE_RATE_LIMIT = 60;
+
+/** The rate-limit window: one minute, fixed. */
+export const RATE_WINDOW_SECONDS = 60;
+
+/** Lease a worker gets when it asks for none: a few hundred training steps on one GPU. */
+export const DEFAULT_LEASE_SECONDS = 300;
+
+/** Shortest lease: one second (tests and fast workers that heartbeat often). */
+export const MIN_LEASE_SECONDS = 1;
+
+/** Longest lease: an hour; longer jobs heartbeat. */
+export const MAX_LEASE_SECONDS = 3600;
+
+/** Jobs one claim may take at once: a worker batches many users in one training run. */
+export const MAX_CLAIM = 32;
+
+/** A job is tried this many times (claims) before a lost lease or a retried failure fails it. */
+export const MAX_JOB_ATTEMPTS = 3;
+
+/** Versions listed per request by default and at most. */
+export const DEFAULT_VERSIONS_LISTED = 100;
+export const MAX_VERSIONS_LISTED = 1000;
+
+/** How long a parsed manifest stays in an isolate's memory before R2 is read again. */
+export const MANIFEST_CACHE_MS = 60_000;
+
+/** Attempts at claiming the next version number when concurrent uploads race (no If-Match). */
+export const MAX_VERSION_RACE_RETRIES = 8;
+
+/** Allowed clock skew between token issuer and edge. */
+export const CLOCK_TOLERANCE_SECONDS = 5;

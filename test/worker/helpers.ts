@@ -1,0 +1,174 @@
+// Builders the worker tests share: tokens, requests through the worker, manifests and adapters
+// made in plain sight with the project's own encoder.
+import { env, SELF } from "cloudflare:test";
+import { mintToken, type Role } from "../../src/api/tokens.ts";
+import { encodeAdapter } from "../../src/format/index.ts";
+
+export const BASE = "http://edge.test";
+
+/** A fresh id so tests never share a user or a model, whatever the storage isolation. */
+export const uid = (prefix: string) => `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
+
+export function token(sub: string, role: Role = "user", ttlSeconds = 600) {
+  return mintToken({ sub, role, ttlSeconds, secret: env.JWT_SECRET, audience: env.JWT_AUDIENCE });
+}
+
+type CallInit = {
+  token?: string;
+  body?: BodyInit | null;
+  json?: unknown;
+  headers?: Record<string, string>;
+};
+
+/** One request through the worker's fetch handler. */
+export function call(method: string, path: string, init: CallInit = {}) {
+  const headers: Record<string, string> = { ...init.headers };
+  if (init.token) headers.authorization = `Bearer ${init.token}`;
+  let body = init.body ?? null;
+  if (init.json !== undefined) {
+    headers["content-type"] ??= "application/json";
+    body = JSON.stringify(init.json);
+  }
+  return SELF.fetch(`${BASE}${path}`, { method, headers, body });
+}
+
+export async function errorOf(res: Response) {
+  const body = (await res.json()) as { error: { code: string; message: string } };
+  return body.error;
+}
+
+export const FACTORS = `sha256:${"ab".repeat(32)}`;
+export const OTHER_FACTORS = `sha256:${"cd".repeat(32)}`;
+export const RANK = 4;
+export const MODULES = 3;
+export const HIDDEN = 32;
+
+/** A decoder manifest as docs/contracts.md describes it: 3 modules of rank 4. */
+export function decoderManifest(id: string, factors = FACTORS) {
+  const modules = Array.from({ length: MODULES }, (_, i) => ({
+    name: `model.layers.${i}.self_attn.q_proj`,
+    in: HIDDEN,
+    out: HIDDEN,
+  }));
+  return {
+    schema_version: 1,
+    id,
+    family: "decoder",
+    architecture: "LlamaForCausalLM",
+    source: { kind: "random", package: null, version: null, file: null, revision: null },
+    rank: RANK,
+    targets: "q_proj",
+    modules,
+    factors: {
+      file: "factors.safetensors",
+      sha256: factors,
+      dtype: "F32",
+      svd: { method: "exact", oversample: 0, niter: 0, seed: 0 },
+    },
+    onnx: {
+      file: "model.onnx",
+      data_file: "model.onnx.data",
+      opset: 18,
+      weights_dtype: "F32",
+      quantization: "none",
+    },
+    io: {
+      inputs: [
+        "input_ids",
+        "attention_mask",
+        "position_ids",
+        "R",
+        "past_key_values.{i}.key",
+        "past_key_values.{i}.value",
+      ],
+      outputs: ["logits", "present.{i}.key", "present.{i}.value"],
+      R: { name: "R", shape: [MODULES, RANK, RANK], dtype: "float32" },
+    },
+    config: {
+      hidden_size: HIDDEN,
+      num_layers: MODULES,
+      num_attention_heads: 4,
+      num_kv_heads: 2,
+      head_dim: 8,
+      vocab_size: 128,
+      bos_token_id: 1,
+      eos_token_id: 2,
+      max_position_embeddings: 256,
+    },
+    tokenizer: { files: ["tokenizer.json", "tokenizer_config.json"], chat_template: true },
+    files: [{ name: "factors.safetensors", role: "factors", sha256: factors, bytes: 2048 }],
+    check: {
+      runtime: "onnxruntime-cpu",
+      reference: "pytorch",
+      max_abs_error: 1e-6,
+      tolerance: 1e-3,
+      cases: 1,
+    },
+    created: "2026-11-28T00:00:00Z",
+  };
+}
+
+/** An encoder manifest (jobs with labelled examples). */
+export function encoderManifest(id: string) {
+  const m = decoderManifest(id);
+  return {
+    ...m,
+    family: "encoder",
+    architecture: "BertModel",
+    io: {
+      inputs: ["input_ids", "attention_mask", "token_type_ids", "R"],
+      outputs: ["last_hidden_state", "sentence_embedding"],
+      R: m.io.R,
+    },
+  };
+}
+
+/** A valid adapter for the test manifest; `fill` sets every R value. */
+export function adapter(
+  model: string,
+  opts: { fill?: number; factors?: string; rank?: number; modules?: number; note?: string } = {},
+) {
+  const rank = opts.rank ?? RANK;
+  const modules = opts.modules ?? MODULES;
+  const R = new Float32Array(modules * rank * rank).fill(opts.fill ?? 0.001);
+  return encodeAdapter({
+    model,
+    factors: opts.factors ?? FACTORS,
+    rank,
+    modules,
+    R,
+    ...(opts.note ? { metadata: { note: opts.note } } : {}),
+  });
+}
+
+/** Publishes a model manifest through the API as an admin. */
+export async function publish(manifest: { id: string }) {
+  const res = await call("PUT", `/v1/models/${manifest.id}/manifest`, {
+    token: await token("ops", "admin"),
+    json: manifest,
+  });
+  if (res.status !== 201)
+    throw new Error(`publish ${manifest.id}: ${res.status} ${await res.text()}`);
+}
+
+export const adapterPath = (model: string, user: string) =>
+  `/v1/models/${model}/users/${user}/adapter`;
+
+export async function putAdapter(
+  model: string,
+  user: string,
+  bytes: Uint8Array,
+  headers: Record<string, string> = {},
+  as?: string,
+) {
+  return call("PUT", adapterPath(model, user), {
+    token: as ?? (await token(user)),
+    body: bytes,
+    headers: { "content-type": "application/octet-stream", ...headers },
+  });
+}
+
+export async function sha256(bytes: Uint8Array) {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
