@@ -1,0 +1,7 @@
+export { apiError } from "./api-error.ts";
+export {
+  AdapterClient,
+  type AdapterClientOptions,
+  type FetchedAdapter,
+  type UploadResult,
+} from "./client.ts";

@@ -1,0 +1,182 @@
+import { type Backend, cpuTensor, type InferenceSession, type Tensor } from "../backend/index.ts";
+import { AbortedError, ClientError } from "../errors.ts";
+import type { ClientManifest } from "../manifest.ts";
+import type { RLease, RSlot } from "../r-slot.ts";
+import { checkFeeds, int64Rows } from "./feeds.ts";
+import { createSampler, type SamplingOptions } from "./sampling.ts";
+
+export interface DecodeOptions extends SamplingOptions {
+  /** Most new tokens (default 128). */
+  maxTokens?: number;
+  /** Token ids that end generation (not emitted). */
+  stopIds?: ReadonlySet<number>;
+  signal?: AbortSignal;
+}
+
+/** Default for `maxTokens`: a short answer; apps raise it explicitly. */
+export const DEFAULT_MAX_TOKENS = 128;
+
+interface KvShape {
+  layers: number;
+  kvHeads: number;
+  headDim: number;
+}
+
+function kvShape(manifest: ClientManifest): KvShape {
+  const c = manifest.config;
+  const heads = c.num_attention_heads ?? 1;
+  return {
+    layers: c.num_layers,
+    kvHeads: c.num_kv_heads ?? heads,
+    headDim: c.head_dim ?? c.hidden_size / heads,
+  };
+}
+
+/** The decoder graph: prefill and KV-cache decoding with the current R. */
+export class DecoderRunner {
+  readonly kv: KvShape;
+  readonly vocab: number;
+  private readonly backend: Backend;
+  private readonly session: InferenceSession;
+  private readonly r: RSlot;
+  private readonly rName: string;
+  private readonly hasPositionIds: boolean;
+
+  constructor(backend: Backend, session: InferenceSession, manifest: ClientManifest, r: RSlot) {
+    this.backend = backend;
+    this.session = session;
+    this.r = r;
+    this.rName = manifest.io.R.name;
+    this.kv = kvShape(manifest);
+    this.vocab = manifest.config.vocab_size;
+    this.hasPositionIds = session.inputNames.includes("position_ids");
+  }
+
+  private emptyPast(batch: number): Record<string, Tensor> {
+    const feeds: Record<string, Tensor> = {};
+    const dims = [batch, this.kv.kvHeads, 0, this.kv.headDim];
+    for (let i = 0; i < this.kv.layers; i++) {
+      feeds[`past_key_values.${i}.key`] = cpuTensor(
+        this.backend,
+        "float32",
+        new Float32Array(0),
+        dims,
+      );
+      feeds[`past_key_values.${i}.value`] = cpuTensor(
+        this.backend,
+        "float32",
+        new Float32Array(0),
+        dims,
+      );
+    }
+    return feeds;
+  }
+
+  private async run(
+    ids: readonly (readonly number[])[],
+    mask: readonly (readonly number[])[],
+    positions: readonly (readonly number[])[],
+    past: Record<string, Tensor>,
+    lease: RLease,
+  ): Promise<Record<string, Tensor>> {
+    const batch = ids.length;
+    const feeds: Record<string, Tensor> = {
+      input_ids: cpuTensor(this.backend, "int64", int64Rows(ids), [batch, ids[0]?.length ?? 0]),
+      attention_mask: cpuTensor(this.backend, "int64", int64Rows(mask), [
+        batch,
+        mask[0]?.length ?? 0,
+      ]),
+      [this.rName]: lease.tensor,
+      ...past,
+    };
+    if (this.hasPositionIds) {
+      feeds.position_ids = cpuTensor(this.backend, "int64", int64Rows(positions), [
+        batch,
+        positions[0]?.length ?? 0,
+      ]);
+    }
+    checkFeeds(this.session, feeds);
+    return (await this.session.run(feeds)) as Record<string, Tensor>;
+  }
+
+  /** Last position's logits of each row (no cache); positions count the mask's ones, like prepare. */
+  async forward(
+    ids: readonly (readonly number[])[],
+    mask?: readonly (readonly number[])[],
+    positionIds?: readonly (readonly number[])[],
+  ): Promise<Float32Array[]> {
+    const m = mask ?? ids.map((row) => row.map(() => 1));
+    const positions = positionIds ?? ids.map((row) => row.map((_, i) => i));
+    const lease = this.r.acquire();
+    try {
+      const out = await this.run(ids, m, positions, this.emptyPast(ids.length), lease);
+      const logits = await readLogits(out.logits);
+      const t = ids[0]?.length ?? 0;
+      const rows = ids.map((_, b) =>
+        logits.slice((b * t + t - 1) * this.vocab, (b * t + t) * this.vocab),
+      );
+      disposeOutputs(out);
+      return rows;
+    } finally {
+      lease.release();
+    }
+  }
+
+  /**
+   * Stream new token ids for one prompt: prefill, then one token at a time with the KV cache
+   * (present → past). R is the one current when generation starts, even if it is swapped meanwhile.
+   */
+  async *decode(promptIds: readonly number[], options: DecodeOptions = {}): AsyncGenerator<number> {
+    if (promptIds.length === 0) throw new ClientError("empty_prompt", "the prompt has no tokens");
+    const maxTokens = options.maxTokens ?? DEFAULT_MAX_TOKENS;
+    if (!(Number.isInteger(maxTokens) && maxTokens >= 0)) {
+      throw new ClientError("bad_max_tokens", `maxTokens ${maxTokens} must be an integer ≥ 0`);
+    }
+    const sample = createSampler(options);
+    const lease = this.r.acquire();
+    let past = this.emptyPast(1);
+    let pastGpu: Tensor[] = [];
+    try {
+      let input: number[] = [...promptIds];
+      let length = 0;
+      for (let step = 0; step < maxTokens; step++) {
+        if (options.signal?.aborted) throw new AbortedError(options.signal.reason);
+        const mask = [new Array<number>(length + input.length).fill(1)];
+        const positions = [input.map((_, i) => length + i)];
+        const out = await this.run([input], mask, positions, past, lease);
+        for (const t of pastGpu) t.dispose();
+        length += input.length;
+        const logits = await readLogits(out.logits);
+        const last = logits.subarray((input.length - 1) * this.vocab, input.length * this.vocab);
+        const next = sample(last);
+        past = {};
+        pastGpu = [];
+        for (let i = 0; i < this.kv.layers; i++) {
+          for (const kind of ["key", "value"] as const) {
+            const present = out[`present.${i}.${kind}`];
+            if (present === undefined)
+              throw new ClientError("bad_outputs", `graph did not return present.${i}.${kind}`);
+            past[`past_key_values.${i}.${kind}`] = present;
+            if (present.location === "gpu-buffer") pastGpu.push(present);
+          }
+        }
+        if (options.stopIds?.has(next)) return;
+        yield next;
+        input = [next];
+      }
+    } finally {
+      for (const t of pastGpu) t.dispose();
+      lease.release();
+    }
+  }
+}
+
+async function readLogits(t: Tensor | undefined): Promise<Float32Array> {
+  if (t === undefined) throw new ClientError("bad_outputs", "graph did not return logits");
+  const data = t.location === "cpu" ? t.data : await t.getData(true);
+  return data as Float32Array;
+}
+
+function disposeOutputs(out: Record<string, Tensor>): void {
+  for (const t of Object.values(out)) if (t.location === "gpu-buffer") t.dispose();
+}

@@ -1,0 +1,11 @@
+export type { Progress } from "./download.ts";
+export {
+  fileKey,
+  type LoadedFile,
+  type LoadedModelFiles,
+  type LoadOptions,
+  type LoadTimings,
+  loadModelFiles,
+} from "./load-files.ts";
+export { sha256Digest } from "./sha256.ts";
+export { type ModelSource, modelSource } from "./source.ts";

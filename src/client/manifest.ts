@@ -1,0 +1,74 @@
+// The manifest fields the client reads (docs/contracts.md, "Manifest").
+
+export type FileRole =
+  | "onnx"
+  | "onnx-data"
+  | "factors"
+  | "tokenizer"
+  | "tokenizer-config"
+  | "reference";
+
+export interface ManifestFile {
+  name: string;
+  role: FileRole | string;
+  sha256: string;
+  bytes: number;
+}
+
+export interface ClientManifest {
+  schema_version: number;
+  id: string;
+  family: "decoder" | "encoder";
+  architecture: string;
+  rank: number;
+  modules: { name: string; in: number; out: number }[];
+  factors: { file: string; sha256: string };
+  onnx: { file: string; data_file?: string | null };
+  io: {
+    inputs: string[];
+    outputs: string[];
+    R: { name: string; shape: number[]; dtype: string };
+  };
+  config: {
+    hidden_size: number;
+    num_layers: number;
+    num_attention_heads?: number;
+    num_kv_heads?: number;
+    head_dim?: number;
+    vocab_size: number;
+    bos_token_id?: number | null;
+    eos_token_id?: number | number[] | null;
+    max_position_embeddings?: number;
+  };
+  tokenizer?: { files: string[]; chat_template?: boolean };
+  files: ManifestFile[];
+}
+
+const SHA256_PATTERN = /^sha256:[0-9a-f]{64}$/;
+
+function fail(path: string, value: unknown, expected: string): never {
+  throw new TypeError(`manifest ${path} is ${JSON.stringify(value)}; expected ${expected}`);
+}
+
+/** Check the fields the client relies on (the full schema lives in src/manifest). */
+export function checkManifest(json: unknown): ClientManifest {
+  if (typeof json !== "object" || json === null) fail("", json, "an object");
+  const m = json as ClientManifest;
+  if (typeof m.id !== "string") fail("id", m.id, "a string");
+  if (m.family !== "decoder" && m.family !== "encoder")
+    fail("family", m.family, '"decoder" | "encoder"');
+  if (!Array.isArray(m.files)) fail("files", m.files, "an array");
+  for (const [i, f] of m.files.entries()) {
+    if (typeof f.name !== "string" || f.name.includes("/"))
+      fail(`files[${i}].name`, f.name, "a file name");
+    if (!SHA256_PATTERN.test(f.sha256)) fail(`files[${i}].sha256`, f.sha256, "sha256:<64 hex>");
+    if (!Number.isSafeInteger(f.bytes) || f.bytes < 0)
+      fail(`files[${i}].bytes`, f.bytes, "a byte count");
+  }
+  const shape = m.io?.R?.shape;
+  if (!Array.isArray(shape) || shape.length !== 3) fail("io.R.shape", shape, "[M, r, r]");
+  if (shape[0] !== m.modules.length || shape[1] !== m.rank || shape[2] !== m.rank) {
+    fail("io.R.shape", shape, `[${m.modules.length}, ${m.rank}, ${m.rank}] (modules, rank)`);
+  }
+  return m;
+}

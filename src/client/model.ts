@@ -1,0 +1,383 @@
+import type { Adapter, AdapterExpectations, AdapterHead } from "../format/index.ts";
+import { AdapterClient, type FetchedAdapter } from "./adapter/index.ts";
+import {
+  type Backend,
+  type BackendOptions,
+  createSession,
+  type InferenceSession,
+  selectBackend,
+} from "./backend/index.ts";
+import { type BlobCache, defaultCache } from "./cache/index.ts";
+import { AdapterRefusedError, ClientError, NotFoundError } from "./errors.ts";
+import type { ChatMessage } from "./generate/chat-template.ts";
+import { type DecodeOptions, DecoderRunner } from "./generate/decoder.ts";
+import { applyHead, EncoderRunner, padRows } from "./generate/encoder.ts";
+import { TextStream } from "./generate/stream-text.ts";
+import { loadTokenizer, type TextTokenizer } from "./generate/tokenizer.ts";
+import { type LoadTimings, loadModelFiles, modelSource, type Progress } from "./loader/index.ts";
+import type { ClientManifest } from "./manifest.ts";
+import { RSlot } from "./r-slot.ts";
+
+export interface LoadModelOptions extends BackendOptions {
+  /** Default: ~/.cache/loraxs (Node), Cache Storage (browser). */
+  cache?: BlobCache;
+  onProgress?: (p: Progress) => void;
+  fetch?: typeof fetch;
+  signal?: AbortSignal;
+  /** Re-hash cached files at start (default: trust the digest recorded at download). */
+  reverifyCache?: boolean;
+}
+
+export interface ModelTimings extends LoadTimings {
+  backendMs: number;
+  sessionMs: number;
+  tokenizerMs: number;
+  totalMs: number;
+}
+
+export interface GenerateOptions extends Omit<DecodeOptions, "stopIds"> {
+  /** Text that ends generation (not included in the output). */
+  stop?: readonly string[];
+}
+
+export interface GenerateChunk {
+  token: number;
+  /** New text (may be empty while a character or a possible stop string is incomplete). */
+  text: string;
+}
+
+export type Prompt = string | ChatMessage[] | { ids: readonly number[] };
+
+const now = () => performance.now();
+
+/** A loaded model whose R can be swapped per user without rebuilding the session. */
+export class PersonalModel {
+  readonly manifest: ClientManifest;
+  readonly backend: Backend;
+  readonly timings: ModelTimings;
+  readonly tokenizer: TextTokenizer | undefined;
+  readonly cache: BlobCache;
+  private readonly session: InferenceSession;
+  private readonly r: RSlot;
+  private readonly decoder: DecoderRunner | undefined;
+  private readonly encoder: EncoderRunner | undefined;
+  private head: AdapterHead | undefined;
+
+  constructor(parts: {
+    manifest: ClientManifest;
+    backend: Backend;
+    session: InferenceSession;
+    tokenizer: TextTokenizer | undefined;
+    timings: ModelTimings;
+    cache: BlobCache;
+  }) {
+    this.manifest = parts.manifest;
+    this.backend = parts.backend;
+    this.session = parts.session;
+    this.tokenizer = parts.tokenizer;
+    this.timings = parts.timings;
+    this.cache = parts.cache;
+    const shape = parts.manifest.io.R.shape as [number, number, number];
+    this.r = new RSlot(parts.backend, shape);
+    if (parts.manifest.family === "decoder") {
+      this.decoder = new DecoderRunner(parts.backend, parts.session, parts.manifest, this.r);
+    } else {
+      this.encoder = new EncoderRunner(
+        parts.backend,
+        parts.session,
+        parts.manifest.io.R.name,
+        parts.manifest.config.hidden_size,
+        this.r,
+      );
+    }
+  }
+
+  /** What an adapter for this model must match. */
+  get expectations(): AdapterExpectations {
+    const m = this.manifest;
+    const e: AdapterExpectations = {
+      model: m.id,
+      factors: m.factors.sha256,
+      rank: m.rank,
+      modules: m.modules.length,
+    };
+    if (m.family === "encoder") e.hidden = m.config.hidden_size;
+    return e;
+  }
+
+  /** Label of the current R ("zeros" for the base model). */
+  get adapterLabel(): string {
+    return this.r.label;
+  }
+
+  /** Swap R (and the head of an encoder); `null` runs the base model. Never rebuilds the session. */
+  setAdapter(adapter: Adapter | null, label?: string): void {
+    if (adapter === null) {
+      this.r.set(null, label ?? "zeros");
+      this.head = undefined;
+      return;
+    }
+    const e = this.expectations;
+    const checks: [string, unknown, unknown][] = [
+      ["model", adapter.model, e.model],
+      ["factors", adapter.factors, e.factors],
+      ["rank", adapter.rank, e.rank],
+      ["modules", adapter.modules, e.modules],
+    ];
+    for (const [what, got, want] of checks) {
+      if (got !== want) {
+        throw new AdapterRefusedError(
+          `${what}_mismatch`,
+          `adapter ${what} ${JSON.stringify(got)} does not match the model's ${JSON.stringify(want)}`,
+        );
+      }
+    }
+    this.r.set(adapter.R, label ?? "adapter");
+    this.head = adapter.head;
+  }
+
+  /** An API client for this model's adapters (expectations filled in from the manifest). */
+  adapterClient(options: {
+    api: string;
+    token: string | (() => string | Promise<string>);
+    fetch?: typeof fetch;
+  }): AdapterClient {
+    return new AdapterClient({
+      ...options,
+      model: this.manifest.id,
+      expect: this.expectations,
+      cache: this.cache,
+    });
+  }
+
+  /**
+   * Switch to a user: fetch their adapter and swap R. A user without an adapter (404) gets the
+   * base model (returns null); a refused adapter leaves the base model in place and throws.
+   */
+  async useUser(
+    client: AdapterClient,
+    user: string,
+    init: { signal?: AbortSignal } = {},
+  ): Promise<FetchedAdapter | null> {
+    try {
+      const fetched = await client.fetchAdapter(user, init);
+      this.setAdapter(fetched.adapter, user);
+      return fetched;
+    } catch (error) {
+      if (error instanceof NotFoundError) {
+        this.setAdapter(null);
+        return null;
+      }
+      if (error instanceof AdapterRefusedError) this.setAdapter(null);
+      throw error;
+    }
+  }
+
+  private needDecoder(): DecoderRunner {
+    if (this.decoder === undefined) {
+      throw new ClientError(
+        "wrong_family",
+        `model ${this.manifest.id} is an ${this.manifest.family}; this needs a decoder`,
+      );
+    }
+    return this.decoder;
+  }
+
+  private needEncoder(): EncoderRunner {
+    if (this.encoder === undefined) {
+      throw new ClientError(
+        "wrong_family",
+        `model ${this.manifest.id} is a ${this.manifest.family}; this needs an encoder`,
+      );
+    }
+    return this.encoder;
+  }
+
+  private needTokenizer(): TextTokenizer {
+    if (this.tokenizer === undefined) {
+      throw new ClientError(
+        "no_tokenizer",
+        `model ${this.manifest.id} lists no tokenizer files; pass token ids`,
+      );
+    }
+    return this.tokenizer;
+  }
+
+  /** Token ids of a prompt: chat messages go through the chat template. */
+  encodePrompt(prompt: Prompt): number[] {
+    if (typeof prompt === "object" && "ids" in prompt) return [...prompt.ids];
+    const tokenizer = this.needTokenizer();
+    const text = typeof prompt === "string" ? prompt : tokenizer.applyChatTemplate(prompt, true);
+    return tokenizer.encode(text, { addSpecialTokens: typeof prompt === "string" });
+  }
+
+  /** Last-position logits of each row (decoder), for checks against reference logits. */
+  forward(
+    ids: readonly (readonly number[])[],
+    mask?: readonly (readonly number[])[],
+    positionIds?: readonly (readonly number[])[],
+  ): Promise<Float32Array[]> {
+    return this.needDecoder().forward(ids, mask, positionIds);
+  }
+
+  /** Raw token ids, streamed (greedy unless sampling options say otherwise). */
+  tokens(prompt: Prompt, options: DecodeOptions = {}): AsyncGenerator<number> {
+    const stopIds = options.stopIds ?? this.tokenizer?.stopIds;
+    return this.needDecoder().decode(this.encodePrompt(prompt), { ...options, stopIds });
+  }
+
+  /** Stream the answer: one chunk per token, text deltas ending before any stop string. */
+  async *generate(prompt: Prompt, options: GenerateOptions = {}): AsyncGenerator<GenerateChunk> {
+    const tokenizer = this.needTokenizer();
+    const stream = new TextStream(options.stop);
+    const ids: number[] = [];
+    for await (const token of this.tokens(prompt, { ...options, stopIds: tokenizer.stopIds })) {
+      ids.push(token);
+      const text = stream.push(tokenizer.decode(ids));
+      yield { token, text };
+      if (stream.done) return;
+    }
+    const rest = stream.push(tokenizer.decode(ids), true);
+    if (rest.length > 0) yield { token: -1, text: rest };
+  }
+
+  /** The whole answer as one string. */
+  async complete(
+    prompt: Prompt,
+    options: GenerateOptions = {},
+  ): Promise<{ text: string; tokens: number[] }> {
+    let text = "";
+    const tokens: number[] = [];
+    for await (const chunk of this.generate(prompt, options)) {
+      text += chunk.text;
+      if (chunk.token >= 0) tokens.push(chunk.token);
+    }
+    return { text, tokens };
+  }
+
+  /** Sentence embeddings (encoder): L2-normalised, mean-pooled by the graph. */
+  async embed(texts: readonly string[]): Promise<Float32Array[]> {
+    const encoder = this.needEncoder();
+    const tokenizer = this.needTokenizer();
+    const { ids, mask } = padRows(
+      texts.map((t) => tokenizer.encode(t)),
+      tokenizer.padId,
+    );
+    return encoder.embedIds(ids, mask);
+  }
+
+  /** Labels and probabilities from the current adapter's head (encoder). */
+  async classify(
+    texts: readonly string[],
+  ): Promise<{ label: string; probabilities: Record<string, number> }[]> {
+    const head = this.head;
+    if (head === undefined) {
+      throw new ClientError(
+        "no_head",
+        `the current adapter (${this.r.label}) has no classification head`,
+      );
+    }
+    const embeddings = await this.embed(texts);
+    const labels = head.labels ?? Array.from({ length: head.classes }, (_, i) => String(i));
+    return embeddings.map((e) => {
+      const { probabilities } = applyHead(e, head);
+      let best = 0;
+      for (let c = 1; c < head.classes; c++)
+        if ((probabilities[c] as number) > (probabilities[best] as number)) best = c;
+      return {
+        label: labels[best] as string,
+        probabilities: Object.fromEntries(labels.map((l, c) => [l, probabilities[c] as number])),
+      };
+    });
+  }
+
+  async dispose(): Promise<void> {
+    this.r.dispose();
+    await this.session.release();
+  }
+}
+
+/**
+ * Load a model: pick the backend, download (or read from the cache) and verify every file of
+ * the manifest, create the session once, and start with R = zeros (the base model).
+ */
+export async function loadModel(
+  location: string,
+  options: LoadModelOptions = {},
+): Promise<PersonalModel> {
+  const start = now();
+  let t = now();
+  const backend = await selectBackend(options);
+  const backendMs = now() - t;
+  const cache = options.cache ?? (await defaultCache());
+  const source = modelSource(location, options.fetch);
+  const byPath = backend.runtime === "onnxruntime-node" && cache.localPath !== undefined;
+  const loaded = await loadModelFiles(source, {
+    cache,
+    onProgress: options.onProgress,
+    signal: options.signal,
+    reverifyCache: options.reverifyCache,
+    pathOnly: (f) => byPath && (f.role === "onnx" || f.role === "onnx-data"),
+  });
+  const { manifest, files } = loaded;
+  const onnx = files.get(manifest.onnx.file);
+  if (onnx === undefined) {
+    throw new ClientError(
+      "manifest_incomplete",
+      `manifest files lack the graph ${manifest.onnx.file}`,
+    );
+  }
+  const dataName = manifest.onnx.data_file ?? undefined;
+  const data = dataName === undefined ? undefined : files.get(dataName);
+  if (dataName !== undefined && data === undefined) {
+    throw new ClientError(
+      "manifest_incomplete",
+      `manifest files lack the external data ${dataName}`,
+    );
+  }
+  t = now();
+  const { session, backend: ready } = await createSession(
+    backend,
+    {
+      path: onnx.path,
+      bytes: onnx.bytes,
+      externalData:
+        dataName !== undefined && data?.bytes !== undefined
+          ? [{ path: dataName, data: data.bytes }]
+          : undefined,
+    },
+    {
+      outputsOnGpu:
+        manifest.family === "decoder"
+          ? Array.from({ length: manifest.config.num_layers }, (_, i) => [
+              `present.${i}.key`,
+              `present.${i}.value`,
+            ]).flat()
+          : [],
+    },
+  );
+  const sessionMs = now() - t;
+  t = now();
+  const tokenizerFile = manifest.files.find((f) => f.role === "tokenizer");
+  const configFile = manifest.files.find((f) => f.role === "tokenizer-config");
+  let tokenizer: TextTokenizer | undefined;
+  if (tokenizerFile !== undefined && configFile !== undefined) {
+    const json = (name: string) =>
+      JSON.parse(new TextDecoder().decode(files.get(name)?.bytes)) as Record<string, unknown>;
+    const eos = manifest.config.eos_token_id;
+    tokenizer = loadTokenizer(
+      json(tokenizerFile.name),
+      json(configFile.name),
+      eos == null ? [] : [eos].flat(),
+    );
+  }
+  const tokenizerMs = now() - t;
+  return new PersonalModel({
+    manifest,
+    backend: ready,
+    session,
+    tokenizer,
+    cache,
+    timings: { ...loaded.timings, backendMs, sessionMs, tokenizerMs, totalMs: now() - start },
+  });
+}
