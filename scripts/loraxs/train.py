@@ -1,0 +1,585 @@
+"""Train LoRA-XS adapters (only R, plus a classification head for encoders) for many users at once.
+
+One run trains a set of users together. Their adapters live in one table R [users, M, r, r]
+(one nn.Parameter); every example of a batch gathers its own user's row (`table[user_ids]`,
+shape [B, M, r, r]) into the model's shared RSource, so one forward/backward of the frozen
+base model serves every user in the batch. Each user keeps its own data stream, loss,
+step count, learning-rate schedule, gradient clip and early stopping, so a user's adapter is
+the one it would get trained alone (same data order, same steps), up to float rounding.
+
+    python -m loraxs.train --model-dir models/smollm2-135m --data alice.json bob.json --out-dir out
+    npm run train -- --model-dir models/tiny-llama --data notes.json --steps 100 --device cpu
+
+A data file is a job's data JSON ({"kind": "text", "texts": [...]} or {"kind": "labels",
+"examples": [...]}), optionally wrapped as {"data": ..., "options": {...}}; the user id is the
+file's stem unless --user is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Blocks, DataError, JobOptions, LabelData, TextData, parse_job_data, parse_options, split_blocks, text_blocks
+from .lora_xs import RSource, init_R
+
+
+@dataclass
+class TrainConfig:
+    # optimisation (AdamW on R, warm-up then cosine to min_lr_frac · lr)
+    weight_decay: float = 0.0  # R is tiny and starts at ~0: decay only pulls it back to the base model
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    warmup_frac: float = 0.05  # of each user's steps
+    min_lr_frac: float = 0.1
+    grad_clip: float = 1.0  # per user: one user's outlier batch never scales another's step
+    head_lr: float = 1e-2  # encoder heads read an L2-normalised embedding: they need larger steps
+    # held-out split and early stopping (per user)
+    val_frac: float = 0.0
+    eval_every: int = 50
+    patience: int = 3  # evaluations without improvement before a user stops
+    eval_batch: int = 16
+    # compute
+    device: str = "cpu"
+    autocast: bool = True  # bf16 autocast on CUDA; CPU always runs fp32
+    max_batch: int = 256  # examples in one forward (users × per-user batch), split into chunks above
+    progress: bool = True
+
+
+@dataclass
+class Examples:
+    """Tokenized classification examples: ids/mask/type_ids [N, T], labels [N] (class indices)."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    type_ids: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+    def subset(self, idx: torch.Tensor) -> Examples:
+        return Examples(self.ids[idx], self.mask[idx], self.type_ids[idx], self.labels[idx])
+
+
+@dataclass
+class UserTask:
+    """One user's training set-up inside a multi-user run."""
+
+    user: str
+    train: Blocks | Examples
+    val: Blocks | Examples | None = None
+    steps: int = 200
+    lr: float = 2e-3
+    seed: int = 0
+    batch_size: int = 4
+    classes: list[str] | None = None  # encoders: head row order
+
+
+@dataclass
+class UserResult:
+    user: str
+    R: torch.Tensor  # [M, r, r] float32, CPU
+    head_weight: torch.Tensor | None  # [C, hidden]
+    head_bias: torch.Tensor | None  # [C]
+    classes: list[str] | None
+    steps: int  # optimizer steps taken
+    best_step: int  # the step whose R was kept (== steps without a held-out split)
+    train_loss: float  # mean loss over the last eval_every steps
+    val_loss: float | None  # best held-out loss (token-mean NLL for decoders, CE for encoders)
+    stopped_early: bool
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def val_ppl(self) -> float | None:
+        return math.exp(self.val_loss) if self.val_loss is not None else None
+
+
+def user_seed(seed: int, user: str) -> int:
+    """A user's own seed: independent of which other users share the run."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{user}".encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+class Stream:
+    """A user's example order: seeded random permutations, one per epoch, drawn k at a time."""
+
+    def __init__(self, n: int, seed: int):
+        self.n = n
+        self.g = torch.Generator().manual_seed(seed)
+        self.perm = torch.randperm(n, generator=self.g)
+        self.pos = 0
+
+    def take(self, k: int) -> torch.Tensor:
+        out = []
+        while k > 0:
+            if self.pos == self.n:
+                self.perm, self.pos = torch.randperm(self.n, generator=self.g), 0
+            part = self.perm[self.pos : self.pos + k]
+            out.append(part)
+            self.pos += len(part)
+            k -= len(part)
+        return torch.cat(out)
+
+
+def lr_at(step: int, steps: int, lr: float, cfg: TrainConfig) -> float:
+    """Warm-up then cosine; `step` counts from 1."""
+    warmup = max(1, round(cfg.warmup_frac * steps)) if cfg.warmup_frac > 0 else 0
+    if step <= warmup:
+        return lr * step / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    min_lr = cfg.min_lr_frac * lr
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class TableAdamW:
+    """AdamW over tensors whose first axis is the user, as one vectorized step for the whole table.
+
+    Same arithmetic as torch.optim.AdamW, except that every user has its own step count (bias
+    correction), learning rate and gradient-norm clip, and users outside `active` stay untouched
+    (no momentum drift, no decay), which is what per-user schedules and early stopping need.
+    """
+
+    def __init__(self, params: list[torch.Tensor], betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        self.params = params
+        self.users = params[0].shape[0]
+        self.b1, self.b2 = betas
+        self.eps = eps
+        self.wd = weight_decay
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.t = torch.zeros(self.users, dtype=torch.float64, device=params[0].device)
+
+    def clip_(self, max_norm: float) -> torch.Tensor:
+        """Scales each user's gradient (all its tensors together) to norm ≤ max_norm; returns the norms."""
+        sq = sum(p.grad.float().pow(2).flatten(1).sum(1) for p in self.params)  # [U]
+        norms = sq.sqrt()
+        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for p in self.params:
+            p.grad.mul_(coef.view(-1, *[1] * (p.dim() - 1)).to(p.grad.dtype))
+        return norms
+
+    @torch.no_grad()
+    def step(self, active: torch.Tensor, lrs: list[torch.Tensor]) -> None:
+        """`active` bool [U]; `lrs[i]` float [U], the learning rate of every user for params[i]."""
+        self.t += active.to(self.t.dtype)
+        t = self.t.clamp(min=1)
+        bc1 = (1 - self.b1**t).float()
+        bc2_sqrt = (1 - self.b2**t).sqrt().float()
+        for p, m, v, lr in zip(self.params, self.m, self.v, lrs):
+            shape = (-1, *[1] * (p.dim() - 1))
+            a = active.view(shape)
+            g = p.grad if p.grad is not None else torch.zeros_like(p)
+            lr_b = (lr * active).view(shape).to(p.dtype)
+            p.mul_(1 - lr_b * self.wd)
+            m.copy_(torch.where(a, m.lerp(g, 1 - self.b1), m))
+            v.copy_(torch.where(a, v * self.b2 + (1 - self.b2) * g * g, v))
+            denom = (v.sqrt() / bc2_sqrt.view(shape)) + self.eps
+            p.sub_((lr_b / bc1.view(shape).to(p.dtype)) * m / denom)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """sentence-transformers mean pooling + L2 normalisation: the ONNX `sentence_embedding`."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    emb = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    return F.normalize(emb.float(), p=2, dim=-1)
+
+
+def lm_losses(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example summed next-token NLL [B] and target-token counts [B]."""
+    B, T, V = logits.shape
+    nll = F.cross_entropy(logits[:, :-1].reshape(-1, V).float(), ids[:, 1:].reshape(-1), reduction="none").view(B, T - 1)
+    valid = (mask[:, 1:] * mask[:, :-1]).to(nll.dtype)
+    return (nll * valid).sum(1), valid.sum(1)
+
+
+class MultiUserTrainer:
+    """Trains R (and heads) for a list of users on one frozen, LoRA-XS-injected base model."""
+
+    def __init__(self, model: nn.Module, source: RSource, family: str, tasks: list[UserTask], cfg: TrainConfig):
+        if family not in ("decoder", "encoder"):
+            raise ValueError(f"family {family!r} is not one of decoder, encoder")
+        if not tasks:
+            raise ValueError("no users to train")
+        names = [t.user for t in tasks]
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise ValueError(f"user {dup!r} appears twice in one run")
+        self.model, self.source, self.family, self.tasks, self.cfg = model, source, family, tasks, cfg
+        self.device = torch.device(cfg.device)
+        self.U = len(tasks)
+        M, r = source.modules, source.rank
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model.eval()  # dropout off: the base model is frozen, and equal users must see equal math
+        # One table for all users; each user's init comes from its own seed (not its position).
+        R0 = torch.stack([init_R(M, r, seed=t.seed) for t in tasks])
+        self.table = nn.Parameter(R0.to(self.device))
+        self.params = [self.table]
+        self.lr_scale = [1.0]
+        self.head_w = self.head_b = self.class_valid = None
+        if family == "encoder":
+            hidden = model.config.hidden_size
+            C = max(len(t.classes or []) for t in tasks)
+            if C < 2:
+                raise ValueError("encoder users need classes (at least 2 labels)")
+            self.head_w = nn.Parameter(torch.zeros(self.U, C, hidden, device=self.device))
+            self.head_b = nn.Parameter(torch.zeros(self.U, C, device=self.device))
+            self.class_valid = torch.zeros(self.U, C, dtype=torch.bool, device=self.device)
+            for u, t in enumerate(tasks):
+                self.class_valid[u, : len(t.classes or [])] = True
+            self.params += [self.head_w, self.head_b]
+        self.opt = TableAdamW(self.params, cfg.betas, cfg.eps, cfg.weight_decay)
+        self.streams = [Stream(len(t.train), t.seed) for t in tasks]
+        self.use_autocast = cfg.autocast and self.device.type == "cuda"
+
+    # -- one forward over a list of (user index, example indices) -------------------------------
+    def _forward(self, rows: torch.Tensor, data: Blocks | Examples) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example loss sums and weights for examples `data` belonging to users `rows`."""
+        dev = self.device
+        self.source.set(self.table[rows])  # [B, M, r, r]: each example its own user's R
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.use_autocast):
+            if self.family == "decoder":
+                ids, mask = data.ids.to(dev), data.mask.to(dev)
+                logits = self.model(input_ids=ids, attention_mask=mask).logits
+                out = lm_losses(logits, ids, mask)
+            else:
+                ids, mask = data.ids.to(dev), data.mask.to(dev)
+                hidden = self.model(input_ids=ids, attention_mask=mask, token_type_ids=data.type_ids.to(dev)).last_hidden_state
+                emb = mean_pool(hidden, mask)
+                logits = torch.einsum("bh,bch->bc", emb, self.head_w[rows]) + self.head_b[rows]
+                logits = logits.masked_fill(~self.class_valid[rows], float("-inf"))
+                loss = F.cross_entropy(logits, data.labels.to(dev), reduction="none")
+                out = loss, torch.ones_like(loss)
+        self.source.set(None)
+        return out
+
+    def _gather(self, u: int, idx: torch.Tensor, split: str) -> Blocks | Examples:
+        d = getattr(self.tasks[u], split)
+        if isinstance(d, Blocks):
+            return Blocks(d.ids[idx], d.mask[idx])
+        return d.subset(idx)
+
+    @staticmethod
+    def _cat(parts: list[Blocks | Examples]) -> Blocks | Examples:
+        if isinstance(parts[0], Blocks):
+            return Blocks(torch.cat([p.ids for p in parts]), torch.cat([p.mask for p in parts]))
+        return Examples(*(torch.cat([getattr(p, f) for p in parts]) for f in ("ids", "mask", "type_ids", "labels")))
+
+    @torch.no_grad()
+    def evaluate(self, users: list[int]) -> dict[int, float]:
+        """Held-out loss of each listed user with its current R (token-mean NLL or mean CE)."""
+        sums = torch.zeros(self.U, dtype=torch.float64)
+        counts = torch.zeros(self.U, dtype=torch.float64)
+        items = [(u, i) for u in users if self.tasks[u].val is not None for i in range(len(self.tasks[u].val))]
+        bs = self.cfg.eval_batch
+        for k in range(0, len(items), bs):
+            chunk = items[k : k + bs]
+            rows = torch.tensor([u for u, _ in chunk], device=self.device)
+            parts = [self._gather(u, torch.tensor([i]), "val") for u, i in chunk]
+            s, c = self._forward(rows, self._cat(parts))
+            sums.index_add_(0, rows.cpu(), s.double().cpu())
+            counts.index_add_(0, rows.cpu(), c.double().cpu())
+        return {u: float(sums[u] / counts[u]) for u in users if counts[u] > 0}
+
+    def train(self, should_stop: Callable[[], bool] | None = None) -> list[UserResult]:
+        cfg, U = self.cfg, self.U
+        steps = torch.tensor([t.steps for t in self.tasks])
+        lrs = torch.tensor([t.lr for t in self.tasks], dtype=torch.float64)
+        done = torch.zeros(U, dtype=torch.long)
+        stopped = torch.zeros(U, dtype=torch.bool)
+        best = self._snapshot()
+        best_loss = [math.inf] * U
+        best_step = [0] * U
+        bad = [0] * U
+        recent: list[list[float]] = [[] for _ in range(U)]
+        history: list[list[dict]] = [[] for _ in range(U)]
+        has_val = [t.val is not None for t in self.tasks]
+        total = int(steps.max())
+        bar = None
+        if cfg.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True)
+        for s in range(total):
+            if should_stop is not None and should_stop():
+                raise InterruptedError(f"training stopped at step {s} of {total}")
+            active = (done < steps) & ~stopped
+            act = active.nonzero().flatten().tolist()
+            if not act:
+                break
+            # Each active user contributes its own next batch_size examples.
+            rows_l, parts = [], []
+            for u in act:
+                idx = self.streams[u].take(self.tasks[u].batch_size)
+                rows_l += [u] * len(idx)
+                parts.append(self._gather(u, idx, "train"))
+            rows = torch.tensor(rows_l, device=self.device)
+            batch = self._cat(parts)
+            sums = torch.zeros(U, device=self.device)
+            counts = torch.zeros(U, device=self.device)
+            # Users' losses are independent: the total is a sum of per-user means, so each row of
+            # the table gets exactly its own user's gradient. Chunks accumulate gradients.
+            counts.index_add_(0, rows, self._weights(rows, batch))
+            for k in range(0, len(rows_l), cfg.max_batch):
+                sl = slice(k, k + cfg.max_batch)
+                s_ex, _ = self._forward(rows[sl], self._slice(batch, sl))
+                per_user = torch.zeros(U, device=self.device).index_add(0, rows[sl], s_ex.float())
+                (per_user / counts.clamp(min=1)).sum().backward()
+                sums += per_user.detach()
+            for p in self.params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            self.opt.clip_(cfg.grad_clip)
+            done += active.long()
+            step_lr = torch.tensor([lr_at(int(done[u]), int(steps[u]), float(lrs[u]), cfg) if active[u] else 0.0 for u in range(U)])
+            act_dev = active.to(self.device)
+            group_lrs = [step_lr.to(self.device, torch.float32)]
+            if self.family == "encoder":
+                head = step_lr * (cfg.head_lr / lrs)
+                group_lrs += [head.to(self.device, torch.float32)] * 2
+            self.opt.step(act_dev, group_lrs)
+            self.opt.zero_grad()
+            losses = (sums / counts.clamp(min=1)).cpu()
+            for u in act:
+                recent[u] = (recent[u] + [float(losses[u])])[-cfg.eval_every :]
+            # Held-out evaluation and per-user early stopping.
+            to_eval = [u for u in act if has_val[u] and (int(done[u]) % cfg.eval_every == 0 or done[u] == steps[u])]
+            if to_eval:
+                for u, vl in self.evaluate(to_eval).items():
+                    history[u].append({"step": int(done[u]), "val_loss": vl, "train_loss": sum(recent[u]) / len(recent[u])})
+                    if vl < best_loss[u]:
+                        best_loss[u], best_step[u], bad[u] = vl, int(done[u]), 0
+                        self._snapshot_into(best, u)
+                    else:
+                        bad[u] += 1
+                        if bad[u] >= cfg.patience:
+                            stopped[u] = True
+            if bar is not None:
+                bar.update(1)
+                mean = sum(float(losses[u]) for u in act) / len(act)
+                bar.set_postfix(users=len(act), loss=f"{mean:.4f}")
+        if bar is not None:
+            bar.close()
+        last = self._snapshot()
+        results = []
+        for u, t in enumerate(self.tasks):
+            keep = best if has_val[u] and best_step[u] > 0 else last
+            results.append(
+                UserResult(
+                    user=t.user,
+                    R=keep[0][u].clone(),
+                    head_weight=keep[1][u, : len(t.classes)].clone() if self.family == "encoder" else None,
+                    head_bias=keep[2][u, : len(t.classes)].clone() if self.family == "encoder" else None,
+                    classes=t.classes,
+                    steps=int(done[u]),
+                    best_step=best_step[u] if has_val[u] and best_step[u] > 0 else int(done[u]),
+                    train_loss=sum(recent[u]) / max(1, len(recent[u])),
+                    val_loss=best_loss[u] if has_val[u] and best_step[u] > 0 else None,
+                    stopped_early=bool(stopped[u]),
+                    history=history[u],
+                )
+            )
+        return results
+
+    def _weights(self, rows: torch.Tensor, batch: Blocks | Examples) -> torch.Tensor:
+        if isinstance(batch, Blocks):
+            m = batch.mask.to(self.device)
+            return (m[:, 1:] * m[:, :-1]).sum(1).float()
+        return torch.ones(len(rows), device=self.device)
+
+    @staticmethod
+    def _slice(batch: Blocks | Examples, sl: slice) -> Blocks | Examples:
+        if isinstance(batch, Blocks):
+            return Blocks(batch.ids[sl], batch.mask[sl])
+        return Examples(batch.ids[sl], batch.mask[sl], batch.type_ids[sl], batch.labels[sl])
+
+    def _snapshot(self) -> list[torch.Tensor]:
+        return [p.detach().float().cpu().clone() for p in self.params]
+
+    def _snapshot_into(self, snap: list[torch.Tensor], u: int) -> None:
+        for s, p in zip(snap, self.params):
+            s[u] = p.detach()[u].float().cpu()
+
+
+# ---------------------------------------------------------------------------------------------
+# From job data to tasks, and from results to adapter files
+
+
+def label_examples(tokenizer, texts: list[str], labels: list[str], classes: list[str], seq_len: int) -> Examples:
+    enc = tokenizer(texts, truncation=True, max_length=seq_len, padding="max_length", return_tensors="pt")
+    type_ids = enc.get("token_type_ids")
+    if type_ids is None:
+        type_ids = torch.zeros_like(enc["input_ids"])
+    index = {c: i for i, c in enumerate(classes)}
+    return Examples(enc["input_ids"], enc["attention_mask"], type_ids, torch.tensor([index[l] for l in labels]))
+
+
+def make_task(user: str, data: TextData | LabelData, opts: JobOptions, tokenizer, val_frac: float = 0.0) -> UserTask:
+    """Tokenizes one user's data into a UserTask (seeded held-out split when val_frac > 0)."""
+    seed = user_seed(opts.seed, user)
+    if isinstance(data, TextData):
+        blocks = text_blocks(tokenizer, data.texts, opts.seq_len)
+        if blocks.tokens < 2:
+            raise DataError(f"data.texts of user {user!r} tokenize to {blocks.tokens} tokens; at least 2 are needed")
+        train, val = split_blocks(blocks, val_frac, seed)
+        return UserTask(user, train, val, opts.steps, opts.lr, seed, opts.batch_size)
+    ex = label_examples(tokenizer, data.texts, data.labels, data.classes, opts.seq_len)
+    val = None
+    n_val = int(len(ex) * val_frac)
+    if val_frac > 0 and 1 <= n_val < len(ex):
+        perm = torch.randperm(len(ex), generator=torch.Generator().manual_seed(seed))
+        ex, val = ex.subset(perm[n_val:].sort().values), ex.subset(perm[:n_val].sort().values)
+    return UserTask(user, ex, val, opts.steps, opts.lr, seed, opts.batch_size, classes=data.classes)
+
+
+def created_now() -> str:
+    """ISO time of creation; SOURCE_DATE_EPOCH pins it for reproducible files."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    t = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def adapter_args(result: UserResult, manifest: dict, source: str, created: str | None, note: str | None = None) -> dict:
+    """Keyword arguments of adapter.save_adapter / encode_adapter for one user's result."""
+    metadata = {"source": source, "steps": str(result.steps)}
+    if created:
+        metadata["created"] = created
+    if note:
+        metadata["note"] = note
+    head = None
+    if result.head_weight is not None:
+        head = {"weight": result.head_weight, "bias": result.head_bias, "labels": list(result.classes or [])}
+    return dict(
+        model=manifest["id"],
+        factors=manifest["factors"]["sha256"],
+        rank=int(manifest["rank"]),
+        modules=len(manifest["modules"]),
+        R=result.R,
+        head=head,
+        metadata=metadata,
+    )
+
+
+def encode_result(result: UserResult, manifest: dict, source: str = "worker", created: str | None = None, note: str | None = None) -> bytes:
+    from .adapter import encode_adapter
+
+    return encode_adapter(**adapter_args(result, manifest, source, created, note))
+
+
+def save_result(path: str | Path, result: UserResult, manifest: dict, source: str = "worker", created: str | None = None, note: str | None = None) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(encode_result(result, manifest, source, created, note))
+
+
+def train_config_summary(tasks: list[UserTask], source: RSource, cfg: TrainConfig, family: str) -> dict:
+    per_user = source.modules * source.rank * source.rank
+    tokens = sum(t.batch_size * t.train.ids.shape[1] for t in tasks)
+    return {
+        **{k: v for k, v in asdict(cfg).items() if k != "progress"},
+        "family": family,
+        "users": len(tasks),
+        "modules": source.modules,
+        "rank": source.rank,
+        "trainable_per_user": per_user,
+        "examples_per_step": sum(t.batch_size for t in tasks),
+        "tokens_per_step": tokens,
+        "steps": max(t.steps for t in tasks),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def _read_data_file(path: Path) -> tuple[object, object]:
+    obj = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(obj, dict) and "data" in obj:
+        return obj["data"], obj.get("options")
+    return obj, None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loraxs.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model-dir", required=True, help="prepared model folder (manifest.json + factors.safetensors)")
+    p.add_argument("--data", nargs="+", required=True, help="job data JSON files, one per user")
+    p.add_argument("--user", default=None, help="user id (one data file only; default: the file stem)")
+    p.add_argument("--out-dir", default="out/adapters", help="where <user>.safetensors files go")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seq-len", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None, help="examples per user per step")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--val-frac", type=float, default=0.0, help="held-out fraction for early stopping")
+    p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--head-lr", type=float, default=1e-2)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    p.add_argument("--source", default="worker", help="adapter metadata `source`")
+    p.add_argument("--note", default=None)
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+
+    from .models import load_prepared
+
+    torch.manual_seed(0)
+    files = [Path(f) for f in args.data]
+    if args.user and len(files) != 1:
+        p.error(f"--user names one user but {len(files)} data files were given")
+    cli = {k: getattr(args, k) for k in ("steps", "lr", "seq_len", "batch_size", "seed") if getattr(args, k) is not None}
+    base, factors, source, manifest = load_prepared(args.model_dir)
+    if args.device == "cuda":
+        base.model.to("cuda")
+        _fast_attention(base.model)
+    tasks = []
+    for f in files:
+        data, options = _read_data_file(f)
+        opts = parse_options({**(options or {}), **cli})
+        user = args.user or f.stem
+        tasks.append(make_task(user, parse_job_data(data, base.family), opts, base.tokenizer, args.val_frac))
+    cfg = TrainConfig(val_frac=args.val_frac, eval_every=args.eval_every, patience=args.patience, head_lr=args.head_lr,
+                      weight_decay=args.weight_decay, grad_clip=args.grad_clip, device=args.device,
+                      progress=not args.no_progress)
+    summary = train_config_summary(tasks, source, cfg, base.family)
+    print(json.dumps({"model": manifest["id"], "factors": manifest["factors"]["sha256"], **summary}, indent=1))
+    t0 = time.time()
+    results = MultiUserTrainer(base.model, source, base.family, tasks, cfg).train()
+    created = created_now()
+    out = Path(args.out_dir)
+    for r in results:
+        path = out / f"{r.user}.safetensors"
+        save_result(path, r, manifest, source=args.source, created=created, note=args.note)
+        extra = f" val_ppl={r.val_ppl:.3f} best_step={r.best_step}" if r.val_loss is not None and base.family == "decoder" else ""
+        print(f"{r.user}: steps={r.steps} train_loss={r.train_loss:.4f}{extra} -> {path} ({path.stat().st_size} bytes)")
+    print(f"trained {len(results)} users in {time.time() - t0:.1f}s")
+    return 0
+
+
+def _fast_attention(model: nn.Module) -> None:
+    """Prepared models load with eager attention (for export); training on a GPU wants SDPA."""
+    try:
+        model.set_attn_implementation("sdpa")
+    except Exception:  # older transformers or a model without SDPA support: keep eager
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
