@@ -44,7 +44,7 @@ export async function callApi(
     response = await io.fetch(url, {
       method: options.method,
       headers,
-      body: options.body,
+      body: options.body as Uint8Array<ArrayBuffer> | undefined,
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
   } catch (error) {
