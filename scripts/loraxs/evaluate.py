@@ -110,8 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     base.model.to(args.device)
     R = head = None
     if args.adapter:
-        adapter = load_adapter(args.adapter, expect=manifest)
-        R, head = adapter.R.float(), adapter.head
+        from .train import expectations
+
+        adapter = load_adapter(args.adapter, expect=expectations(manifest))
+        R = torch.from_numpy(adapter.R).float()
+        if adapter.head is not None:
+            head = {"weight": torch.from_numpy(adapter.head.weight), "bias": torch.from_numpy(adapter.head.bias),
+                    "labels": adapter.head.labels or [str(i) for i in range(adapter.head.classes)]}
     result: dict[str, object] = {"model": manifest["id"], "adapter": args.adapter}
     if base.family == "decoder":
         if not args.text:

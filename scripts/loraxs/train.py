@@ -465,7 +465,9 @@ def adapter_args(result: UserResult, manifest: dict, source: str, created: str |
         metadata["note"] = note
     head = None
     if result.head_weight is not None:
-        head = {"weight": result.head_weight, "bias": result.head_bias, "labels": list(result.classes or [])}
+        C, hidden = result.head_weight.shape
+        head = {"weight": result.head_weight, "bias": result.head_bias, "classes": C, "hidden": hidden,
+                "labels": list(result.classes or [])}
     return dict(
         model=manifest["id"],
         factors=manifest["factors"]["sha256"],
@@ -475,6 +477,15 @@ def adapter_args(result: UserResult, manifest: dict, source: str, created: str |
         head=head,
         metadata=metadata,
     )
+
+
+def expectations(manifest: dict) -> dict:
+    """What an adapter for this model must say (adapter.decode_adapter's `expect`)."""
+    out = {"model": manifest["id"], "factors": manifest["factors"]["sha256"], "rank": int(manifest["rank"]),
+           "modules": len(manifest["modules"])}
+    if manifest.get("family") == "encoder" and manifest.get("config", {}).get("hidden_size"):
+        out["hidden"] = int(manifest["config"]["hidden_size"])
+    return out
 
 
 def encode_result(result: UserResult, manifest: dict, source: str = "worker", created: str | None = None, note: str | None = None) -> bytes:
@@ -533,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    p.add_argument("--source", default="worker", help="adapter metadata `source`")
+    p.add_argument("--source", default="worker", choices=["worker", "import"], help="adapter metadata `source`")
     p.add_argument("--note", default=None)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)

@@ -253,3 +253,54 @@ def test_pack_blocks_pads_the_tail_and_masks_it():
     b = pack_blocks(list(range(10)), 4)
     assert b.ids.shape == (3, 4) and b.tokens == 10
     assert b.mask[2].tolist() == [1, 1, 0, 0]
+
+
+def fake_manifest(tmp_path, factors: Factors, model_id: str, family: str, hidden: int = 32) -> dict:
+    """The manifest fields the trainer reads, for a factor file really written and hashed."""
+    from loraxs.lora_xs import save_factors
+
+    digest = save_factors(tmp_path / "factors.safetensors", factors, model_id)
+    return {"id": model_id, "family": family, "rank": factors.rank,
+            "modules": [{"name": n} for n in factors.names],
+            "factors": {"file": "factors.safetensors", "sha256": digest}, "config": {"hidden_size": hidden}}
+
+
+def test_trainer_adapter_decodes_against_the_manifest_and_is_byte_reproducible(tmp_path):
+    from loraxs.adapter import AdapterFormatError, decode_adapter
+    from loraxs.train import encode_result, expectations
+
+    def run():
+        model, source, factors = tiny_decoder()
+        tasks = [UserTask("alice", pattern_blocks(5, 3), steps=5, lr=1e-2, seed=3)]
+        return factors, MultiUserTrainer(model, source, "decoder", tasks, cfg()).train()[0]
+
+    factors, r = run()
+    manifest = fake_manifest(tmp_path, factors, "tiny-test", "decoder")
+    data = encode_result(r, manifest, source="worker", created="2026-11-28T00:00:00Z")
+    a = decode_adapter(data, expect=expectations(manifest))
+    assert a.R.shape == (len(factors.names), RANK, RANK) and a.dtype == "F16" and a.head is None
+    assert a.metadata["source"] == "worker" and a.metadata["steps"] == "5"
+    assert a.metadata["created"] == "2026-11-28T00:00:00Z"
+    assert torch.allclose(torch.from_numpy(a.R), r.R.half().float())
+    # same inputs + seed -> identical bytes
+    assert encode_result(run()[1], manifest, source="worker", created="2026-11-28T00:00:00Z") == data
+    # an adapter for another factor set is refused
+    with pytest.raises(AdapterFormatError) as e:
+        decode_adapter(data, expect={**expectations(manifest), "factors": "sha256:" + "0" * 64})
+    assert e.value.code == "factors_mismatch"
+
+
+def test_encoder_adapter_carries_head_and_labels(tmp_path):
+    from loraxs.adapter import decode_adapter
+    from loraxs.train import encode_result, expectations
+
+    model, source, factors = tiny_encoder()
+    ids = torch.randint(5, VOCAB, (8, 10), generator=torch.Generator().manual_seed(0))
+    ex = Examples(ids, torch.ones_like(ids), torch.zeros_like(ids), torch.arange(8) % 3)
+    task = UserTask("u", ex, steps=3, lr=1e-2, seed=0, batch_size=4, classes=["a", "b", "c"])
+    [r] = MultiUserTrainer(model, source, "encoder", [task], cfg()).train()
+    manifest = fake_manifest(tmp_path, factors, "tiny-enc", "encoder", hidden=32)
+    a = decode_adapter(encode_result(r, manifest), expect=expectations(manifest))
+    assert a.head is not None and a.head.labels == ["a", "b", "c"]
+    assert a.head.weight.shape == (3, 32) and a.head.bias.shape == (3,)
+    assert torch.allclose(torch.from_numpy(a.head.weight), r.head_weight.half().float())
