@@ -6,7 +6,7 @@ export interface ChatMessage {
 }
 
 /** Default system prompt of a ChatML template, e.g. SmolLM2's "You are a helpful AI assistant named SmolLM, …". */
-const DEFAULT_SYSTEM = /<\|im_start\|>system\\?n([^<]*?)<\|im_end\|>/;
+const DEFAULT_SYSTEM = /<\|im_start\|>system(?:\n|\\n)([^<]*?)<\|im_end\|>/;
 
 /**
  * Renders chat messages for a ChatML template (SmolLM2, Qwen and others): each message is
@@ -24,7 +24,7 @@ export function chatTemplate(
     );
   }
   const match = template === undefined ? null : DEFAULT_SYSTEM.exec(template);
-  const defaultSystem = match?.[1];
+  const defaultSystem = match?.[1]?.replace(/\\n/g, "\n");
   return (messages, addGenerationPrompt = true) => {
     let out = "";
     if (defaultSystem !== undefined && messages[0]?.role !== "system") {

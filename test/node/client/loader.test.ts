@@ -1,0 +1,149 @@
+import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  fsCache,
+  ModelFileError,
+  memoryCache,
+  OfflineError,
+  type Progress,
+} from "../../../src/client/index.ts";
+import { loadModelFiles, modelSource } from "../../../src/client/loader/index.ts";
+import { type StaticServer, startStaticServer } from "./helpers/static-server.ts";
+
+// A model folder with real files (contents irrelevant to the loader) and a manifest naming them.
+const root = mkdtempSync(join(tmpdir(), "loraxs-loader-"));
+const files = {
+  "model.onnx": new Uint8Array(300_000).map((_, i) => (i * 7) & 0xff),
+  "model.onnx.data": new Uint8Array(1_000_000).map((_, i) => (i * 13) & 0xff),
+  "tokenizer.json": new TextEncoder().encode('{"model": {}}'),
+};
+const sha = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
+const manifest = {
+  schema_version: 1,
+  id: "loader-test",
+  family: "decoder",
+  architecture: "LlamaForCausalLM",
+  rank: 2,
+  modules: [{ name: "m.0", in: 4, out: 4 }],
+  factors: { file: "factors.safetensors", sha256: `sha256:${"0".repeat(64)}` },
+  onnx: { file: "model.onnx", data_file: "model.onnx.data" },
+  io: { inputs: [], outputs: [], R: { name: "R", shape: [1, 2, 2], dtype: "float32" } },
+  config: { hidden_size: 4, num_layers: 1, vocab_size: 8 },
+  files: [
+    { name: "model.onnx", role: "onnx", sha256: sha(files["model.onnx"]), bytes: 300_000 },
+    {
+      name: "model.onnx.data",
+      role: "onnx-data",
+      sha256: sha(files["model.onnx.data"]),
+      bytes: 1_000_000,
+    },
+    {
+      name: "tokenizer.json",
+      role: "tokenizer",
+      sha256: sha(files["tokenizer.json"]),
+      bytes: files["tokenizer.json"].byteLength,
+    },
+  ],
+};
+for (const [name, bytes] of Object.entries(files)) writeFileSync(join(root, name), bytes);
+writeFileSync(join(root, "manifest.json"), JSON.stringify(manifest));
+
+let server: StaticServer;
+beforeAll(async () => {
+  server = await startStaticServer(root);
+});
+afterAll(async () => {
+  await server.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe("model file loader", () => {
+  it("downloads every file with progress, verifies it, and the second start downloads nothing", async () => {
+    const cacheDir = mkdtempSync(join(tmpdir(), "loraxs-cache-"));
+    try {
+      const cache = await fsCache(cacheDir);
+      const source = modelSource(`${server.url}/manifest.json`);
+      const events: Progress[] = [];
+      server.requests.length = 0;
+      const first = await loadModelFiles(source, { cache, onProgress: (p) => events.push(p) });
+      expect(server.requests).toEqual([
+        "/manifest.json",
+        "/model.onnx",
+        "/model.onnx.data",
+        "/tokenizer.json",
+      ]);
+      expect(first.timings.downloadedBytes).toBe(1_300_000 + files["tokenizer.json"].byteLength);
+      expect(first.files.get("model.onnx.data")?.bytes).toEqual(files["model.onnx.data"]);
+      const data = events.filter((e) => e.file === "model.onnx.data" && e.phase === "download");
+      expect(data.length).toBeGreaterThan(1);
+      expect(data.at(-1)?.loaded).toBe(1_000_000);
+      expect(data.every((e, i) => i === 0 || e.loaded > (data[i - 1]?.loaded ?? 0))).toBe(true);
+
+      server.requests.length = 0;
+      const second = await loadModelFiles(source, {
+        cache,
+        pathOnly: (f) => f.role === "onnx" || f.role === "onnx-data",
+      });
+      expect(server.requests).toEqual(["/manifest.json"]);
+      expect(second.timings.cachedFiles).toBe(3);
+      expect(second.timings.downloadedBytes).toBe(0);
+      // onnxruntime-node reads the graph by path: the graph and its data share a folder.
+      expect(second.files.get("model.onnx")?.path).toBe(
+        join(cacheDir, "models", "loader-test", "model.onnx"),
+      );
+      expect(second.files.get("model.onnx.data")?.path).toBe(
+        join(cacheDir, "models", "loader-test", "model.onnx.data"),
+      );
+      expect(second.files.get("tokenizer.json")?.bytes).toEqual(files["tokenizer.json"]);
+    } finally {
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses a file whose sha256 differs from the manifest and caches nothing of it", async () => {
+    const cache = memoryCache();
+    server.corrupt.add("/model.onnx.data");
+    try {
+      const error = await loadModelFiles(modelSource(`${server.url}/manifest.json`), {
+        cache,
+      }).catch((e) => e);
+      expect(error).toBeInstanceOf(ModelFileError);
+      expect(error.code).toBe("sha256_mismatch");
+      expect(error.message).toContain(manifest.files[1]?.sha256);
+      expect(await cache.get("models/loader-test/model.onnx.data")).toBeUndefined();
+      expect(await cache.get("models/loader-test/model.onnx")).toBeDefined();
+    } finally {
+      server.corrupt.clear();
+    }
+  });
+
+  it("reads a local folder in Node, and a cached manifest when the host is unreachable", async () => {
+    const cache = memoryCache();
+    const local = await loadModelFiles(modelSource(root), { cache });
+    expect(local.manifest.id).toBe("loader-test");
+    const other = await startStaticServer(root);
+    const url = `${other.url}/manifest.json`;
+    await loadModelFiles(modelSource(url), { cache });
+    await other.close();
+    const offline = await loadModelFiles(modelSource(url), { cache });
+    expect(offline.timings.cachedFiles).toBe(3);
+    const error = await loadModelFiles(modelSource(url), { cache: memoryCache() }).catch((e) => e);
+    expect(error).toBeInstanceOf(OfflineError);
+    expect(error.message).toContain(url);
+  });
+
+  it("refuses a manifest whose R shape disagrees with rank and modules", async () => {
+    const bad = mkdtempSync(join(tmpdir(), "loraxs-bad-"));
+    writeFileSync(join(bad, "manifest.json"), JSON.stringify({ ...manifest, rank: 4 }));
+    try {
+      await expect(loadModelFiles(modelSource(bad), { cache: memoryCache() })).rejects.toThrow(
+        /io\.R\.shape is \[1,2,2\]; expected \[1, 4, 4\]/,
+      );
+    } finally {
+      rmSync(bad, { recursive: true, force: true });
+    }
+  });
+});
