@@ -22,7 +22,8 @@ function mul(
   for (let i = 0; i < n; i++)
     for (let p = 0; p < k; p++)
       for (let j = 0; j < m; j++)
-        C[i * m + j] += (A[i * k + p] as number) * (B[p * m + j] as number);
+        C[i * m + j] =
+          (C[i * m + j] as number) + (A[i * k + p] as number) * (B[p * m + j] as number);
   return C;
 }
 const t = (A: ArrayLike<number>, rows: number, cols: number) => {
@@ -140,7 +141,7 @@ describe("loraxs export-peft", () => {
   it("rejects a factors file whose digest is not the manifest's (exit 1)", async () => {
     const copy = await makeModel({ seed: 3 });
     const bytes = new Uint8Array(await readFile(copy.factorsPath));
-    bytes[bytes.length - 1] ^= 1; // one bit of the last float
+    bytes[bytes.length - 1] = (bytes[bytes.length - 1] as number) ^ 1; // one bit of the last float
     await writeFile(copy.factorsPath, bytes);
     const a = await writeAdapter(copy, "a.safetensors", R);
     const r = await cli([
