@@ -1,0 +1,262 @@
+"""prepare: a pretrained model -> the static files every client downloads once.
+
+    npm run prepare-model -- --preset smollm2-135m
+    npm run prepare-model -- --preset tiny-llama --out /tmp/tiny-llama
+    python -m loraxs.prepare --source ./my-llama-folder --targets all-linear --rank 8
+
+Steps: load the base model; resolve target modules; SVD into frozen factors (or reuse the
+folder's factors.safetensors bit for bit when rank, modules and source match: shipped adapters
+are pinned to its digest); export ONNX with the LoRA-XS branch and one `R` input; check
+onnxruntime against PyTorch and against the merged weights; write tokenizer files, reference
+fixtures and manifest.json (docs/contracts.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from .lora_xs import Factors, file_digest, find_target_modules, inject, load_factors, save_factors
+from .models import PRESETS, BaseModel, load_base
+from .svd import SvdOptions, compute_factors
+
+SCHEMA_VERSION = 1
+FACTORS_FILE = "factors.safetensors"
+DEFAULT_RANK = 16
+# q and v: the LoRA-XS paper's default; SmolLM2 then has M = 60 modules and R is 60·16·16·2 B = 30 KB in F16.
+DEFAULT_TARGETS = {"decoder": "q_proj,v_proj", "encoder": "query,value"}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="prepare-model", description=__doc__.split("\n\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", choices=PRESETS, help="a known model")
+    src.add_argument("--source", help="a local Hugging Face folder (Llama or BERT family) or a .gguf file")
+    p.add_argument("--id", help="manifest id (default: the preset, or the folder/file name)")
+    p.add_argument("--out", help="output folder (default: models/<id>)")
+    p.add_argument("--rank", type=int, default=DEFAULT_RANK, help=f"LoRA-XS rank r (default {DEFAULT_RANK})")
+    p.add_argument("--targets", help="module names (q_proj,v_proj), re:<regex>, or all-linear "
+                   f"(default: {DEFAULT_TARGETS['decoder']} for decoders, {DEFAULT_TARGETS['encoder']} for encoders)")
+    p.add_argument("--exact", action="store_true", help="full SVD instead of the randomized one")
+    p.add_argument("--oversample", type=int, default=SvdOptions.oversample)
+    p.add_argument("--niter", type=int, default=SvdOptions.niter, help="power iterations")
+    p.add_argument("--seed", type=int, default=0, help="SVD seed (and weights of the random presets)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="SVD device")
+    p.add_argument("--skip-export", action="store_true", help="factors, tokenizer and manifest only")
+    p.add_argument("--recompute-factors", action="store_true", help="ignore an existing factors.safetensors")
+    p.add_argument("--no-reference", action="store_true", help="do not write reference fixtures")
+    return p.parse_args(argv)
+
+
+def module_table(model: torch.nn.Module, names: list[str]) -> list[dict]:
+    return [{"name": n, "in": model.get_submodule(n).in_features, "out": model.get_submodule(n).out_features}
+            for n in names]
+
+
+def canonical_source(source: dict) -> str:
+    return json.dumps(source, sort_keys=True, separators=(",", ":"))
+
+
+def reusable_factors(path: Path, base: BaseModel, names: list[str], rank: int) -> tuple[Factors | None, str]:
+    """The existing factor file when it matches (rank, modules, source); else None and why not."""
+    if not path.is_file():
+        return None, "no factor file yet"
+    try:
+        f = load_factors(path)
+    except Exception as e:  # unreadable or foreign file: recompute, say why
+        return None, f"existing file unreadable ({e})"
+    if f.rank != rank:
+        return None, f"rank {f.rank} != {rank}"
+    if f.names != names:
+        return None, f"module list differs ({len(f.names)} vs {len(names)} modules)"
+    if f.metadata.get("source") != canonical_source(base.source):
+        return None, f"source differs ({f.metadata.get('source')} vs {canonical_source(base.source)})"
+    for n in names:
+        m = base.model.get_submodule(n)
+        if tuple(f.down[n].shape) != (rank, m.in_features) or tuple(f.up[n].shape) != (m.out_features, rank):
+            return None, f"shapes differ at {n}"
+    return f, "rank, modules and source match"
+
+
+def svd_block(f: Factors) -> dict:
+    md = f.metadata
+    block: dict = {"method": md.get("svd", "randomized")}
+    if "oversample" in md:
+        block["oversample"] = int(md["oversample"])
+    if "niter" in md:
+        block["niter"] = int(md["niter"])
+    block["seed"] = int(md.get("seed", 0))
+    return block
+
+
+def write_tokenizer(tokenizer, family: str, out: Path, max_length: int) -> dict:
+    """tokenizer.json + tokenizer_config.json (chat template inline) for @huggingface/tokenizers."""
+    tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    cfg: dict = {
+        "tokenizer_class": "GPT2Tokenizer" if family == "decoder" else "BertTokenizer",
+        "model_max_length": max_length,
+        "clean_up_tokenization_spaces": False,
+    }
+    for key in ("bos_token", "eos_token", "unk_token", "pad_token", "cls_token", "sep_token", "mask_token"):
+        value = getattr(tokenizer, key, None)
+        if value is not None:
+            cfg[key] = str(value)
+    if family == "decoder":
+        cfg["add_bos_token"] = False
+        cfg["add_prefix_space"] = False
+    else:
+        cfg["do_lower_case"] = bool(getattr(tokenizer, "do_lower_case", True))
+    template = getattr(tokenizer, "chat_template", None)
+    if template:
+        cfg["chat_template"] = template
+    (out / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
+    return {"files": list(TOKENIZER_FILES), "chat_template": bool(template)}
+
+
+ROLES = {
+    "model.onnx": "onnx",
+    "model.onnx.data": "onnx-data",
+    FACTORS_FILE: "factors",
+    "tokenizer.json": "tokenizer",
+    "tokenizer_config.json": "tokenizer-config",
+}
+
+
+def file_entries(out: Path, names: list[str]) -> list[dict]:
+    return [{"name": n, "role": ROLES.get(n, "reference"), "sha256": file_digest(out / n), "bytes": (out / n).stat().st_size}
+            for n in names]
+
+
+def write_manifest(out: Path, manifest: dict) -> None:
+    try:
+        from . import manifest as manifest_module  # the shared validator, when present
+    except ImportError:
+        manifest_module = None
+    if manifest_module is not None and hasattr(manifest_module, "write_manifest"):
+        manifest_module.write_manifest(out / "manifest.json", manifest)
+    else:
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def prepare(args: argparse.Namespace) -> Path:
+    t_start = time.perf_counter()
+    spec = args.preset or args.source
+    log(f"prepare: loading {spec}")
+    t = time.perf_counter()
+    base = load_base(spec, seed=args.seed)
+    model_id = args.id or base.id
+    out = Path(args.out) if args.out else REPO_ROOT / "models" / model_id
+    out.mkdir(parents=True, exist_ok=True)
+    log(f"prepare: {base.architecture} ({base.family}) loaded in {time.perf_counter() - t:.1f} s; output {out}")
+
+    targets = args.targets or DEFAULT_TARGETS[base.family]
+    names = find_target_modules(base.model, targets)
+    modules = module_table(base.model, names)
+    max_rank = min(min(m["in"], m["out"]) for m in modules)
+    if not 1 <= args.rank <= max_rank:
+        raise ValueError(f"--rank {args.rank} is outside [1, {max_rank}] (the smallest adapted layer's side)")
+    log(f"prepare: {len(names)} target modules for {targets!r}, rank {args.rank}: R is "
+        f"[{len(names)}, {args.rank}, {args.rank}] = {len(names) * args.rank * args.rank * 2} bytes in F16")
+
+    factors_path = out / FACTORS_FILE
+    factors, why = (None, "--recompute-factors") if args.recompute_factors else reusable_factors(
+        factors_path, base, names, args.rank)
+    timings: dict[str, float] = {"load": time.perf_counter() - t}
+    svd_report = None
+    if factors is not None:
+        log(f"prepare: reusing {factors_path} ({factors.digest}): {why}")
+    else:
+        log(f"prepare: computing factors ({why})")
+        opts = SvdOptions("exact" if args.exact else "randomized", args.oversample, args.niter, args.seed, args.device)
+        computed, svd_report = compute_factors(base.model, names, args.rank, opts, model_id, log=log)
+        extra = {**computed.metadata, "source": canonical_source(base.source), "targets": targets}
+        digest = save_factors(factors_path, computed, model_id, extra)
+        factors = load_factors(factors_path)
+        assert factors.digest == digest
+        timings["svd"] = svd_report.seconds
+        log(f"prepare: wrote {factors_path} ({factors_path.stat().st_size} bytes, {digest})")
+
+    tokenizer_block = write_tokenizer(base.tokenizer, base.family, out, base.config["max_position_embeddings"])
+    source = inject(base.model, factors)
+    files = [FACTORS_FILE, *TOKENIZER_FILES]
+    onnx_block = None
+    check = None
+    if not args.skip_export:
+        from .export_onnx import DATA_FILE, ONNX_FILE, OPSET, export, verify
+
+        t = time.perf_counter()
+        info = export(base.model, source, base.family, out, log=log)
+        timings["export"] = time.perf_counter() - t
+        t = time.perf_counter()
+        check = verify(base.model, source, base.family, out / ONNX_FILE, seed=args.seed, log=log)
+        timings["check"] = time.perf_counter() - t
+        onnx_block = {"file": ONNX_FILE, "data_file": DATA_FILE, "opset": OPSET, "weights_dtype": "F32",
+                      "quantization": "none"}
+        files += [ONNX_FILE, DATA_FILE]
+        if not args.no_reference:
+            from .reference import write_reference
+
+            t = time.perf_counter()
+            files += write_reference(base.model, source, base.tokenizer, base.family, model_id, factors.digest, out,
+                                     seed=args.seed, log=log)
+            timings["reference"] = time.perf_counter() - t
+    else:
+        log("prepare: --skip-export: no ONNX, check or reference fixtures")
+
+    if base.family == "decoder":
+        from .export_onnx import decoder_io
+
+        inputs, outputs = decoder_io(1)
+        inputs = inputs[:4] + ["past_key_values.{i}.key", "past_key_values.{i}.value"]
+        outputs = outputs[:1] + ["present.{i}.key", "present.{i}.value"]
+    else:
+        inputs = ["input_ids", "attention_mask", "token_type_ids", "R"]
+        outputs = ["last_hidden_state", "sentence_embedding"]
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "id": model_id,
+        "family": base.family,
+        "architecture": base.architecture,
+        "source": base.source,
+        "rank": args.rank,
+        "targets": targets,
+        "modules": modules,
+        "factors": {"file": FACTORS_FILE, "sha256": factors.digest, "dtype": "F32", "svd": svd_block(factors)},
+        "onnx": onnx_block,
+        "io": {"inputs": inputs, "outputs": outputs,
+               "R": {"name": "R", "shape": [len(names), args.rank, args.rank], "dtype": "float32"}},
+        "config": base.config,
+        "tokenizer": tokenizer_block,
+        "files": file_entries(out, files),
+        "check": check,
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    write_manifest(out, manifest)
+    timings["total"] = time.perf_counter() - t_start
+    log("prepare: timings " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    if svd_report is not None and svd_report.sample_rel_errors:
+        log(f"prepare: svd sample max rel. error {max(svd_report.sample_rel_errors.values()):.2e}")
+    log(f"prepare: done: {out}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    prepare(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
