@@ -1,0 +1,236 @@
+// `npm start`: the local edge (wrangler dev with real local KV, D1, R2), the demo page and
+// seeded demo users, in the foreground. Ctrl-C stops everything this script started.
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { isAbsolute, join, relative, resolve } from "node:path";
+import { r2ModelFile } from "../src/api/keys.ts";
+import { buildWeb } from "./build-web.mjs";
+import { parseArgs } from "./edge/args.mjs";
+import { listShippedAdapters, seedDemoUsers, writeRandomAdapters } from "./edge/demo-users.mjs";
+import { ensureJwtSecret } from "./edge/dev-vars.mjs";
+import { reportFailure, ScriptError, steps } from "./edge/log.mjs";
+import { publishModel, readPreparedModel } from "./edge/model-files.mjs";
+import { demoConfigPath, devVarsPath, root } from "./edge/paths.mjs";
+import { mintDemoTokens } from "./edge/tokens.mjs";
+import {
+  applyLocalMigrations,
+  putR2Object,
+  readWranglerConfig,
+  startDev,
+  stopGroup,
+  waitForHealth,
+} from "./edge/wrangler.mjs";
+
+/** wrangler 4 needs Node ≥ 22; npm runs the project's pinned Node 24 from node_modules/.bin. */
+const MIN_NODE_MAJOR = 22;
+/** wrangler dev is ready in about 3 s here; a cold first start (workerd unpacking, migrations) takes longer. */
+const HEALTH_TIMEOUT_MS = 60_000;
+
+const USAGE = "usage: npm start -- [options]";
+const SPEC = {
+  port: {
+    type: "number",
+    default: 8787,
+    help: "port of wrangler dev on 127.0.0.1 (0 = a free one)",
+  },
+  prepare: {
+    type: "boolean",
+    default: true,
+    help: "run prepare when the model's ONNX file is missing",
+  },
+  python: { type: "boolean", default: true, help: "run `npm run setup:python` first (idempotent)" },
+  model: { type: "string", default: "smollm2-135m", help: "model id (a prepare preset)" },
+  "models-dir": { type: "string", default: "models", help: "folder holding <model>/manifest.json" },
+  "persist-to": { type: "string", default: ".wrangler/state", help: "local KV/D1/R2 state folder" },
+};
+
+const children = new Set();
+let stopping = false;
+
+async function stopAll(signal) {
+  if (stopping) return;
+  stopping = true;
+  console.log(`\n[start] ${signal}: stopping ${children.size} process(es) by PID`);
+  for (const child of children) {
+    console.log(`[start] stopping PID ${child.pid}`);
+    await stopGroup(child);
+  }
+  console.log("[start] stopped");
+  process.exit(signal === "SIGINT" ? 130 : 143);
+}
+
+/** Runs a command in its own process group (so stopAll can end it), output shown as it comes. */
+function runChild(command, args, env = {}) {
+  const child = spawn(command, args, {
+    cwd: root,
+    stdio: ["ignore", "inherit", "inherit"],
+    env: { ...process.env, ...env },
+    detached: true,
+  });
+  children.add(child);
+  return new Promise((resolvePromise, reject) => {
+    child.on("error", reject);
+    child.on("exit", (code, signal) => {
+      children.delete(child);
+      if (code === 0) resolvePromise();
+      else reject(new ScriptError(`${command} ${args.join(" ")} exited with ${code ?? signal}`));
+    });
+  });
+}
+
+async function freePort() {
+  const { createServer } = await import("node:net");
+  return await new Promise((resolvePort) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+async function main() {
+  const major = Number(process.versions.node.split(".")[0]);
+  if (major < MIN_NODE_MAJOR) {
+    throw new ScriptError(
+      `Node ${process.versions.node} is too old for wrangler (needs ${MIN_NODE_MAJOR}+); run \`npm start\`, which uses the project's Node 24`,
+    );
+  }
+  const options = parseArgs(process.argv.slice(2), SPEC, USAGE);
+  const abs = (path) => (isAbsolute(path) ? path : resolve(root, path));
+  const modelDir = join(abs(options["models-dir"]), options.model);
+  const persistTo = abs(options["persist-to"]);
+  const port = options.port === 0 ? await freePort() : options.port;
+  const base = `http://127.0.0.1:${port}`;
+  const step = steps("start", 9);
+  for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => void stopAll(signal));
+
+  await step.run("Python environment (npm run setup:python)", async () => {
+    if (!options.python) return "skipped (--no-python)";
+    await runChild(process.execPath, [join(root, "scripts", "setup-python.mjs")]);
+  });
+
+  await step.run(`model ${options.model} in ${relative(root, modelDir) || "."}`, async () => {
+    const onnx = join(modelDir, "model.onnx");
+    if (existsSync(onnx)) return "prepared";
+    if (!options.prepare) {
+      throw new ScriptError(
+        `${onnx} is missing and --no-prepare was given; run \`npm run prepare-model -- --preset ${options.model}\``,
+      );
+    }
+    console.log(
+      `[start] ${onnx} is missing: preparing it (first run: minutes; later runs skip this)`,
+    );
+    const out = relative(root, abs(options["models-dir"])) === "models" ? [] : ["--out", modelDir];
+    await runChild(process.execPath, [
+      join(root, "scripts", "py.mjs"),
+      "-m",
+      "loraxs.prepare",
+      "--preset",
+      options.model,
+      ...out,
+    ]);
+    return "prepared now";
+  });
+  const model = readPreparedModel(modelDir);
+
+  await step.run("web bundle (esbuild → .cache/web)", async () => await buildWeb());
+
+  const { databaseName, audience, bucketName } = readWranglerConfig();
+  const secret = await step.run("local secrets (.dev.vars)", async () => {
+    const { secret: value, created } = ensureJwtSecret(devVarsPath);
+    console.log(`[start] JWT_SECRET ${created ? "created in" : "read from"} .dev.vars`);
+    return value;
+  });
+
+  let adapters = listShippedAdapters(modelDir);
+  if (adapters.length === 0) {
+    const out = join(root, ".cache", "demo-adapters", model.manifest.id);
+    adapters = writeRandomAdapters(model.manifest, out);
+    console.log(
+      `[start] no shipped adapters in ${relative(root, join(modelDir, "adapters"))}/: using ${adapters.length} random (untrained) adapters from ${relative(root, out)}/`,
+    );
+  }
+  const tokens = await mintDemoTokens({ users: adapters.map((a) => a.user), secret, audience });
+  writeDemoConfig(model.manifest, adapters, tokens);
+
+  await step.run(`D1 migrations (${databaseName}, local, ${relative(root, persistTo)})`, async () =>
+    applyLocalMigrations(databaseName, persistTo),
+  );
+
+  await step.run(`wrangler dev on ${base}`, async () => {
+    const dev = startDev({ port, persistTo });
+    children.add(dev);
+    dev.on("exit", (code) => {
+      children.delete(dev);
+      if (!stopping) {
+        console.error(`[start] wrangler dev exited unexpectedly (${code}); stopping`);
+        process.exit(1);
+      }
+    });
+    await waitForHealth(base, dev, HEALTH_TIMEOUT_MS);
+    return `PID ${dev.pid}, /v1/health answers`;
+  });
+
+  await step.run(`seed model ${model.manifest.id} into local R2 (admin API)`, async () =>
+    publishModel({
+      api: base,
+      token: tokens.admin,
+      model,
+      // Over the API's body limit (the fp32 weights): straight into the same local R2 state.
+      putLarge: (file, path) =>
+        putR2Object({
+          bucketName,
+          key: r2ModelFile(model.manifest.id, file.name),
+          path,
+          persistTo,
+        }),
+      log: (line) => console.log(`[start] ${line}`),
+    }),
+  );
+
+  await step.run("seed demo users' adapters", async () =>
+    seedDemoUsers({
+      api: base,
+      model: model.manifest.id,
+      adapters,
+      tokens: tokens.users,
+      log: (line) => console.log(`[start] ${line}`),
+    }),
+  );
+
+  printSummary(base, model.manifest.id, adapters, tokens);
+}
+
+function writeDemoConfig(manifest, adapters, tokens) {
+  mkdirSync(join(demoConfigPath, ".."), { recursive: true });
+  const config = {
+    model: manifest.id,
+    users: adapters.map(({ user, source }) => ({ id: user, source, token: tokens.users[user] })),
+    note: "local demo only: written by npm start, never deployed",
+  };
+  writeFileSync(demoConfigPath, `${JSON.stringify(config, null, 2)}\n`);
+}
+
+function printSummary(base, model, adapters, tokens) {
+  const lines = [
+    "",
+    `[start] ready: ${base}/`,
+    `[start] demo page      ${base}/`,
+    `[start] API health     ${base}/v1/health`,
+    `[start] model          ${base}/v1/models/${model}`,
+    "[start] demo tokens (7 days, signed with .dev.vars JWT_SECRET):",
+    ...adapters.map(({ user, source }) => `  user ${user} (${source}): ${tokens.users[user]}`),
+    `  admin: ${tokens.admin}`,
+    `  worker: ${tokens.worker}`,
+    `[start] train jobs from the page with: npm run worker -- --api ${base} --token ${tokens.worker}`,
+    "[start] Ctrl-C stops wrangler dev",
+  ];
+  console.log(lines.join("\n"));
+}
+
+main().catch(async (error) => {
+  reportFailure("start", error);
+  for (const child of children) await stopGroup(child);
+  process.exit(1);
+});

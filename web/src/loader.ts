@@ -1,0 +1,47 @@
+import { loadModel, type PersonalModel, type Progress } from "../../src/client/index.ts";
+import { formatBytes } from "./dom.ts";
+
+/** Where onnxruntime-web's .wasm/.mjs files are served (copied there by the web build). */
+const ORT_FILES = "/ort/";
+
+export interface LoadView {
+  progress: HTMLProgressElement;
+  status: HTMLElement;
+  box: HTMLElement;
+}
+
+interface ManifestFiles {
+  files: { name: string; bytes: number }[];
+}
+
+/** Loads the model from the edge API with a progress bar over all its files (cached after once). */
+export async function loadWithProgress(
+  modelUrl: string,
+  device: "webgpu" | "wasm",
+  view: LoadView,
+): Promise<PersonalModel> {
+  view.box.dataset.state = "loading";
+  view.status.textContent = "fetching the manifest…";
+  const manifest = (await (await fetch(modelUrl)).json()) as ManifestFiles;
+  const total = manifest.files.reduce((sum, f) => sum + f.bytes, 0);
+  const done = new Map<string, number>();
+  const onProgress = (p: Progress) => {
+    done.set(p.file, p.phase === "download" ? p.loaded : p.total);
+    const loaded = [...done.values()].reduce((a, b) => a + b, 0);
+    view.progress.value = total === 0 ? 0 : loaded / total;
+    const verb =
+      p.phase === "cached"
+        ? "from the browser cache"
+        : p.phase === "verify"
+          ? "verifying"
+          : "downloading";
+    view.status.textContent = `${verb} ${p.file}: ${formatBytes(loaded)} of ${formatBytes(total)} (model still loading)`;
+  };
+  const started = performance.now();
+  const model = await loadModel(modelUrl, { device, wasmPaths: ORT_FILES, onProgress });
+  view.progress.value = 1;
+  view.box.dataset.state = "ready";
+  const t = model.timings;
+  view.status.textContent = `ready in ${((performance.now() - started) / 1000).toFixed(1)} s (${formatBytes(total)}; session ${(t.sessionMs / 1000).toFixed(1)} s) — ${model.manifest.id}, ${model.manifest.modules.length} adapted modules, rank ${model.manifest.rank}`;
+  return model;
+}
