@@ -39,6 +39,37 @@ function check(options: SamplingOptions): void {
   }
 }
 
+/** Sample an index from unnormalised probabilities. */
+function draw(probs: Float64Array, sum: number, u01: number): number {
+  let u = u01 * sum;
+  for (let i = 0; i < probs.length; i++) {
+    u -= probs[i] as number;
+    if (u < 0) return i;
+  }
+  return probs.length - 1;
+}
+
+/** Indices of the k largest values, largest first (ties: lower index first). */
+function topIndices(values: Float64Array, k: number): number[] {
+  const best: number[] = [];
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i] as number;
+    if (best.length === k && v <= (values[best[k - 1] as number] as number)) continue;
+    let j = best.length === k ? k - 1 : best.length;
+    while (j > 0 && (values[best[j - 1] as number] as number) < v) j--;
+    best.splice(j, 0, i);
+    if (best.length > k) best.pop();
+  }
+  return best;
+}
+
+/** Indices with a value above `floor`, largest first. */
+function aboveFloor(values: Float64Array, floor: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < values.length; i++) if ((values[i] as number) > floor) out.push(i);
+  return out.sort((a, b) => (values[b] as number) - (values[a] as number) || a - b);
+}
+
 /** A sampler over one position's logits: greedy, or temperature with top-k and top-p. */
 export function createSampler(options: SamplingOptions = {}): (logits: Float32Array) => number {
   check(options);
@@ -58,21 +89,22 @@ export function createSampler(options: SamplingOptions = {}): (logits: Float32Ar
       probs[i] = p;
       sum += p;
     }
-    // Candidates: tokens above (1 - p) / n cover at least mass p, so the nucleus lies among them.
-    const floor = topK === undefined && topP < 1 ? ((1 - topP) / n) * sum : 0;
-    let candidates: number[] = [];
-    for (let i = 0; i < n; i++) if ((probs[i] as number) > floor) candidates.push(i);
-    candidates.sort((a, b) => (probs[b] as number) - (probs[a] as number) || a - b);
-    if (topK !== undefined) candidates = candidates.slice(0, topK);
+    if (topK === undefined && topP >= 1) return draw(probs, sum, rng());
+    // Candidates: the k best; or, for top-p alone, the tokens above (1 - p) / n of the mass,
+    // which cover at least mass p, so the nucleus lies among them (no sort of the whole vocabulary).
+    let candidates =
+      topK !== undefined ? topIndices(probs, topK) : aboveFloor(probs, ((1 - topP) / n) * sum);
     let mass = 0;
     for (const i of candidates) mass += probs[i] as number;
     if (topP < 1) {
+      // The nucleus is p of the mass left after top-k (all of it without top-k).
+      const target = topP * (topK !== undefined ? mass : sum);
       let cumulative = 0;
       let keep = 0;
       while (keep < candidates.length) {
         cumulative += probs[candidates[keep] as number] as number;
         keep += 1;
-        if (cumulative >= topP * mass) break;
+        if (cumulative >= target) break;
       }
       candidates = candidates.slice(0, keep);
       mass = cumulative;

@@ -13,7 +13,12 @@ export interface LoadOptions {
   /** Re-hash cached files on every start (default: trust the digest recorded when they were verified). */
   reverifyCache?: boolean;
   signal?: AbortSignal;
+  /** Which files to fetch (default: all but role `reference`, the test fixtures prepare lists). */
+  include?: (file: ManifestFile) => boolean;
 }
+
+/** Fixture files a runtime never needs. */
+const SKIPPED_ROLES: ReadonlySet<string> = new Set(["reference"]);
 
 export interface LoadedFile {
   file: ManifestFile;
@@ -100,8 +105,10 @@ export async function loadModelFiles(
   const manifest = await fetchManifest(source, cache, signal);
   timings.manifestMs = now() - t;
   const files = new Map<string, LoadedFile>();
+  const include = options.include ?? ((f: ManifestFile) => !SKIPPED_ROLES.has(f.role));
   for (const file of manifest.files) {
     signal?.throwIfAborted();
+    if (!include(file)) continue;
     const key = fileKey(manifest.id, file.name);
     const wantPath = options.pathOnly?.(file) === true && cache.localPath !== undefined;
     t = now();

@@ -1,0 +1,171 @@
+// The decoder against PyTorch's reference fixtures, in both Node runtimes, one session each:
+// two adapters swapped in the same session each reproduce their own logits, the zero adapter
+// reproduces the base model, and greedy decoding with the KV cache matches PyTorch's tokens.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  AbortedError,
+  AdapterRefusedError,
+  type Device,
+  fsCache,
+  loadModel,
+  type PersonalModel,
+} from "../../../src/client/index.ts";
+import { ensureModel } from "./helpers/models.ts";
+import { caseAdapter, maxAbsDiff, type Reference, readReference } from "./helpers/reference.ts";
+import { type StaticServer, startStaticServer } from "./helpers/static-server.ts";
+
+/**
+ * Largest logit difference accepted per backend. Both run fp32 on the CPU and differ from
+ * PyTorch only in summation order: the toolchain probe saw 3e-6 (onnxruntime-node, 30 layers)
+ * and 1.8e-6 (wasm, 2 layers). 2e-5 leaves room for that and is still 10^4 × below what R moves
+ * the logits by (prepare's r_effect ≈ 0.5), so a missing or wrong R fails.
+ */
+const TOLERANCE: Record<"cpu" | "wasm", number> = { cpu: 2e-5, wasm: 2e-5 };
+
+let dir: string;
+let ref: Reference;
+let server: StaticServer;
+let cacheDir: string;
+
+beforeAll(async () => {
+  dir = await ensureModel("tiny-llama");
+  ref = readReference(dir);
+  server = await startStaticServer(dir);
+  cacheDir = mkdtempSync(join(tmpdir(), "loraxs-decoder-"));
+});
+afterAll(async () => {
+  await server?.close();
+  if (cacheDir) rmSync(cacheDir, { recursive: true, force: true });
+});
+
+describe.each(["cpu", "wasm"] as const)(
+  "tiny-llama on %s",
+  (device: Extract<Device, "cpu" | "wasm">) => {
+    let model: PersonalModel;
+    beforeAll(async () => {
+      model = await loadModel(`${server.url}/manifest.json`, {
+        device,
+        cache: await fsCache(cacheDir),
+      });
+    });
+    afterAll(async () => {
+      await model?.dispose();
+    });
+
+    it("tokenizes the reference text to prepare's ids", () => {
+      expect(model.tokenizer?.encode(ref.text)).toEqual(ref.cases[0]?.input_ids[0]);
+    });
+
+    it("reproduces every case's last-position logits with R swapped in one session", async () => {
+      // base → adapter 1 → adapter 2 → base again, without reloading anything.
+      const order = [...ref.cases, ref.cases[0]];
+      const errors: Record<string, number> = {};
+      let previous: Float32Array | undefined;
+      for (const c of order) {
+        if (c === undefined) continue;
+        model.setAdapter(caseAdapter(dir, c, ref), c.name);
+        const [logits] = await model.forward(c.input_ids, c.attention_mask);
+        if (logits === undefined || c.logits_last?.[0] === undefined) throw new Error("no logits");
+        errors[c.name] = maxAbsDiff(logits, c.logits_last[0]);
+        expect(errors[c.name]).toBeLessThan(TOLERANCE[device]);
+        // Each swap really changes the outputs (far beyond the tolerance).
+        if (previous !== undefined) expect(maxAbsDiff(previous, logits)).toBeGreaterThan(1e-2);
+        previous = logits;
+      }
+      expect(model.backend.device).toBe(device);
+      console.log(`${device}: max abs logit error per case`, errors);
+    });
+
+    it("greedy decoding with the KV cache yields PyTorch's tokens for each adapter", async () => {
+      for (const c of ref.cases) {
+        model.setAdapter(caseAdapter(dir, c, ref), c.name);
+        const tokens: number[] = [];
+        for await (const t of model.tokens(
+          { ids: c.input_ids[0] ?? [] },
+          { maxTokens: c.greedy?.length, stopIds: new Set() },
+        )) {
+          tokens.push(t);
+        }
+        expect(tokens).toEqual(c.greedy);
+      }
+    });
+
+    it("samples reproducibly, stops at a stop string and honours maxTokens", async () => {
+      model.setAdapter(caseAdapter(dir, ref.cases[1] ?? ref.cases[0]!, ref));
+      const prompt = [{ role: "user" as const, content: "Tell me something." }];
+      const a = await model.complete(prompt, {
+        maxTokens: 12,
+        temperature: 0.9,
+        topK: 50,
+        topP: 0.95,
+        seed: 5,
+      });
+      const b = await model.complete(prompt, {
+        maxTokens: 12,
+        temperature: 0.9,
+        topK: 50,
+        topP: 0.95,
+        seed: 5,
+      });
+      expect(a).toEqual(b);
+      expect(a.tokens).toHaveLength(12);
+      // Random weights never emit the end token here; a stop string from the middle of the text ends it.
+      const stop = a.text.slice(Math.floor(a.text.length / 2), Math.floor(a.text.length / 2) + 3);
+      const stopped = await model.complete(prompt, {
+        maxTokens: 12,
+        temperature: 0.9,
+        topK: 50,
+        topP: 0.95,
+        seed: 5,
+        stop: [stop],
+      });
+      expect(stopped.text).toBe(a.text.slice(0, a.text.indexOf(stop)));
+      expect(stopped.tokens.length).toBeLessThan(12);
+    });
+
+    it("streams chunks and cancels through an AbortSignal", async () => {
+      const controller = new AbortController();
+      const seen: number[] = [];
+      const run = async () => {
+        for await (const chunk of model.generate("Once upon a time", {
+          maxTokens: 50,
+          temperature: 1,
+          seed: 2,
+          signal: controller.signal,
+        })) {
+          seen.push(chunk.token);
+          if (seen.length === 3) controller.abort("user left");
+        }
+      };
+      await expect(run()).rejects.toThrow(AbortedError);
+      expect(seen).toHaveLength(3);
+    });
+
+    it("refuses an adapter for other factors and keeps the current R", async () => {
+      const good = caseAdapter(dir, ref.cases[1]!, ref);
+      model.setAdapter(good, "good");
+      const foreign = { ...good!, factors: `sha256:${"ab".repeat(32)}` };
+      expect(() => model.setAdapter(foreign)).toThrow(AdapterRefusedError);
+      expect(model.adapterLabel).toBe("good");
+    });
+  },
+);
+
+describe("cache", () => {
+  it("a second start downloads nothing but the manifest", async () => {
+    server.requests.length = 0;
+    const again = await loadModel(`${server.url}/manifest.json`, {
+      device: "cpu",
+      cache: await fsCache(cacheDir),
+    });
+    try {
+      expect(server.requests).toEqual(["/manifest.json"]);
+      expect(again.timings.downloadedBytes).toBe(0);
+    } finally {
+      await again.dispose();
+    }
+  });
+});
