@@ -1,4 +1,5 @@
 import type { Context } from "hono";
+import { createMiddleware } from "hono/factory";
 import {
   createRemoteJWKSet,
   decodeProtectedHeader,
@@ -160,5 +161,26 @@ export async function authorize(
       `token for user ${JSON.stringify(identity.sub)} may not act on user ${JSON.stringify(owner)}`,
     );
   }
+  return identity;
+}
+
+/**
+ * Route middleware: authenticates and authorizes before the body is read or validated.
+ * With `owner`, a `user` token may only act on the `:user` path segment.
+ *
+ * @example
+ * createRoute({ ..., middleware: [guard(["user", "admin"], "owner")] })
+ */
+export function guard(roles: readonly Role[], owner?: "owner") {
+  return createMiddleware<AppEnv>(async (c, next) => {
+    await authorize(c, roles, owner ? c.req.param("user") : undefined);
+    await next();
+  });
+}
+
+/** The identity a guard verified for this request. */
+export function identityOf(c: Context<AppEnv>): Identity {
+  const identity = c.get("identity");
+  if (!identity) throw new Error("route has no guard: identity is missing");
   return identity;
 }

@@ -36,7 +36,7 @@ function nanAdapter() {
   const view = new DataView(bytes.buffer, bytes.byteOffset);
   const headerLength = Number(view.getBigUint64(0, true));
   view.setFloat32(8 + headerLength, Number.NaN, true);
-  return bytes;
+  return new Uint8Array(bytes);
 }
 
 describe("PUT then GET adapter", () => {
@@ -64,7 +64,7 @@ describe("PUT then GET adapter", () => {
     );
     expect(kv.metadata).toMatchObject({ etag: hex, version: 1 });
     const r2 = await env.BUCKET.get(`adapters/${model}/${user}/1.safetensors`);
-    expect(new Uint8Array(await r2!.arrayBuffer())).toEqual(bytes);
+    expect(new Uint8Array((await r2?.arrayBuffer()) ?? new ArrayBuffer(0))).toEqual(bytes);
   });
 
   it("answers 304 on a matching If-None-Match and 200 otherwise", async () => {
@@ -115,7 +115,7 @@ describe("PUT then GET adapter", () => {
 });
 
 describe("PUT adapter rejects bad input with the format's code", () => {
-  const cases: [string, () => Uint8Array, number, string][] = [
+  const cases: [string, () => Uint8Array<ArrayBuffer>, number, string][] = [
     [
       "foreign factor digest",
       () => adapter(model, { factors: OTHER_FACTORS }),
@@ -131,7 +131,7 @@ describe("PUT adapter rejects bad input with the format's code", () => {
     ],
     ["another model's adapter", () => adapter("other-model"), 422, "adapter.model_mismatch"],
     ["NaN in R", nanAdapter, 422, "adapter.value_not_finite"],
-    ["garbage bytes", () => new TextEncoder().encode("definitely not safetensors"), 422, ""],
+    ["garbage bytes", () => new Uint8Array(new TextEncoder().encode("definitely not safetensors")), 422, ""],
     ["empty body", () => new Uint8Array(0), 422, ""],
   ];
   for (const [name, make, status, code] of cases) {

@@ -131,14 +131,17 @@ export function adapter(
   const rank = opts.rank ?? RANK;
   const modules = opts.modules ?? MODULES;
   const R = new Float32Array(modules * rank * rank).fill(opts.fill ?? 0.001);
-  return encodeAdapter({
-    model,
-    factors: opts.factors ?? FACTORS,
-    rank,
-    modules,
-    R,
-    ...(opts.note ? { metadata: { note: opts.note } } : {}),
-  });
+  // A copy typed over a plain ArrayBuffer, as fetch bodies want.
+  return new Uint8Array(
+    encodeAdapter({
+      model,
+      factors: opts.factors ?? FACTORS,
+      rank,
+      modules,
+      R,
+      ...(opts.note ? { metadata: { note: opts.note } } : {}),
+    }),
+  );
 }
 
 /** Publishes a model manifest through the API as an admin. */
@@ -157,7 +160,7 @@ export const adapterPath = (model: string, user: string) =>
 export async function putAdapter(
   model: string,
   user: string,
-  bytes: Uint8Array,
+  bytes: Uint8Array<ArrayBuffer>,
   headers: Record<string, string> = {},
   as?: string,
 ) {
@@ -169,6 +172,6 @@ export async function putAdapter(
 }
 
 export async function sha256(bytes: Uint8Array) {
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
   return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
 }

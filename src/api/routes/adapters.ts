@@ -7,7 +7,7 @@ import {
   storeVersion,
   validateAdapter,
 } from "../adapter-store.ts";
-import { authorize } from "../auth.ts";
+import { guard, identityOf } from "../auth.ts";
 import { readBytes } from "../body.ts";
 import * as db from "../db.ts";
 import { notFound } from "../errors.ts";
@@ -38,6 +38,7 @@ const getAdapter = createRoute({
   tags: ["adapters"],
   summary: "The user's current adapter (one KV read)",
   security: bearer,
+  middleware: [guard(["user", "admin", "worker"], "owner")] as const,
   request: { params: UserParams },
   responses: {
     200: { description: "Adapter bytes", content: adapterBytes, headers: adapterHeaders },
@@ -52,6 +53,7 @@ const putAdapter = createRoute({
   tags: ["adapters"],
   summary: "Store a new version after full validation; If-Match for optimistic concurrency",
   security: bearer,
+  middleware: [guard(["user", "worker"], "owner")] as const,
   request: {
     params: UserParams,
     body: {
@@ -76,6 +78,7 @@ const deleteAdapter = createRoute({
   tags: ["adapters"],
   summary: "Delete every version, the index and the cached copy",
   security: bearer,
+  middleware: [guard(["user", "admin"], "owner")] as const,
   request: { params: UserParams },
   responses: {
     204: { description: "Deleted (also when nothing was stored)" },
@@ -89,6 +92,7 @@ const listVersions = createRoute({
   tags: ["adapters"],
   summary: "Version history, newest first",
   security: bearer,
+  middleware: [guard(["user", "admin"], "owner")] as const,
   request: { params: UserParams, query: VersionsQuery },
   responses: {
     200: { description: "Versions", content: { "application/json": { schema: VersionsSchema } } },
@@ -102,6 +106,7 @@ const getVersion = createRoute({
   tags: ["adapters"],
   summary: "One version's bytes",
   security: bearer,
+  middleware: [guard(["user", "admin"], "owner")] as const,
   request: { params: VersionParams },
   responses: {
     200: { description: "Adapter bytes", content: adapterBytes, headers: adapterHeaders },
@@ -115,6 +120,7 @@ const restoreVersion = createRoute({
   tags: ["adapters"],
   summary: "Make an older version current, as a new version",
   security: bearer,
+  middleware: [guard(["user"], "owner")] as const,
   request: { params: VersionParams },
   responses: {
     201: {
@@ -145,7 +151,6 @@ const bytesResponse = (
 export const adapterRoutes = router()
   .openapi(getAdapter, async (c) => {
     const { model, user } = c.req.valid("param");
-    await authorize(c, ["user", "admin", "worker"], user);
     const { value, metadata } = await readHotCopy(c.env, model, user);
     if (value === null || metadata === null) {
       throw notFound(
@@ -161,7 +166,7 @@ export const adapterRoutes = router()
   })
   .openapi(putAdapter, async (c) => {
     const { model, user } = c.req.valid("param");
-    const identity = await authorize(c, ["user", "worker"], user);
+    const identity = identityOf(c);
     await limitWrites(c, identity);
     const bytes = await readBytes(c.req.raw, MAX_ADAPTER_BYTES, "adapter");
     const loaded = await requireManifest(c.env, model);
@@ -182,7 +187,7 @@ export const adapterRoutes = router()
   })
   .openapi(deleteAdapter, async (c) => {
     const { model, user } = c.req.valid("param");
-    const identity = await authorize(c, ["user", "admin"], user);
+    const identity = identityOf(c);
     await limitWrites(c, identity);
     await deleteAllVersions(c.env, model, user);
     return c.body(null, 204);
@@ -190,13 +195,11 @@ export const adapterRoutes = router()
   .openapi(listVersions, async (c) => {
     const { model, user } = c.req.valid("param");
     const { limit } = c.req.valid("query");
-    await authorize(c, ["user", "admin"], user);
     const versions = await db.listVersions(c.env.DB, model, user, limit ?? DEFAULT_VERSIONS_LISTED);
     return c.json({ versions }, 200);
   })
   .openapi(getVersion, async (c) => {
     const { model, user, version } = c.req.valid("param");
-    await authorize(c, ["user", "admin"], user);
     const object = await c.env.BUCKET.get(r2AdapterKey(model, user, version));
     if (!object) {
       throw notFound(
@@ -208,7 +211,7 @@ export const adapterRoutes = router()
   })
   .openapi(restoreVersion, async (c) => {
     const { model, user, version } = c.req.valid("param");
-    const identity = await authorize(c, ["user"], user);
+    const identity = identityOf(c);
     await limitWrites(c, identity);
     const object = await c.env.BUCKET.get(r2AdapterKey(model, user, version));
     if (!object) {

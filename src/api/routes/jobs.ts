@@ -2,7 +2,7 @@ import { createRoute } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { sha256Hex } from "../../format/index.ts";
 import { parseEtags, storeVersion, validateAdapter } from "../adapter-store.ts";
-import { authorize } from "../auth.ts";
+import { guard, identityOf } from "../auth.ts";
 import { readBytes } from "../body.ts";
 import * as db from "../db.ts";
 import type { AppEnv } from "../env.ts";
@@ -42,7 +42,7 @@ const createJob = createRoute({
   tags: ["jobs"],
   summary: "Queue a training job with its data",
   security: bearer,
-  middleware: [jsonBody(MAX_JOB_BODY_BYTES, "job")] as const,
+  middleware: [guard(["user"], "owner"), jsonBody(MAX_JOB_BODY_BYTES, "job")] as const,
   request: { params: UserParams, body: { content: json(CreateJobBody), required: true } },
   responses: {
     201: { description: "Queued", content: json(JobAnswer) },
@@ -56,6 +56,7 @@ const getJobRoute = createRoute({
   tags: ["jobs"],
   summary: "A job's status",
   security: bearer,
+  middleware: [guard(["user", "worker", "admin"])] as const,
   request: { params: JobParams },
   responses: {
     200: { description: "The job", content: json(JobAnswer) },
@@ -69,7 +70,7 @@ const claim = createRoute({
   tags: ["jobs"],
   summary: "Claim the oldest queued jobs (or ones whose lease expired) with a lease",
   security: bearer,
-  middleware: [jsonBody(MAX_CONTROL_BODY_BYTES, "claim")] as const,
+  middleware: [guard(["worker"]), jsonBody(MAX_CONTROL_BODY_BYTES, "claim")] as const,
   request: { body: { content: json(ClaimBody), required: false } },
   responses: {
     200: { description: "Claimed jobs (empty when none)", content: json(ClaimAnswer) },
@@ -83,7 +84,7 @@ const heartbeat = createRoute({
   tags: ["jobs"],
   summary: "Extend the lease",
   security: bearer,
-  middleware: [jsonBody(MAX_CONTROL_BODY_BYTES, "heartbeat")] as const,
+  middleware: [guard(["worker"]), jsonBody(MAX_CONTROL_BODY_BYTES, "heartbeat")] as const,
   request: { params: JobParams, body: { content: json(HeartbeatBody), required: true } },
   responses: {
     200: { description: "The job with its new lease_expires", content: json(JobAnswer) },
@@ -97,6 +98,7 @@ const jobData = createRoute({
   tags: ["jobs"],
   summary: "The job's training data (lease holder only)",
   security: bearer,
+  middleware: [guard(["worker"])] as const,
   request: { params: JobParams, headers: LeaseHeader },
   responses: {
     200: { description: "Training data JSON", content: json(CreateJobBody.shape.data) },
@@ -110,6 +112,7 @@ const complete = createRoute({
   tags: ["jobs"],
   summary: "Complete with the trained adapter (idempotent for the same lease and bytes)",
   security: bearer,
+  middleware: [guard(["worker"])] as const,
   request: {
     params: JobParams,
     headers: LeaseHeader,
@@ -127,7 +130,7 @@ const fail = createRoute({
   tags: ["jobs"],
   summary: "Fail the attempt; retry puts it back in the queue while attempts remain",
   security: bearer,
-  middleware: [jsonBody(MAX_CONTROL_BODY_BYTES, "fail")] as const,
+  middleware: [guard(["worker"]), jsonBody(MAX_CONTROL_BODY_BYTES, "fail")] as const,
   request: { params: JobParams, body: { content: json(FailBody), required: true } },
   responses: {
     200: { description: "The job", content: json(JobAnswer) },
@@ -160,7 +163,7 @@ export const jobRoutes = router()
   .openapi(createJob, async (c) => {
     const { model, user } = c.req.valid("param");
     const body = c.req.valid("json");
-    const identity = await authorize(c, ["user"], user);
+    const identity = identityOf(c);
     await limitWrites(c, identity);
     const { manifest } = await requireManifest(c.env, model);
     const expected = manifest.family === "encoder" ? "labels" : "text";
@@ -199,7 +202,7 @@ export const jobRoutes = router()
   })
   .openapi(getJobRoute, async (c) => {
     const { id } = c.req.valid("param");
-    const identity = await authorize(c, ["user", "worker", "admin"]);
+    const identity = identityOf(c);
     const row = await loadJob(c, id);
     if (identity.role === "user" && row.user !== identity.sub) {
       throw forbidden(
@@ -210,7 +213,7 @@ export const jobRoutes = router()
     return c.json({ job: toJob(row) }, 200);
   })
   .openapi(claim, async (c) => {
-    const identity = await authorize(c, ["worker"]);
+    const identity = identityOf(c);
     const body = c.req.valid("json") ?? ClaimBody.parse({});
     const { now, iso } = stamp();
     const exhausted = await db.failExhaustedLeases(c.env.DB, now, iso);
@@ -228,7 +231,6 @@ export const jobRoutes = router()
   .openapi(heartbeat, async (c) => {
     const { id } = c.req.valid("param");
     const { lease_id, lease_seconds } = c.req.valid("json");
-    await authorize(c, ["worker"]);
     const { now, iso } = stamp();
     const seconds = lease_seconds ?? DEFAULT_LEASE_SECONDS;
     const row = await db.extendLease(c.env.DB, id, lease_id, now + seconds * 1000, now, iso);
@@ -238,7 +240,6 @@ export const jobRoutes = router()
   .openapi(jobData, async (c) => {
     const { id } = c.req.valid("param");
     const leaseId = c.req.valid("header")["x-lease-id"];
-    await authorize(c, ["worker"]);
     const row = await loadJob(c, id);
     const held =
       row.status === "running" &&
@@ -255,7 +256,6 @@ export const jobRoutes = router()
   .openapi(complete, async (c) => {
     const { id } = c.req.valid("param");
     const leaseId = c.req.valid("header")["x-lease-id"];
-    await authorize(c, ["worker"]);
     const bytes = await readBytes(c.req.raw, MAX_ADAPTER_BYTES, "adapter");
     const row = await loadJob(c, id);
     const etag = await sha256Hex(bytes);
@@ -283,7 +283,6 @@ export const jobRoutes = router()
   .openapi(fail, async (c) => {
     const { id } = c.req.valid("param");
     const { lease_id, reason, retry } = c.req.valid("json");
-    await authorize(c, ["worker"]);
     const row = await db.failLeased(c.env.DB, id, lease_id, reason, retry, stamp().iso);
     if (!row) throw leaseLost(await loadJob(c, id), lease_id);
     if (row.status === "failed") await endJobs(c, [row]);

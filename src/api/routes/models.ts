@@ -1,6 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { parseEtags } from "../adapter-store.ts";
-import { authorize } from "../auth.ts";
+import { guard } from "../auth.ts";
 import { checkDeclaredLength } from "../body.ts";
 import { ApiError, badRequest, notFound, unprocessable } from "../errors.ts";
 import { r2Manifest, r2ModelFile } from "../keys.ts";
@@ -61,7 +61,7 @@ const putManifest = createRoute({
   tags: ["models"],
   summary: "Publish a manifest (admin)",
   security: bearer,
-  middleware: [jsonBody(MAX_MANIFEST_BYTES, "manifest")] as const,
+  middleware: [guard(["admin"]), jsonBody(MAX_MANIFEST_BYTES, "manifest")] as const,
   request: {
     params: ModelParams,
     body: { content: { "application/json": { schema: Manifest } }, required: true },
@@ -78,6 +78,7 @@ const putFile = createRoute({
   tags: ["models"],
   summary: "Upload a model file, streamed to R2 (admin); checked against the manifest's sha256",
   security: bearer,
+  middleware: [guard(["admin"])] as const,
   request: {
     params: FileParams,
     body: { content: { "application/octet-stream": { schema: Binary } }, required: true },
@@ -173,7 +174,6 @@ export const modelRoutes = router()
   })
   .openapi(putManifest, async (c) => {
     const { model } = c.req.valid("param");
-    await authorize(c, ["admin"]);
     const json = c.req.valid("json");
     const manifest = checkManifest(model, json);
     const text = JSON.stringify(json, null, 2);
@@ -185,7 +185,6 @@ export const modelRoutes = router()
   })
   .openapi(putFile, async (c) => {
     const { model, name } = c.req.valid("param");
-    await authorize(c, ["admin"]);
     if (name === "manifest.json") {
       throw badRequest(
         "model.use_manifest_route",
