@@ -1,0 +1,111 @@
+import { describe, expect, it } from "vitest";
+import {
+  bf16BitsToF32Bits,
+  f16BitsToF32Bits,
+  f32BitsToBf16,
+  f32BitsToF16,
+  fromBf16,
+  fromF16,
+  toBf16,
+  toF16,
+} from "../../../src/format/index.ts";
+
+const hex = (n: number) => `0x${n.toString(16).padStart(4, "0")}`;
+
+describe("binary16", () => {
+  it.each([
+    [0, 0x0000],
+    [-0, 0x8000],
+    [1, 0x3c00],
+    [-2, 0xc000],
+    [65504, 0x7bff], // largest finite half
+    [2 ** -14, 0x0400], // smallest normal
+    [2 ** -24, 0x0001], // smallest subnormal
+    [2 ** -24 * 1023, 0x03ff], // largest subnormal
+    [Number.POSITIVE_INFINITY, 0x7c00],
+    [Number.NEGATIVE_INFINITY, 0xfc00],
+    [1 / 3, 0x3555],
+  ])("encodes %s as %s", (x, bits) => {
+    expect(hex(toF16(x))).toBe(hex(bits));
+  });
+
+  it("rounds ties to even", () => {
+    expect(hex(toF16(1 + 2 ** -11))).toBe(hex(0x3c00)); // halfway 1 and 1+2^-10: even is 1
+    expect(hex(toF16(1 + 3 * 2 ** -11))).toBe(hex(0x3c02)); // halfway, odd below: up
+    expect(hex(toF16(2049))).toBe(hex(0x6800)); // 2048
+    expect(hex(toF16(2051))).toBe(hex(0x6802)); // 2052
+    expect(hex(toF16(2 ** -25))).toBe(hex(0x0000)); // half the smallest subnormal: to 0
+    expect(hex(toF16(3 * 2 ** -25))).toBe(hex(0x0002)); // 1.5 subnormal units: to 2
+    expect(hex(toF16(-(2 ** -25)))).toBe(hex(0x8000)); // keeps the sign
+  });
+
+  it("rounds just above and below a tie the nearer way", () => {
+    expect(toF16(Math.fround(1 + 2 ** -11 + 2 ** -20))).toBe(0x3c01);
+    expect(toF16(Math.fround(2 ** -25 + 2 ** -40))).toBe(0x0001);
+    expect(toF16(Math.fround(2 ** -14 - 2 ** -30))).toBe(0x0400); // rounds up into the normals
+  });
+
+  it("overflows to infinity at 65520 and not below", () => {
+    expect(toF16(65519.99)).toBe(0x7bff);
+    expect(toF16(65520)).toBe(0x7c00);
+    expect(toF16(-1e6)).toBe(0xfc00);
+  });
+
+  it("keeps NaN a NaN", () => {
+    const h = toF16(Number.NaN);
+    expect(h & 0x7c00).toBe(0x7c00);
+    expect(h & 0x3ff).not.toBe(0);
+    expect(fromF16(0x7e00)).toBeNaN();
+  });
+
+  it("decodes every half exactly and re-encodes it to the same bits", () => {
+    for (let h = 0; h < 65536; h++) {
+      const x = fromF16(h);
+      if (Number.isNaN(x)) continue;
+      expect(f32BitsToF16(f16BitsToF32Bits(h))).toBe(h);
+    }
+    expect(fromF16(0x0001)).toBe(2 ** -24);
+    expect(fromF16(0x03ff)).toBe(1023 * 2 ** -24);
+    expect(Object.is(fromF16(0x8000), -0)).toBe(true);
+    expect(fromF16(0x7c00)).toBe(Number.POSITIVE_INFINITY);
+  });
+
+  it("matches the nearest half on random floats (brute force over neighbours)", () => {
+    let seed = 12345;
+    for (let i = 0; i < 20000; i++) {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      const x = Math.fround(((seed / 2 ** 32) * 2 - 1) * 2 ** ((i % 40) - 26));
+      const h = toF16(x);
+      const y = fromF16(h);
+      // No other half is nearer; ties went to the even one.
+      for (const n of [h - 1, h + 1]) {
+        if (n < 0 || n > 0xffff || (n & 0x7fff) >= 0x7c00 || (n ^ h) & 0x8000) continue;
+        const d = Math.abs(fromF16(n) - x);
+        expect(d >= Math.abs(y - x)).toBe(true);
+        if (d === Math.abs(y - x)) expect(h & 1).toBe(0);
+      }
+    }
+  });
+});
+
+describe("bfloat16", () => {
+  it.each([
+    [0, 0x0000],
+    [-0, 0x8000],
+    [1, 0x3f80],
+    [1 + 2 ** -8, 0x3f80], // tie: even
+    [1 + 3 * 2 ** -8, 0x3f82], // tie: odd below, up
+    [3.4028234663852886e38, 0x7f80], // float32 max rounds past bf16 max
+    [Number.NEGATIVE_INFINITY, 0xff80],
+    [2 ** -133, 0x0001], // smallest bf16 subnormal
+  ])("encodes %s as %s", (x, bits) => {
+    expect(hex(toBf16(x))).toBe(hex(bits));
+  });
+
+  it("is the top half of float32", () => {
+    expect(bf16BitsToF32Bits(0x3f80)).toBe(0x3f800000);
+    expect(fromBf16(0xc000)).toBe(-2);
+    expect(fromBf16(toBf16(Number.NaN))).toBeNaN();
+    expect(f32BitsToBf16(0x7fc00000)).toBe(0x7fc0);
+  });
+});
