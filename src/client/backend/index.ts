@@ -141,6 +141,17 @@ export async function createSession(
   try {
     if (backend.runtime === "onnxruntime-node" && model.path !== undefined) {
       session = await backend.ort.InferenceSession.create(model.path, sessionOptions);
+    } else if (
+      backend.runtime === "onnxruntime-node" &&
+      model.bytes !== undefined &&
+      model.externalData !== undefined
+    ) {
+      session = await createFromTempFolder(
+        backend,
+        model.bytes,
+        model.externalData,
+        sessionOptions,
+      );
     } else if (model.bytes !== undefined) {
       session = await backend.ort.InferenceSession.create(model.bytes, sessionOptions);
     } else {
@@ -156,6 +167,30 @@ export async function createSession(
   let gpuDevice: GPUDevice | undefined;
   if (backend.device === "webgpu") gpuDevice = (await backend.ort.env.webgpu.device) as GPUDevice;
   return { session, backend: { ...backend, gpuDevice } };
+}
+
+/**
+ * onnxruntime-node ignores `externalData` and resolves the data file next to the graph's path,
+ * so graph and data given as bytes are written to a temporary folder for the session to read.
+ */
+async function createFromTempFolder(
+  backend: Backend,
+  bytes: Uint8Array,
+  externalData: { path: string; data: Uint8Array }[],
+  options: SessionOptions,
+): Promise<InferenceSession> {
+  const fs = await import("node:fs/promises");
+  const { join, basename } = await import("node:path");
+  const { tmpdir } = await import("node:os");
+  const dir = await fs.mkdtemp(join(tmpdir(), "loraxs-session-"));
+  try {
+    const graph = join(dir, "model.onnx");
+    await fs.writeFile(graph, bytes);
+    for (const d of externalData) await fs.writeFile(join(dir, basename(d.path)), d.data);
+    return await backend.ort.InferenceSession.create(graph, options);
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** A CPU tensor. */
