@@ -1,7 +1,7 @@
 import { AdapterFormatError, decodeAdapter, sha256Hex } from "../format/index.ts";
 import * as db from "./db.ts";
 import type { Bindings } from "./env.ts";
-import { ApiError, unprocessable } from "./errors.ts";
+import { ApiError, badRequest, unprocessable } from "./errors.ts";
 import { type AdapterKvMeta, kvAdapterKey, r2AdapterKey, r2AdapterPrefix } from "./keys.ts";
 import { MAX_VERSION_RACE_RETRIES } from "./limits.ts";
 import type { LoadedManifest } from "./manifests.ts";
@@ -21,18 +21,32 @@ export function validateAdapter(bytes: Uint8Array, loaded: LoadedManifest) {
   }
 }
 
-/** Parses an If-Match / If-None-Match value into bare etags ("*" stays "*"). */
-export function parseEtags(header: string | undefined | null): string[] {
-  if (!header) return [];
-  return header
-    .split(",")
-    .map((s) =>
-      s
-        .trim()
-        .replace(/^W\//, "")
-        .replace(/^"(.*)"$/, "$1"),
-    )
-    .filter(Boolean);
+const ENTITY_TAG = /^(?:W\/)?"([^"\s]+)"$|^([0-9a-f]{64})$/;
+
+/**
+ * Parses an If-Match / If-None-Match value into bare etags ("*" stays "*"); quoted, weak or
+ * bare sha256 hex tags are accepted, anything else is a 400 naming the header.
+ */
+export function parseEtags(header: string | undefined | null, name = "If-Match"): string[] {
+  if (header === undefined || header === null) return [];
+  if (header.trim() === "*") return ["*"];
+  return header.split(",").map((part) => {
+    const match = ENTITY_TAG.exec(part.trim());
+    const tag = match?.[1] ?? match?.[2];
+    if (!tag) {
+      throw badRequest(
+        "request.bad_etag",
+        `${name} ${JSON.stringify(header)} is not a list of entity tags`,
+      );
+    }
+    return tag;
+  });
+}
+
+/** Whether an If-None-Match header names `etag` (bare) or "*"; lenient, as a cache check may be. */
+export function noneMatch(header: string | undefined, etag: string): boolean {
+  if (!header || !etag) return false;
+  return header.trim() === "*" || header.includes(`"${etag}"`) || header.trim() === etag;
 }
 
 export const quoteEtag = (etag: string) => `"${etag}"`;

@@ -152,7 +152,7 @@ export const LeaseHeader = z.object({
   "x-lease-id": z
     .string()
     .min(1)
-    .openapi({ param: { name: "X-Lease-Id", in: "header" } }),
+    .openapi({ param: { name: "x-lease-id", in: "header" } }),
 });
 
 export const ModelsAnswer = z.object({ models: z.array(z.record(z.string(), z.unknown())) });

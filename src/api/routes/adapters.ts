@@ -1,6 +1,7 @@
 import { createRoute } from "@hono/zod-openapi";
 import {
   deleteAllVersions,
+  noneMatch,
   parseEtags,
   quoteEtag,
   readHotCopy,
@@ -158,8 +159,7 @@ export const adapterRoutes = router()
         `no adapter for user ${JSON.stringify(user)} and model ${JSON.stringify(model)}`,
       );
     }
-    const inm = parseEtags(c.req.header("if-none-match"));
-    if (inm.includes("*") || inm.includes(metadata.etag)) {
+    if (noneMatch(c.req.header("if-none-match"), metadata.etag)) {
       return bytesResponse(null, metadata.etag, metadata.version, 304) as never;
     }
     return bytesResponse(value, metadata.etag, metadata.version) as never;

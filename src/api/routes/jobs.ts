@@ -1,7 +1,7 @@
 import { createRoute } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { sha256Hex } from "../../format/index.ts";
-import { parseEtags, storeVersion, validateAdapter } from "../adapter-store.ts";
+import { storeVersion, validateAdapter } from "../adapter-store.ts";
 import { guard, identityOf } from "../auth.ts";
 import { readBytes } from "../body.ts";
 import * as db from "../db.ts";
@@ -271,7 +271,7 @@ export const jobRoutes = router()
     }
     let stored: Awaited<ReturnType<typeof storeVersion>>;
     try {
-      stored = await storeVersion(c.env, row.model, row.user, bytes, "worker", parseEtags(null));
+      stored = await storeVersion(c.env, row.model, row.user, bytes, "worker");
     } catch (err) {
       await db.revertSucceeded(c.env.DB, id, row.lease_expires ?? now);
       throw err;

@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { parseEtags } from "../adapter-store.ts";
+import { noneMatch } from "../adapter-store.ts";
 import { guard } from "../auth.ts";
 import { checkDeclaredLength } from "../body.ts";
 import { ApiError, badRequest, notFound, unprocessable } from "../errors.ts";
@@ -221,7 +221,5 @@ export const modelRoutes = router()
     return c.json({ name, bytes: stored.size, etag: stored.httpEtag }, 201);
   });
 
-function matches(header: string | undefined, quotedEtag: string) {
-  const tags = parseEtags(header);
-  return tags.includes("*") || tags.includes(quotedEtag.replace(/^"(.*)"$/, "$1"));
-}
+const matches = (header: string | undefined, quotedEtag: string) =>
+  noneMatch(header, quotedEtag.replace(/^"(.*)"$/, "$1"));
