@@ -110,6 +110,11 @@ export class PersonalModel {
     return this.r.label;
   }
 
+  /** Where the current R tensor lives: `gpu-buffer` (WebGPU, uploaded once) or `cpu`. */
+  get rLocation(): string {
+    return this.r.location;
+  }
+
   /** Swap R (and the head of an encoder); `null` runs the base model. Never rebuilds the session. */
   setAdapter(adapter: Adapter | null, label?: string): void {
     if (adapter === null) {

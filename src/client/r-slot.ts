@@ -37,6 +37,11 @@ export class RSlot {
     return { tensor: rTensor(this.backend, data, this.dims), label, refs: 0, retired: false };
   }
 
+  /** Where R lives: `gpu-buffer` on WebGPU, `cpu` elsewhere. */
+  get location(): string {
+    return this.current.tensor.location;
+  }
+
   get label(): string {
     return this.current.label;
   }

@@ -14,6 +14,11 @@ export interface ModelSource {
 }
 
 export function modelSource(location: string, fetchImpl: typeof fetch = fetch): ModelSource {
+  // In a page, a relative location is relative to the page.
+  const page = (globalThis as { location?: { href?: string } }).location?.href;
+  if (!isNode() && page !== undefined && !/^[a-z]+:/i.test(location)) {
+    return modelSource(new URL(location, page).href, fetchImpl);
+  }
   if (/^https?:\/\//.test(location)) {
     const url = new URL(location);
     const isStatic = url.pathname.endsWith(".json");
