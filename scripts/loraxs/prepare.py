@@ -69,6 +69,16 @@ def canonical_source(source: dict) -> str:
     return json.dumps(source, sort_keys=True, separators=(",", ":"))
 
 
+def weights_digest(model: torch.nn.Module, names: list[str]) -> str:
+    """sha256 of the adapted weights (fp32 bytes, module order): factors are only valid for these."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for n in names:
+        h.update(model.get_submodule(n).weight.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return f"sha256:{h.hexdigest()}"
+
+
 def reusable_factors(path: Path, base: BaseModel, names: list[str], rank: int) -> tuple[Factors | None, str]:
     """The existing factor file when it matches (rank, modules, source); else None and why not."""
     if not path.is_file():
@@ -83,6 +93,8 @@ def reusable_factors(path: Path, base: BaseModel, names: list[str], rank: int) -
         return None, f"module list differs ({len(f.names)} vs {len(names)} modules)"
     if f.metadata.get("source") != canonical_source(base.source):
         return None, f"source differs ({f.metadata.get('source')} vs {canonical_source(base.source)})"
+    if "weights" in f.metadata and f.metadata["weights"] != weights_digest(base.model, names):
+        return None, "the adapted weights changed"
     for n in names:
         m = base.model.get_submodule(n)
         if tuple(f.down[n].shape) != (rank, m.in_features) or tuple(f.up[n].shape) != (m.out_features, rank):
@@ -181,7 +193,8 @@ def prepare(args: argparse.Namespace) -> Path:
         log(f"prepare: computing factors ({why})")
         opts = SvdOptions("exact" if args.exact else "randomized", args.oversample, args.niter, args.seed, args.device)
         computed, svd_report = compute_factors(base.model, names, args.rank, opts, model_id, log=log)
-        extra = {**computed.metadata, "source": canonical_source(base.source), "targets": targets}
+        extra = {**computed.metadata, "source": canonical_source(base.source), "targets": targets,
+                 "weights": weights_digest(base.model, names)}
         digest = save_factors(factors_path, computed, model_id, extra)
         factors = load_factors(factors_path)
         assert factors.digest == digest
