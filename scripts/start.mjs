@@ -42,9 +42,15 @@ const SPEC = {
   model: { type: "string", default: "smollm2-135m", help: "model id (a prepare preset)" },
   "models-dir": { type: "string", default: "models", help: "folder holding <model>/manifest.json" },
   "persist-to": { type: "string", default: ".wrangler/state", help: "local KV/D1/R2 state folder" },
+  "random-sigma": {
+    type: "float",
+    default: undefined,
+    help: "σ of R in the random demo adapters used when a model ships none (default 0.1)",
+  },
 };
 
 const children = new Set();
+let devProcess = null;
 let stopping = false;
 
 async function stopAll(signal) {
@@ -137,16 +143,17 @@ async function main() {
   await step.run("web bundle (esbuild → .cache/web)", async () => await buildWeb());
 
   const { databaseName, audience, bucketName } = readWranglerConfig();
-  const secret = await step.run("local secrets (.dev.vars)", async () => {
+  let secret = "";
+  await step.run("local secrets (.dev.vars)", async () => {
     const { secret: value, created } = ensureJwtSecret(devVarsPath);
-    console.log(`[start] JWT_SECRET ${created ? "created in" : "read from"} .dev.vars`);
-    return value;
+    secret = value;
+    return `JWT_SECRET ${created ? "created in" : "read from"} .dev.vars`;
   });
 
   let adapters = listShippedAdapters(modelDir);
   if (adapters.length === 0) {
     const out = join(root, ".cache", "demo-adapters", model.manifest.id);
-    adapters = writeRandomAdapters(model.manifest, out);
+    adapters = writeRandomAdapters(model.manifest, out, options["random-sigma"]);
     console.log(
       `[start] no shipped adapters in ${relative(root, join(modelDir, "adapters"))}/: using ${adapters.length} random (untrained) adapters from ${relative(root, out)}/`,
     );
@@ -169,6 +176,8 @@ async function main() {
       }
     });
     await waitForHealth(base, dev, HEALTH_TIMEOUT_MS);
+    devProcess = dev;
+    dev.muted = true; // seeding prints its own lines; request logs resume once ready
     return `PID ${dev.pid}, /v1/health answers`;
   });
 
@@ -200,6 +209,7 @@ async function main() {
   );
 
   printSummary(base, model.manifest.id, adapters, tokens);
+  if (devProcess) devProcess.muted = false;
 }
 
 function writeDemoConfig(manifest, adapters, tokens) {

@@ -2,7 +2,7 @@
 import { ScriptError } from "./log.mjs";
 
 /**
- * Parses argv against a spec `{ name: { type: "string" | "number" | "boolean", default, help } }`.
+ * Parses argv against a spec `{ name: { type: "string" | "number" | "float" | "boolean", default, help } }`.
  * Unknown flags fail with the list of known ones.
  */
 export function parseArgs(argv, spec, usage) {
@@ -33,7 +33,12 @@ export function parseArgs(argv, spec, usage) {
     if (match[1]) throw new ScriptError(`--no-${name} is not a switch; give --${name} <value>`);
     const raw = match[3] ?? argv[++i];
     if (raw === undefined) throw new ScriptError(`--${name} needs a value`);
-    values[name] = option.type === "number" ? parseNumber(name, raw) : raw;
+    values[name] =
+      option.type === "number"
+        ? parseNumber(name, raw)
+        : option.type === "float"
+          ? parseFloatValue(name, raw)
+          : raw;
   }
   for (const [name, option] of Object.entries(spec)) {
     if (option.required && (values[name] === undefined || values[name] === "")) {
@@ -47,6 +52,14 @@ function parseNumber(name, raw) {
   const value = Number(raw);
   if (!Number.isInteger(value) || value < 0) {
     throw new ScriptError(`--${name} must be a non-negative integer, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+function parseFloatValue(name, raw) {
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new ScriptError(`--${name} must be a positive number, got ${JSON.stringify(raw)}`);
   }
   return value;
 }

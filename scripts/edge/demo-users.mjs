@@ -53,7 +53,7 @@ function gaussian(count, seed, sigma) {
  * Writes untrained adapters (random R) for `manifest` into `outDir`, one per RANDOM_USERS entry:
  * a stand-in until trained ones are shipped; the page labels them as random.
  */
-export function writeRandomAdapters(manifest, outDir) {
+export function writeRandomAdapters(manifest, outDir, sigma = RANDOM_SIGMA) {
   mkdirSync(outDir, { recursive: true });
   const [modules, rank] = [manifest.modules.length, manifest.rank];
   return RANDOM_USERS.map((user, index) => {
@@ -62,8 +62,11 @@ export function writeRandomAdapters(manifest, outDir) {
       factors: manifest.factors.sha256,
       rank,
       modules,
-      R: gaussian(modules * rank * rank, 1 + index, RANDOM_SIGMA),
-      metadata: { source: "import", note: `random R, sigma ${RANDOM_SIGMA}, for the local demo` },
+      R: gaussian(modules * rank * rank, 1 + index, sigma),
+      metadata: {
+        source: "import",
+        note: `random R (sigma ${sigma}), untrained: a local demo stand-in`,
+      },
     });
     const path = join(outDir, `${user}.safetensors`);
     writeFileSync(path, bytes);

@@ -22,6 +22,10 @@ export function readWranglerConfig(path = join(root, "wrangler.toml")) {
   return { databaseName, audience, bucketName };
 }
 
+/** wrangler's own line per request repeats the API's JSON access log line. */
+const ECHOED_REQUEST = /^\[wrangler:info\] (GET|HEAD|PUT|POST|DELETE|PATCH|OPTIONS) /;
+const LOOKS_LIKE_ERROR = /✘|\bERROR\b|"level":"error"|Uncaught|exception/i;
+
 /** Starts wrangler with its output prefixed line by line; resolves to the child. */
 export function spawnWrangler(
   args,
@@ -45,11 +49,15 @@ export function spawnWrangler(
         if (!line.trim()) continue;
         tail.push(line);
         if (tail.length > 40) tail.shift();
-        if (!quiet) console.log(`${prefix} ${line}`);
+        if (quiet || ECHOED_REQUEST.test(line)) continue;
+        if (child.muted && !LOOKS_LIKE_ERROR.test(line)) continue;
+        console.log(`${prefix} ${line}`);
       }
     });
   }
   child.tail = tail;
+  /** While true, only error lines are shown (the scripts' own progress lines say what happens). */
+  child.muted = false;
   return child;
 }
 

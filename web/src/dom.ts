@@ -20,11 +20,14 @@ export function formatBytes(bytes: number): string {
 
 /** A failure as "status code: message" when it came from the API, else its message. */
 export function describe(error: unknown): string {
-  if (error instanceof Error) {
-    const e = error as Error & { status?: number; code?: string };
-    return e.status !== undefined && e.code !== undefined
-      ? `${e.status} ${e.code}: ${e.message.replace(/^\d+ [^:]+: /, "").replace(/ \(https?:[^)]*\)$/, "")}`
-      : e.message;
-  }
-  return String(error);
+  if (!(error instanceof Error)) return String(error);
+  const e = error as Error & { status?: number; code?: string };
+  if (e.status === undefined || e.code === undefined) return e.message;
+  // The client's message is "status code: message (url)"; the format's own messages may repeat the code.
+  const short = e.code.split(".").pop() ?? e.code;
+  const message = e.message
+    .replace(/^\d+ [^:]+: /, "")
+    .replace(/ \(https?:[^)]*\)$/, "")
+    .replace(new RegExp(`^${short}: `), "");
+  return `${e.status} ${e.code}: ${message}`;
 }

@@ -25,7 +25,11 @@ const status = {
   ready: false,
   device: "",
   user: "",
+  /** The adapter version in use (0: none, the base model). */
+  version: 0,
   generations: 0,
+  /** The last comparison: each side's text and token count. */
+  last: [] as { label: string; text: string; tokens: number }[],
   error: "",
 };
 (globalThis as unknown as { demo: typeof status }).demo = status;
@@ -151,6 +155,7 @@ async function refreshCard(): Promise<void> {
     return;
   }
   const current = versions[0];
+  status.version = current?.version ?? 0;
   if (!current) {
     showAdapterCard([
       ["Adapter", `${user.id} has no adapter yet: the personal model is the base model`],
@@ -209,6 +214,7 @@ async function generate(button: HTMLButtonElement): Promise<void> {
     { out: byId("base-out"), rate: byId("base-rate") },
     { out: byId("personal-out"), rate: byId("personal-rate") },
   ];
+  status.last = [];
   for (const { out, rate } of outs) {
     out.textContent = "";
     out.dataset.state = "running";
@@ -224,6 +230,7 @@ async function generate(button: HTMLButtonElement): Promise<void> {
       },
       onDone: ({ tokens, ms }: { tokens: number; ms: number }) => {
         view.out.dataset.state = "done";
+        status.last[i] = { label, text: view.out.textContent ?? "", tokens };
         view.rate.textContent = `${tokens} tokens, ${((tokens * 1000) / Math.max(ms, 1)).toFixed(1)} tokens/s`;
       },
     };

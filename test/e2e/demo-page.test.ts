@@ -1,0 +1,172 @@
+// npm start's server in real Chromium: the page loads the model on the device, a user is chosen,
+// base and personal generations complete and differ, and a bad upload shows the server's error.
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { encodeAdapter } from "../../src/format/index.ts";
+import { type StartedServer, startServer } from "./start-server.ts";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+/** The small test model: prepared once into a git-ignored folder, reused by later runs. */
+const MODEL = "tiny-llama";
+const MODELS_DIR = join(root, ".cache", "e2e-models");
+const ARTIFACTS = join(root, "test-results", "e2e");
+/** First run prepares tiny-llama (about 80 s on two cores); later runs start in about 20 s. */
+const START_TIMEOUT_MS = 600_000;
+/** σ of the random demo adapters: at 0.1 the random 2-layer model's greedy tokens barely move. */
+const RANDOM_SIGMA = "1";
+const CHROMIUM_FLAGS = [
+  "--headless=new",
+  "--no-sandbox",
+  "--enable-unsafe-webgpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+  "--disable-quic",
+  "--disable-dev-shm-usage",
+];
+
+type DemoStatus = {
+  ready: boolean;
+  device: string;
+  user: string;
+  version: number;
+  generations: number;
+  last: { label: string; text: string; tokens: number }[];
+  error: string;
+};
+
+let server: StartedServer;
+let context: BrowserContext;
+let page: Page;
+let persistDir: string;
+let profileDir: string;
+const pageErrors: string[] = [];
+
+const demo = () => page.evaluate(() => (globalThis as unknown as { demo: DemoStatus }).demo);
+
+beforeAll(async () => {
+  persistDir = mkdtempSync(join(tmpdir(), "loraxs-e2e-state-"));
+  profileDir = mkdtempSync(join(tmpdir(), "loraxs-e2e-chromium-"));
+  mkdirSync(ARTIFACTS, { recursive: true });
+  server = await startServer(
+    [
+      "--port",
+      "0",
+      "--model",
+      MODEL,
+      "--models-dir",
+      MODELS_DIR,
+      "--persist-to",
+      persistDir,
+      "--random-sigma",
+      RANDOM_SIGMA,
+    ],
+    START_TIMEOUT_MS,
+  );
+  context = await chromium.launchPersistentContext(profileDir, {
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    ignoreDefaultArgs: ["--headless"],
+    args: CHROMIUM_FLAGS,
+    viewport: { width: 1200, height: 1000 },
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  page.on("pageerror", (error) => pageErrors.push(error.message));
+});
+
+afterAll(async () => {
+  await context?.close();
+  await server?.stop();
+  for (const dir of [persistDir, profileDir])
+    if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("demo page on npm start's server", () => {
+  it("loads the model on this device and reports the backend", async () => {
+    await page.goto(`${server.url}/`);
+    await page.waitForFunction(
+      () => {
+        const d = (globalThis as unknown as { demo?: DemoStatus }).demo;
+        return d?.ready === true || Boolean(d?.error);
+      },
+      null,
+      { timeout: 120_000 },
+    );
+    const status = await demo();
+    expect(status.error).toBe("");
+    expect(["wasm", "webgpu"]).toContain(status.device);
+    expect(await page.textContent("#backend")).toBe(status.device === "wasm" ? "WASM" : "WebGPU");
+    expect((await page.textContent("#backend-note"))?.length).toBeGreaterThan(10);
+    expect(await page.textContent("#load-status")).toMatch(/^ready in [\d.]+ s .*tiny-llama/);
+    expect(await page.isHidden("#token-form")).toBe(true);
+  });
+
+  it("chooses a user and shows their adapter", async () => {
+    const options = await page.$$eval("#user-select option", (els) =>
+      els.map((el) => (el as HTMLOptionElement).value),
+    );
+    expect(options).toEqual(["random-a", "random-b"]);
+    await page.selectOption("#user-select", "random-b");
+    await page.waitForFunction(() => {
+      const card = document.querySelector("#adapter-card")?.textContent ?? "";
+      return card.includes("random-b") && card.includes("Tensor");
+    });
+    const card = await page.textContent("#adapter-card");
+    expect(card).toMatch(/Version\s*1 of 1/);
+    expect(card).toMatch(/R \[4, 16, 16\] F16/);
+    expect(await page.textContent("#personal-title")).toBe("random-b's model");
+  });
+
+  it("streams the base and the personal model side by side, and they differ", async () => {
+    await page.fill("#prompt", "My fellow Americans,");
+    await page.fill("#max-tokens", "16");
+    await page.click("#generate");
+    await page.waitForFunction(
+      () => (globalThis as unknown as { demo: DemoStatus }).demo.generations === 1,
+      null,
+      { timeout: 120_000 },
+    );
+    const { last } = await demo();
+    expect(last.map((side) => side.label)).toEqual(["zeros", "random-b"]);
+    for (const side of last) {
+      expect(side.tokens).toBeGreaterThan(0);
+      expect(side.text.trim().length).toBeGreaterThan(0);
+    }
+    expect(last[0]?.text).not.toBe(last[1]?.text);
+    expect(await page.textContent("#base-rate")).toMatch(/^\d+ tokens, [\d.]+ tokens\/s$/);
+    expect(await page.textContent("#personal-rate")).toMatch(/^\d+ tokens, [\d.]+ tokens\/s$/);
+  });
+
+  it("shows the server's error code for an adapter trained against other factors", async () => {
+    const manifest = (await (await fetch(`${server.url}/v1/models/${MODEL}`)).json()) as {
+      rank: number;
+      modules: unknown[];
+    };
+    const wrong = encodeAdapter({
+      model: MODEL,
+      factors: `sha256:${"0".repeat(64)}`,
+      rank: manifest.rank,
+      modules: manifest.modules.length,
+      R: new Float32Array(manifest.modules.length * manifest.rank * manifest.rank),
+    });
+    await page.setInputFiles("#upload-file", {
+      name: "other-factors.safetensors",
+      mimeType: "application/octet-stream",
+      buffer: Buffer.from(wrong),
+    });
+    await page.click("#upload-form button[type=submit]");
+    await page.waitForSelector('#upload-verdict[data-ok="false"]', { timeout: 30_000 });
+    const verdict = await page.textContent("#upload-verdict");
+    expect(verdict).toMatch(/^refused by the server: 422 adapter\.factors_mismatch: /);
+    expect(verdict).toContain("0".repeat(16));
+    // The page kept the user's current adapter.
+    expect((await demo()).version).toBe(1);
+    await page.screenshot({ path: join(ARTIFACTS, "demo-page.png"), fullPage: true });
+    expect(pageErrors).toEqual([]);
+  });
+});
