@@ -11,7 +11,7 @@ import {
 import type { AppEnv, Bindings } from "./env.ts";
 import { ApiError, forbidden } from "./errors.ts";
 import { USER_ID } from "./ids.ts";
-import { CLOCK_TOLERANCE_SECONDS } from "./limits.ts";
+import { CLOCK_TOLERANCE_SECONDS, VERIFIED_TOKEN_CACHE } from "./limits.ts";
 import { ROLES, type Role } from "./tokens.ts";
 
 export type Identity = { sub: string; role: Role };
@@ -49,8 +49,29 @@ function jwks(url: string) {
   return set;
 }
 
-/** Verifies a bearer token and returns who it names; every failure is a 401 with a specific code. */
+// Tokens verified in this isolate, until their exp: a user's repeated reads skip the HMAC and
+// the claim checks. Keyed by the whole token, so a changed byte is verified afresh.
+const verified = new Map<string, { identity: Identity; until: number }>();
+
+/** Verifies a bearer token (cached per isolate until its exp) and returns who it names. */
 export async function verifyToken(token: string, env: Bindings): Promise<Identity> {
+  const hit = verified.get(token);
+  if (hit && hit.until > Date.now()) return hit.identity;
+  if (hit) verified.delete(token);
+  const { identity, exp } = await verifyUncached(token, env);
+  if (verified.size >= VERIFIED_TOKEN_CACHE) {
+    const oldest = verified.keys().next().value;
+    if (oldest !== undefined) verified.delete(oldest);
+  }
+  verified.set(token, { identity, until: exp * 1000 });
+  return identity;
+}
+
+/** Verifies a bearer token; every failure is a 401 with a specific code. */
+async function verifyUncached(
+  token: string,
+  env: Bindings,
+): Promise<{ identity: Identity; exp: number }> {
   let alg: string | undefined;
   try {
     alg = decodeProtectedHeader(token).alg;
@@ -96,7 +117,7 @@ export async function verifyToken(token: string, env: Bindings): Promise<Identit
       `token sub ${JSON.stringify(sub)} does not match ${USER_ID.source}`,
     );
   }
-  return { sub, role: role as Role };
+  return { identity: { sub, role: role as Role }, exp: payload.exp ?? 0 };
 }
 
 function mapJoseError(err: unknown, audience: string): ApiError {

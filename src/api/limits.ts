@@ -46,5 +46,8 @@ export const MANIFEST_CACHE_MS = 60_000;
 /** Attempts at claiming the next version number when concurrent uploads race (no If-Match). */
 export const MAX_VERSION_RACE_RETRIES = 8;
 
+/** Verified tokens an isolate remembers (about 100 bytes each beside the token). */
+export const VERIFIED_TOKEN_CACHE = 10_000;
+
 /** Allowed clock skew between token issuer and edge. */
 export const CLOCK_TOLERANCE_SECONDS = 5;

@@ -1,0 +1,303 @@
+// Edge API throughput on local workerd: `wrangler dev` with real local KV, D1 and R2.
+//   npm run bench:api [-- --duration 10 --connections 10]
+// Seeds a model manifest and a 30 KB adapter through the API, then loads GET /v1/health,
+// GET adapter (with and without If-None-Match) and PUT adapter with autocannon, prints a
+// table and the ratio GET adapter / health (design target: at least 0.7).
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import autocannon from "autocannon";
+import { mintToken } from "../src/api/tokens.ts";
+import { encodeAdapter, sha256Digest } from "../src/format/index.ts";
+
+const { values } = parseArgs({
+  options: {
+    duration: { type: "string", default: "10" },
+    connections: { type: "string", default: "10" },
+  },
+});
+/** Seconds per scenario: long enough for a stable mean, short enough for a 2-core CI box. */
+const DURATION_S = Number(values.duration);
+/** Concurrent connections: a busy edge colo slice, not a stress test. */
+const CONNECTIONS = Number(values.connections);
+/** wrangler dev is ready in ~3 s; allow for a loaded machine. */
+const READY_TIMEOUT_MS = 90_000;
+/** Adapter shape giving ~30 KB in F16: 58 modules of rank 16 (58 · 16 · 16 · 2 bytes = 29.7 KB). */
+const MODULES = 58;
+const RANK = 16;
+/** Users the PUT scenario rotates through (one user's writes would serialise on its version). */
+const PUT_USERS = 32;
+
+const SECRET = "bench-secret-not-for-production";
+const AUDIENCE = "loraxs-edge";
+const MODEL = "bench-model";
+const wrangler = join("node_modules", ".bin", "wrangler");
+const env = {
+  ...process.env,
+  CLOUDFLARE_CF_FETCH_ENABLED: "false",
+  WRANGLER_SEND_METRICS: "false",
+};
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
+}
+
+const persist = mkdtempSync(join(tmpdir(), "loraxs-bench-api-"));
+// wrangler.toml's static assets folder must exist for wrangler dev to start.
+if (!existsSync(".cache/web")) mkdirSync(".cache/web", { recursive: true });
+const migrate = spawnSync(
+  wrangler,
+  ["d1", "migrations", "apply", "DB", "--local", "--persist-to", persist],
+  {
+    env,
+    encoding: "utf8",
+  },
+);
+if (migrate.status !== 0)
+  throw new Error(`D1 migrations failed:\n${migrate.stderr}${migrate.stdout}`);
+
+const port = await freePort();
+const url = `http://127.0.0.1:${port}`;
+const child = spawn(
+  wrangler,
+  [
+    "dev",
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--persist-to",
+    persist,
+    "--var",
+    `JWT_SECRET:${SECRET}`,
+    "--var",
+    "WRITE_RATE_LIMIT:1000000000",
+    "--show-interactive-dev-session=false",
+  ],
+  { env, detached: true, stdio: ["ignore", "pipe", "pipe"] },
+);
+let log = "";
+let logLines = 0;
+const keep = (d) => {
+  logLines += String(d).split("\n").length - 1;
+  if (log.length < 20_000) log += d;
+};
+child.stdout.on("data", keep);
+child.stderr.on("data", keep);
+
+async function stop() {
+  if (child.exitCode === null) {
+    try {
+      process.kill(-child.pid, "SIGTERM");
+    } catch {}
+    await new Promise((r) => {
+      child.once("exit", r);
+      setTimeout(r, 5000);
+    });
+    try {
+      process.kill(-child.pid, "SIGKILL");
+    } catch {}
+  }
+  rmSync(persist, { recursive: true, force: true });
+}
+
+try {
+  const started = Date.now();
+  for (;;) {
+    if (child.exitCode !== null)
+      throw new Error(`wrangler dev exited (${child.exitCode}):\n${log}`);
+    try {
+      if ((await fetch(`${url}/v1/health`)).ok) break;
+    } catch {}
+    if (Date.now() - started > READY_TIMEOUT_MS) throw new Error(`wrangler dev not ready:\n${log}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const readyMs = Date.now() - started;
+
+  const mint = (sub, role = "user") =>
+    mintToken({ sub, role, ttlSeconds: 3600, secret: SECRET, audience: AUDIENCE });
+  const admin = await mint("bench-admin", "admin");
+
+  // Seed: a manifest whose factors digest the adapters name, then one user's adapter.
+  const factors = await sha256Digest(new TextEncoder().encode("bench factors"));
+  const manifest = benchManifest(factors);
+  const published = await fetch(`${url}/v1/models/${MODEL}/manifest`, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+    body: JSON.stringify(manifest),
+  });
+  if (published.status !== 201)
+    throw new Error(`publish: ${published.status} ${await published.text()}`);
+
+  const R = new Float32Array(MODULES * RANK * RANK).map((_, i) => Math.sin(i) * 1e-3);
+  const bytes = encodeAdapter({ model: MODEL, factors, rank: RANK, modules: MODULES, R });
+  const user = "bench-user";
+  const userToken = await mint(user);
+  const adapterUrl = `${url}/v1/models/${MODEL}/users/${user}/adapter`;
+  const seeded = await fetch(adapterUrl, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${userToken}`, "content-type": "application/octet-stream" },
+    body: bytes,
+  });
+  if (seeded.status !== 201)
+    throw new Error(`seed adapter: ${seeded.status} ${await seeded.text()}`);
+  const etag = seeded.headers.get("etag");
+
+  const putTokens = await Promise.all(
+    Array.from({ length: PUT_USERS }, (_, i) => mint(`bench-writer-${i}`)),
+  );
+  let next = 0;
+
+  const scenarios = [
+    { name: "GET /v1/health", expect: 200, opts: { url: `${url}/v1/health` } },
+    {
+      name: "GET adapter (30 KB)",
+      expect: 200,
+      opts: { url: adapterUrl, headers: { authorization: `Bearer ${userToken}` } },
+    },
+    {
+      name: "GET adapter, If-None-Match (304)",
+      expect: 304,
+      opts: {
+        url: adapterUrl,
+        headers: { authorization: `Bearer ${userToken}`, "if-none-match": etag },
+      },
+    },
+    {
+      name: `PUT adapter (30 KB, ${PUT_USERS} users)`,
+      expect: 201,
+      opts: {
+        url,
+        requests: [
+          {
+            method: "PUT",
+            setupRequest: (req) => {
+              const i = next++ % PUT_USERS;
+              return {
+                ...req,
+                path: `/v1/models/${MODEL}/users/bench-writer-${i}/adapter`,
+                headers: {
+                  authorization: `Bearer ${putTokens[i]}`,
+                  "content-type": "application/octet-stream",
+                },
+                body: Buffer.from(bytes),
+              };
+            },
+          },
+        ],
+      },
+    },
+  ];
+
+  const rows = [];
+  for (const s of scenarios) {
+    const result = await autocannon({ connections: CONNECTIONS, duration: DURATION_S, ...s.opts });
+    const total = Object.values(result.statusCodeStats ?? {}).reduce((a, b) => a + b.count, 0);
+    const expected = result.statusCodeStats?.[s.expect]?.count ?? 0;
+    rows.push({
+      scenario: s.name,
+      rps: result.requests.average,
+      p50: result.latency.p50,
+      p99: result.latency.p99,
+      requests: total,
+      errors: result.errors + result.timeouts + (total - expected),
+    });
+  }
+
+  const health = rows[0].rps;
+  const pad = (v, n) => String(v).padEnd(n);
+  console.log(
+    `\nEdge API on local workerd (wrangler dev), ${CONNECTIONS} connections, ${DURATION_S} s each; ` +
+      `${cpus().length} CPUs (${cpus()[0]?.model ?? "unknown"}); wrangler ready in ${readyMs} ms\n`,
+  );
+  console.log(`| ${pad("scenario", 40)} | req/s | p50 ms | p99 ms | requests | errors |`);
+  console.log(`|${"-".repeat(42)}|------:|-------:|-------:|---------:|-------:|`);
+  for (const r of rows) {
+    console.log(
+      `| ${pad(r.scenario, 40)} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.requests} | ${r.errors} |`,
+    );
+  }
+  const ratio = rows[1].rps / health;
+  const ratio304 = rows[2].rps / health;
+  console.log(
+    `\nGET adapter / health = ${ratio.toFixed(2)} (target >= 0.7); with If-None-Match: ${ratio304.toFixed(2)}`,
+  );
+  console.log(`worker log lines during the run: ${logLines}`);
+  process.exitCode = rows.some((r) => r.errors > 0) ? 1 : 0;
+} finally {
+  await stop();
+}
+
+function benchManifest(factors) {
+  const hidden = 576;
+  return {
+    schema_version: 1,
+    id: MODEL,
+    family: "decoder",
+    architecture: "LlamaForCausalLM",
+    source: { kind: "random", package: null, version: null, file: null, revision: null },
+    rank: RANK,
+    targets: "q_proj,v_proj",
+    modules: Array.from({ length: MODULES }, (_, i) => ({
+      name: `model.layers.${i >> 1}.self_attn.${i % 2 ? "v_proj" : "q_proj"}`,
+      in: hidden,
+      out: i % 2 ? 192 : hidden,
+    })),
+    factors: {
+      file: "factors.safetensors",
+      sha256: factors,
+      dtype: "F32",
+      svd: { method: "randomized", oversample: 8, niter: 4, seed: 0 },
+    },
+    onnx: {
+      file: "model.onnx",
+      data_file: "model.onnx.data",
+      opset: 18,
+      weights_dtype: "F32",
+      quantization: "none",
+    },
+    io: {
+      inputs: [
+        "input_ids",
+        "attention_mask",
+        "position_ids",
+        "R",
+        "past_key_values.{i}.key",
+        "past_key_values.{i}.value",
+      ],
+      outputs: ["logits", "present.{i}.key", "present.{i}.value"],
+      R: { name: "R", shape: [MODULES, RANK, RANK], dtype: "float32" },
+    },
+    config: {
+      hidden_size: hidden,
+      num_layers: MODULES / 2,
+      num_attention_heads: 9,
+      num_kv_heads: 3,
+      head_dim: 64,
+      vocab_size: 49152,
+      bos_token_id: 1,
+      eos_token_id: 2,
+      max_position_embeddings: 8192,
+    },
+    tokenizer: { files: ["tokenizer.json", "tokenizer_config.json"], chat_template: true },
+    files: [{ name: "factors.safetensors", role: "factors", sha256: factors, bytes: 4096 }],
+    check: {
+      runtime: "onnxruntime-cpu",
+      reference: "pytorch",
+      max_abs_error: 3e-6,
+      tolerance: 1e-3,
+      cases: 3,
+    },
+    created: "2026-11-28T00:00:00Z",
+  };
+}
