@@ -52,14 +52,3 @@ export async function readBytes(
   }
   return out;
 }
-
-/** Reads and parses a JSON body under `limit` (413), answering 400 on bad JSON. */
-export async function readJson(request: Request, limit: number, what = "body"): Promise<unknown> {
-  const bytes = await readBytes(request, limit, what);
-  const text = new TextDecoder().decode(bytes);
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw badRequest("request.bad_json", `${what} is not valid JSON: ${(err as Error).message}`);
-  }
-}
