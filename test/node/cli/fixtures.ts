@@ -59,7 +59,14 @@ function orthonormalColumns(rows: number, cols: number, next: () => number): Flo
 }
 
 export async function makeModel(
-  options: { id?: string; rank?: number; seed?: number; dir?: string; width?: number } = {},
+  options: {
+    id?: string;
+    rank?: number;
+    seed?: number;
+    dir?: string;
+    width?: number;
+    family?: "decoder" | "encoder";
+  } = {},
 ): Promise<TestModel> {
   const id = options.id ?? "tiny-test";
   const rank = options.rank ?? 4;
@@ -104,8 +111,8 @@ export async function makeModel(
   const manifest = {
     schema_version: 1,
     id,
-    family: "decoder",
-    architecture: "LlamaForCausalLM",
+    family: options.family ?? "decoder",
+    architecture: options.family === "encoder" ? "BertModel" : "LlamaForCausalLM",
     source: { kind: "random", package: null, version: null, file: null, revision: null },
     rank,
     targets: "q_proj,v_proj",

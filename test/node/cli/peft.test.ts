@@ -419,3 +419,61 @@ describe("loraxs import-peft", () => {
     );
   });
 });
+
+describe("an encoder adapter with a classification head", () => {
+  it("inspect shows the head; export-peft writes it beside the LoRA and says so", async () => {
+    const enc = await makeModel({ id: "tiny-enc", family: "encoder", seed: 8 });
+    const { encodeAdapter } = await import("../../../src/format/index.ts");
+    const head = {
+      classes: 2,
+      hidden: 16,
+      labels: ["ham", "spam"],
+      weight: new Float32Array(32).map((_, i) => i / 32),
+      bias: Float32Array.from([0.5, -0.5]),
+    };
+    const bytes = encodeAdapter(
+      { model: enc.id, factors: enc.digest, rank: 4, modules: 4, R: randomR(enc), head },
+      { dtype: "F32" },
+    );
+    const path = join(enc.dir, "clf.safetensors");
+    await writeFile(path, bytes);
+    const shown = await cli(["inspect", path, "--manifest", enc.manifestPath, "--json"]);
+    expect(shown.code, shown.stdout).toBe(EXIT.ok);
+    const report = JSON.parse(shown.stdout);
+    expect(report.labels).toEqual(["ham", "spam"]);
+    expect(report.stats["head.bias"]).toMatchObject({ min: -0.5, max: 0.5, mean: 0 });
+    expect(report.manifest.checks.at(-1)).toEqual({
+      field: "head hidden",
+      adapter: 16,
+      manifest: 16,
+      ok: true,
+    });
+    const out = join(enc.dir, "peft");
+    const r = await cli([
+      "export-peft",
+      "--adapter",
+      path,
+      "--model",
+      enc.manifestPath,
+      "--out",
+      out,
+    ]);
+    expect(r.code, r.stderr).toBe(EXIT.ok);
+    expect(r.stderr).toContain("classification head is not part of a LoRA");
+    expect(JSON.parse(await readFile(join(out, "adapter_config.json"), "utf8")).task_type).toBe(
+      "FEATURE_EXTRACTION",
+    );
+    const saved = readSafetensors(
+      new Uint8Array(await readFile(join(out, "loraxs_head.safetensors"))),
+      "head",
+    );
+    expect(saved.metadata.labels).toBe('["ham","spam"]');
+    expect(
+      Array.from(
+        toFloat64(
+          saved.tensors.get("head.weight") as NonNullable<ReturnType<typeof saved.tensors.get>>,
+        ),
+      ),
+    ).toEqual(Array.from(head.weight));
+  });
+});
