@@ -122,17 +122,25 @@ const page = {
   async swapTiming(urls: [string, string], rounds: number) {
     if (model === undefined) throw new Error("load first");
     const m = model;
-    const adapters = await Promise.all(
-      urls.map(async (u) => decodeAdapter(await bytes(u), m.expectations)),
-    );
-    const times: number[] = [];
+    const files = await Promise.all(urls.map((u) => bytes(u)));
+    const decoded = files.map((f) => decodeAdapter(f, m.expectations));
+    const decodeAndSet: number[] = [];
+    const setOnly: number[] = [];
     for (let i = 0; i < rounds; i++) {
-      const t = performance.now();
-      m.setAdapter(adapters[i % 2] ?? null);
-      times.push(performance.now() - t);
+      let t = performance.now();
+      m.setAdapter(decodeAdapter(files[i % 2] as Uint8Array, m.expectations));
+      decodeAndSet.push(performance.now() - t);
+      t = performance.now();
+      m.setAdapter(decoded[i % 2] ?? null);
+      setOnly.push(performance.now() - t);
     }
-    times.sort((a, b) => a - b);
-    return { medianMs: times[Math.floor(times.length / 2)], maxMs: times[times.length - 1] };
+    const median = (xs: number[]) =>
+      [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+    return {
+      decodeAndSetMs: median(decodeAndSet),
+      setOnlyMs: median(setOnly),
+      bytes: files[0]?.byteLength ?? 0,
+    };
   },
 };
 

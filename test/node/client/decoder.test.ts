@@ -14,7 +14,13 @@ import {
   type PersonalModel,
 } from "../../../src/client/index.ts";
 import { ensureModel } from "./helpers/models.ts";
-import { caseAdapter, maxAbsDiff, type Reference, readReference } from "./helpers/reference.ts";
+import {
+  caseAdapter,
+  maxAbsDiff,
+  type Reference,
+  type ReferenceCase,
+  readReference,
+} from "./helpers/reference.ts";
 import { type StaticServer, startStaticServer } from "./helpers/static-server.ts";
 
 /**
@@ -94,7 +100,7 @@ describe.each(["cpu", "wasm"] as const)(
     });
 
     it("samples reproducibly, stops at a stop string and honours maxTokens", async () => {
-      model.setAdapter(caseAdapter(dir, ref.cases[1] ?? ref.cases[0]!, ref));
+      model.setAdapter(caseAdapter(dir, ref.cases[1] as ReferenceCase, ref));
       const prompt = [{ role: "user" as const, content: "Tell me something." }];
       const a = await model.complete(prompt, {
         maxTokens: 12,
@@ -145,9 +151,10 @@ describe.each(["cpu", "wasm"] as const)(
     });
 
     it("refuses an adapter for other factors and keeps the current R", async () => {
-      const good = caseAdapter(dir, ref.cases[1]!, ref);
+      const good = caseAdapter(dir, ref.cases[1] as ReferenceCase, ref);
+      if (good === null) throw new Error("case 1 has no adapter");
       model.setAdapter(good, "good");
-      const foreign = { ...good!, factors: `sha256:${"ab".repeat(32)}` };
+      const foreign = { ...good, factors: `sha256:${"ab".repeat(32)}` };
       expect(() => model.setAdapter(foreign)).toThrow(AdapterRefusedError);
       expect(model.adapterLabel).toBe("good");
     });
