@@ -3,7 +3,7 @@ import * as db from "./db.ts";
 import type { Bindings } from "./env.ts";
 import { ApiError, badRequest, unprocessable } from "./errors.ts";
 import { type AdapterKvMeta, kvAdapterKey, r2AdapterKey, r2AdapterPrefix } from "./keys.ts";
-import { MAX_VERSION_RACE_RETRIES } from "./limits.ts";
+import { KV_RETRY_MS, KV_WRITE_ATTEMPTS, MAX_VERSION_RACE_RETRIES } from "./limits.ts";
 import type { LoadedManifest } from "./manifests.ts";
 
 /** Where a version came from (the `source` of the versions list). */
@@ -109,6 +109,10 @@ export async function storeVersion(
   );
 }
 
+/**
+ * Writes the hot copy. KV accepts one write per second per key in production: a refused write
+ * is retried after KV_RETRY_MS, a few times, before the error surfaces.
+ */
 async function putHotCopy(
   env: Bindings,
   model: string,
@@ -116,7 +120,15 @@ async function putHotCopy(
   bytes: Uint8Array | ArrayBuffer,
   meta: AdapterKvMeta,
 ) {
-  await env.KV.put(kvAdapterKey(model, user), bytes, { metadata: meta });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await env.KV.put(kvAdapterKey(model, user), bytes, { metadata: meta });
+      return;
+    } catch (err) {
+      if (attempt >= KV_WRITE_ATTEMPTS) throw err;
+      await new Promise((r) => setTimeout(r, KV_RETRY_MS));
+    }
+  }
 }
 
 /**

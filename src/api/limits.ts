@@ -49,5 +49,9 @@ export const MAX_VERSION_RACE_RETRIES = 8;
 /** Verified tokens an isolate remembers (about 100 bytes each beside the token). */
 export const VERIFIED_TOKEN_CACHE = 10_000;
 
+/** KV takes one write per second per key: a refused hot-copy write waits this long, this many times. */
+export const KV_RETRY_MS = 1100;
+export const KV_WRITE_ATTEMPTS = 3;
+
 /** Allowed clock skew between token issuer and edge. */
 export const CLOCK_TOLERANCE_SECONDS = 5;

@@ -46,34 +46,41 @@ function log(c: Context<AppEnv>, started: number) {
   console.log(JSON.stringify(line));
 }
 
+// One CORS handler per CORS_ORIGINS value (the var is fixed per deployment).
+const corsHandlers = new Map<string, ReturnType<typeof cors>>();
+
 /** CORS for the origins in CORS_ORIGINS (comma separated); etags and versions are readable. */
-export const corsFromEnv = createMiddleware<AppEnv>((c, next) =>
-  cors({
-    origin: (origin) => {
-      const allowed = c.env.CORS_ORIGINS.split(",").map((s) => s.trim());
-      return allowed.includes(origin) ? origin : null;
-    },
-    allowMethods: ["GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS"],
-    allowHeaders: [
-      "Authorization",
-      "Content-Type",
-      "If-Match",
-      "If-None-Match",
-      "Range",
-      "X-Lease-Id",
-      "X-Request-Id",
-    ],
-    exposeHeaders: [
-      "ETag",
-      "X-Adapter-Version",
-      "X-Request-Id",
-      "Retry-After",
-      "Content-Range",
-      "Accept-Ranges",
-    ],
-    maxAge: 600,
-  })(c, next),
-);
+export const corsFromEnv = createMiddleware<AppEnv>((c, next) => {
+  const origins = c.env.CORS_ORIGINS ?? "";
+  let handler = corsHandlers.get(origins);
+  if (!handler) {
+    const allowed = new Set(origins.split(",").map((s) => s.trim()));
+    handler = cors({
+      origin: (origin) => (allowed.has(origin) ? origin : null),
+      allowMethods: ["GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS"],
+      allowHeaders: [
+        "Authorization",
+        "Content-Type",
+        "If-Match",
+        "If-None-Match",
+        "Range",
+        "X-Lease-Id",
+        "X-Request-Id",
+      ],
+      exposeHeaders: [
+        "ETag",
+        "X-Adapter-Version",
+        "X-Request-Id",
+        "Retry-After",
+        "Content-Range",
+        "Accept-Ranges",
+      ],
+      maxAge: 600,
+    });
+    corsHandlers.set(origins, handler);
+  }
+  return handler(c, next);
+});
 
 const JSON_TYPE = /^application\/([\w.-]+\+)?json$/i;
 
