@@ -284,6 +284,7 @@ if (!args["skip-browser"] && hasChromium()) {
       "tiny",
       tinyIds,
       WEBGPU_TOKENS,
+      WEBGPU_REPEATS,
     );
     console.log(
       JSON.stringify(
