@@ -1,34 +1,33 @@
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { type Dtype, encodeAdapter } from "../../format/index.ts";
 import { decodeOrFail } from "../adapter-file.ts";
 import { choiceOption, optionalOption, requireOption } from "../args.ts";
 import type { Command } from "../command.ts";
 import { EXIT, InvalidInputError, UsageError } from "../errors.ts";
-import { loadFactors } from "../factors.ts";
-import { frobenius, type Matrix, matmul, matrix } from "../linalg.ts";
-import { expectationsOf, loadModel } from "../model.ts";
+import { loadFactors, type ModuleFactors } from "../factors.ts";
 import {
-  loraScale,
-  PEFT_CONFIG_FILE,
-  PEFT_WEIGHTS_FILE,
-  type PeftLoraConfig,
-  parseLoraKey,
-} from "../peft.ts";
+  type ImportReport,
+  type ModuleResidual,
+  renderImportReport,
+  totals,
+} from "../import-report.ts";
+import { frobenius, matmul, matrix } from "../linalg.ts";
+import { expectationsOf, loadModel } from "../model.ts";
+import { loraScale, PEFT_WEIGHTS_FILE } from "../peft.ts";
+import { type LoraPair, readLoraPairs, readPeftConfig } from "../peft-read.ts";
 import { projectLora, residualOf } from "../projection.ts";
-import { readSafetensors, type TensorView, toFloat64 } from "../safetensors.ts";
 import { formatNumber } from "../stats.ts";
 
 const DTYPE_CHOICES = ["f16", "f32", "bf16"] as const;
 
-interface ModuleResult {
-  module: string;
-  /** ‖ΔW‖_F of the LoRA's update on this module (0 when the LoRA leaves it alone). */
-  norm: number;
-  /** ‖ΔW − up R down‖_F / ‖ΔW‖_F with the exact (float64) R; 0 when ‖ΔW‖ = 0. */
-  residual: number;
-  /** The same with R as stored (rounded to the adapter's dtype). */
-  residual_stored: number;
+/** A manifest module the LoRA touches, with its exact projection. */
+interface Projected {
+  index: number;
+  factors: ModuleFactors;
+  pair: LoraPair;
+  scale: number;
+  result: ModuleResidual;
 }
 
 export const importPeft: Command = {
@@ -70,69 +69,44 @@ LoRA lies in the LoRA-XS subspace (e.g. it came from export-peft); a general LoR
     const peftDir = resolve(io.cwd, requireOption(args, "peft", "import-peft"));
     const model = await loadModel(requireOption(args, "model", "import-peft"), io.cwd);
     const out = resolve(io.cwd, requireOption(args, "out", "import-peft"));
-    const dtype = choiceOption(
-      args,
-      "dtype",
-      "import-peft",
-      DTYPE_CHOICES,
-      "f16",
-    ).toUpperCase() as Dtype;
+    const choice = choiceOption(args, "dtype", "import-peft", DTYPE_CHOICES, "f16");
+    const dtype = choice.toUpperCase() as Dtype;
     const maxResidual = parseMaxResidual(optionalOption(args, "max-residual"));
     const config = await readPeftConfig(peftDir);
-    const weightsPath = join(peftDir, PEFT_WEIGHTS_FILE);
-    let bytes: Uint8Array;
-    try {
-      bytes = new Uint8Array(await readFile(weightsPath));
-    } catch (error) {
-      throw new InvalidInputError(
-        `cannot read ${weightsPath}: ${(error as NodeJS.ErrnoException).code ?? error}`,
-        "only safetensors PEFT weights are read; re-save with save_pretrained(dir, safe_serialization=True)",
-      );
-    }
-    const weights = readSafetensors(bytes, weightsPath);
-    const pairs = loraPairs(weights.tensors, weightsPath);
+    const pairs = await readLoraPairs(peftDir);
     const factors = await loadFactors(model);
     const r = factors.rank;
-    const R = new Float32Array(factors.modules.length * r * r);
-    const exact: Matrix[] = [];
-    const inputs: { A: Matrix; B: Matrix; scale: number }[] = [];
-    const results: ModuleResult[] = [];
-    for (const [i, m] of factors.modules.entries()) {
+    const rr = r * r;
+
+    // Project every manifest module the LoRA touches; the others keep R = 0.
+    const R = new Float32Array(factors.modules.length * rr);
+    const projected: Projected[] = [];
+    for (const [index, m] of factors.modules.entries()) {
       const pair = pairs.get(m.name);
       pairs.delete(m.name);
-      if (!pair) {
-        exact.push(matrix(r, r));
-        inputs.push({ A: matrix(0, m.down.cols), B: matrix(m.up.rows, 0), scale: 0 });
-        continue; // R stays 0: the LoRA does not touch this module
-      }
-      const { A, B } = pair;
-      if (A.cols !== m.down.cols || B.rows !== m.up.rows || A.rows !== B.cols) {
-        throw new InvalidInputError(
-          `${weightsPath}: ${m.name} has lora_A [${A.rows}, ${A.cols}] and lora_B [${B.rows}, ${B.cols}]; the model's module is ${m.up.rows} × ${m.down.cols} (out × in)`,
-          "the PEFT adapter was trained on another base model",
-        );
-      }
+      if (!pair) continue;
+      checkShapes(pair, m, join(peftDir, PEFT_WEIGHTS_FILE));
       const scale = loraScale(config, m.name);
-      const p = projectLora(A, B, scale, m.down, m.up, m.name);
-      R.set(Float32Array.from(p.R.data), i * r * r);
-      exact.push(p.R);
-      inputs.push({ A, B, scale });
-      results.push({
-        module: m.name,
-        norm: p.norm,
-        residual: p.norm === 0 ? 0 : p.residual / p.norm,
-        residual_stored: 0,
+      const p = projectLora(pair.A, pair.B, scale, m.down, m.up, m.name);
+      R.set(p.R.data, index * rr);
+      const residual = p.norm === 0 ? 0 : p.residual / p.norm;
+      projected.push({
+        index,
+        factors: m,
+        pair,
+        scale,
+        result: { module: m.name, norm: p.norm, residual, residual_stored: 0 },
       });
     }
-    // LoRA modules the model does not adapt: their whole update is lost.
-    const dropped = [...pairs.entries()].map(([module, { A, B }]) => {
-      const norm = Math.abs(loraScale(config, module)) * frobenius(matmul(B, A));
-      return { module, norm };
-    });
+    const dropped = [...pairs].map(([module, { A, B }]) => ({
+      module,
+      norm: Math.abs(loraScale(config, module)) * frobenius(matmul(B, A)),
+    }));
+
     const note =
       optionalOption(args, "note") ??
-      `imported from PEFT LoRA ${config.base_model_name_or_path ?? peftDir}`.slice(0, 1000);
-    const adapterBytes = encodeAdapter(
+      `imported from PEFT LoRA ${config.base_model_name_or_path ?? peftDir}`;
+    const bytes = encodeAdapter(
       {
         model: model.manifest.id,
         factors: factors.digest,
@@ -142,43 +116,54 @@ LoRA lies in the LoRA-XS subspace (e.g. it came from export-peft); a general LoR
         metadata: {
           created: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
           source: "import",
-          note,
+          note: note.slice(0, 1000),
         },
       },
       { dtype },
     );
-    const stored = decodeOrFail(adapterBytes, out, expectationsOf(model.manifest));
-    let j = 0;
-    for (const [i, m] of factors.modules.entries()) {
-      const input = inputs[i] as { A: Matrix; B: Matrix; scale: number };
-      if (input.scale === 0) continue;
-      const Rs = matrix(r, r, Float64Array.from(stored.R.subarray(i * r * r, (i + 1) * r * r)));
-      const res = results[j++] as ModuleResult;
-      res.residual_stored =
-        res.norm === 0 ? 0 : residualOf(input.A, input.B, input.scale, m.down, m.up, Rs) / res.norm;
+    // The residual with R as the file stores it (rounded to the dtype).
+    const stored = decodeOrFail(bytes, out, expectationsOf(model.manifest));
+    for (const p of projected) {
+      const Rs = matrix(
+        r,
+        r,
+        Float64Array.from(stored.R.subarray(p.index * rr, (p.index + 1) * rr)),
+      );
+      const res = residualOf(p.pair.A, p.pair.B, p.scale, p.factors.down, p.factors.up, Rs);
+      p.result.residual_stored = p.result.norm === 0 ? 0 : res / p.result.norm;
     }
-    const total = totals(results, dropped);
-    await mkdir(dirname(out), { recursive: true });
-    await writeFile(out, adapterBytes);
-    const report = {
+    const modules = projected.map((p) => p.result);
+    const report: ImportReport = {
       adapter: out,
-      bytes: adapterBytes.length,
+      bytes: bytes.length,
       dtype: stored.dtype,
-      modules: results,
+      modules,
       dropped,
-      ...total,
+      ...totals(modules, dropped),
     };
-    if (args.values.json) io.stdout(`${JSON.stringify(report, null, 2)}\n`);
-    else io.stdout(renderText(report));
-    if (maxResidual !== undefined && total.residual > maxResidual) {
+    await mkdir(dirname(out), { recursive: true });
+    await writeFile(out, bytes);
+    io.stdout(
+      args.values.json ? `${JSON.stringify(report, null, 2)}\n` : renderImportReport(report),
+    );
+    if (maxResidual !== undefined && report.residual > maxResidual) {
       io.stderr(
-        `loraxs: total relative residual ${formatNumber(total.residual)} exceeds --max-residual ${maxResidual}\n`,
+        `loraxs: total relative residual ${formatNumber(report.residual)} exceeds --max-residual ${maxResidual}\n`,
       );
       return EXIT.invalid;
     }
     return EXIT.ok;
   },
 };
+
+function checkShapes({ A, B }: LoraPair, m: ModuleFactors, path: string): void {
+  if (A.cols !== m.down.cols || B.rows !== m.up.rows || A.rows !== B.cols) {
+    throw new InvalidInputError(
+      `${path}: ${m.name} has lora_A [${A.rows}, ${A.cols}] and lora_B [${B.rows}, ${B.cols}]; the model's module is ${m.up.rows} × ${m.down.cols} (out × in)`,
+      "the PEFT adapter was trained on another base model",
+    );
+  }
+}
 
 function parseMaxResidual(raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
@@ -190,114 +175,4 @@ function parseMaxResidual(raw: string | undefined): number | undefined {
     );
   }
   return x;
-}
-
-async function readPeftConfig(dir: string): Promise<PeftLoraConfig> {
-  const path = join(dir, PEFT_CONFIG_FILE);
-  let config: PeftLoraConfig;
-  try {
-    config = JSON.parse(await readFile(path, "utf8")) as PeftLoraConfig;
-  } catch (error) {
-    const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-    throw new InvalidInputError(
-      `cannot read PEFT config ${path}: ${why}`,
-      "--peft names a folder written by PeftModel.save_pretrained",
-    );
-  }
-  const bad = (field: string, value: unknown, want: string): never => {
-    throw new InvalidInputError(
-      `${path}: ${field} is ${JSON.stringify(value)}; import-peft needs ${want}`,
-    );
-  };
-  if (config.peft_type !== "LORA") bad("peft_type", config.peft_type, '"LORA"');
-  if (!Number.isInteger(config.r) || config.r < 1) bad("r", config.r, "a positive integer");
-  if (typeof config.lora_alpha !== "number" || !Number.isFinite(config.lora_alpha))
-    bad("lora_alpha", config.lora_alpha, "a number");
-  if (config.use_dora)
-    bad("use_dora", config.use_dora, "false (DoRA rescales W; it is not an additive update)");
-  if (config.fan_in_fan_out)
-    bad("fan_in_fan_out", config.fan_in_fan_out, "false (nn.Linear layers)");
-  if (config.bias !== undefined && config.bias !== "none")
-    bad("bias", config.bias, '"none" (trained biases are not part of LoRA-XS)');
-  return config;
-}
-
-/** Groups lora_A / lora_B tensors by module; each module needs both, as 2-D float tensors. */
-function loraPairs(
-  tensors: Map<string, TensorView>,
-  path: string,
-): Map<string, { A: Matrix; B: Matrix }> {
-  const parts = new Map<string, { A?: TensorView; B?: TensorView }>();
-  for (const [name, t] of tensors) {
-    const key = parseLoraKey(name);
-    if (!key) {
-      throw new InvalidInputError(
-        `${path}: tensor ${name} is not a LoRA weight (…lora_A.weight / …lora_B.weight)`,
-        "modules_to_save, embeddings and biases cannot be imported into LoRA-XS",
-      );
-    }
-    if (t.shape.length !== 2)
-      throw new InvalidInputError(
-        `${path}: tensor ${name} has shape ${JSON.stringify(t.shape)}; expected 2-D`,
-      );
-    const entry = parts.get(key.module) ?? {};
-    entry[key.which] = t;
-    parts.set(key.module, entry);
-  }
-  const pairs = new Map<string, { A: Matrix; B: Matrix }>();
-  for (const [module, { A, B }] of parts) {
-    if (!A || !B)
-      throw new InvalidInputError(
-        `${path}: module ${module} has lora_${A ? "A" : "B"} but no lora_${A ? "B" : "A"}`,
-      );
-    pairs.set(module, {
-      A: matrix(A.shape[0] as number, A.shape[1] as number, toFloat64(A)),
-      B: matrix(B.shape[0] as number, B.shape[1] as number, toFloat64(B)),
-    });
-  }
-  if (pairs.size === 0) throw new InvalidInputError(`${path}: no lora_A / lora_B tensors`);
-  return pairs;
-}
-
-function totals(results: ModuleResult[], dropped: { norm: number }[]) {
-  let norm2 = 0;
-  let res2 = 0;
-  let stored2 = 0;
-  for (const m of results) {
-    norm2 += m.norm ** 2;
-    res2 += (m.residual * m.norm) ** 2;
-    stored2 += (m.residual_stored * m.norm) ** 2;
-  }
-  for (const d of dropped) {
-    norm2 += d.norm ** 2;
-    res2 += d.norm ** 2;
-    stored2 += d.norm ** 2;
-  }
-  const rel = (x: number) => (norm2 === 0 ? 0 : Math.sqrt(x / norm2));
-  return { norm: Math.sqrt(norm2), residual: rel(res2), residual_stored: rel(stored2) };
-}
-
-function renderText(r: {
-  adapter: string;
-  bytes: number;
-  dtype: string;
-  modules: ModuleResult[];
-  dropped: { module: string; norm: number }[];
-  norm: number;
-  residual: number;
-  residual_stored: number;
-}): string {
-  const lines = ["relative residual ‖ΔW − up·R·down‖ / ‖ΔW‖ per module (exact R; R as stored):"];
-  for (const m of r.modules) {
-    lines.push(
-      `  ${m.module}  ${formatNumber(m.residual)}  ${formatNumber(m.residual_stored)}  (‖ΔW‖ ${formatNumber(m.norm)})`,
-    );
-  }
-  for (const d of r.dropped)
-    lines.push(`  ${d.module}  not adapted by the model: dropped (‖ΔW‖ ${formatNumber(d.norm)})`);
-  lines.push(
-    `total residual ${formatNumber(r.residual)} (exact R), ${formatNumber(r.residual_stored)} (stored ${r.dtype}); ‖ΔW‖ ${formatNumber(r.norm)}`,
-    `wrote ${r.adapter} (${r.bytes} bytes, source=import)`,
-  );
-  return `${lines.join("\n")}\n`;
 }
