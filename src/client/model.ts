@@ -157,7 +157,8 @@ export class PersonalModel {
 
   /**
    * Switch to a user: fetch their adapter and swap R. A user without an adapter (404) gets the
-   * base model (returns null); a refused adapter leaves the base model in place and throws.
+   * base model (returns null). On any failure (refused adapter, auth, offline without a copy)
+   * R is reset to zeros before the error is thrown: the previous user's R never serves this one.
    */
   async useUser(
     client: AdapterClient,
@@ -173,7 +174,7 @@ export class PersonalModel {
         this.setAdapter(null);
         return null;
       }
-      if (error instanceof AdapterRefusedError) this.setAdapter(null);
+      this.setAdapter(null);
       throw error;
     }
   }

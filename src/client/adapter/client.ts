@@ -122,6 +122,11 @@ export class AdapterClient {
         source: "revalidated",
       };
     }
+    if (response.status === 404) {
+      // Deleted (or never stored): the last good copy must not outlive it.
+      await this.options.cache.delete(key);
+      this.decoded.delete(key);
+    }
     if (!response.ok) throw await apiError(response, url);
     const bytes = new Uint8Array(await response.arrayBuffer());
     const adapter = this.decode(bytes, user);

@@ -160,6 +160,10 @@ describe("client against the local edge API", () => {
     const forbidden = await asBob.fetchAdapter("alice").catch((e) => e);
     expect(forbidden).toBeInstanceOf(AuthError);
     expect(forbidden.status).toBe(403);
+    // A failed switch never leaves the previous user's R in place.
+    model.setAdapter(decodeAdapter(adapterFile(1)), "previous user");
+    await expect(model.useUser(asBob, "alice")).rejects.toThrow(AuthError);
+    expect(model.adapterLabel).toBe("zeros");
     const badToken = model.adapterClient({ api: api.url, token: "not-a-jwt" });
     expect((await badToken.fetchAdapter("alice").catch((e) => e)).status).toBe(401);
 
@@ -173,6 +177,28 @@ describe("client against the local edge API", () => {
     }
     expect(limited).toBeInstanceOf(RateLimitError);
     expect((limited as RateLimitError).retryAfterSeconds).toBeGreaterThan(0);
+  });
+
+  it("forgets the local copy of an adapter the user deleted", async () => {
+    const cache = memoryCache();
+    const token = () => api.token("gina");
+    const client = new AdapterClient({
+      api: api.url,
+      model: "tiny-llama",
+      expect: model.expectations,
+      token,
+      cache,
+    });
+    await client.uploadAdapter("gina", adapterFile(1));
+    await client.fetchAdapter("gina");
+    expect(await cache.get("adapters/tiny-llama/gina")).toBeDefined();
+    const deleted = await fetch(client.url("gina"), {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${await token()}` },
+    });
+    expect(deleted.status).toBe(204);
+    await expect(client.fetchAdapter("gina")).rejects.toThrow(NotFoundError);
+    expect(await cache.get("adapters/tiny-llama/gina")).toBeUndefined();
   });
 
   it("falls back to the last good copy when the API is unreachable", async () => {
