@@ -52,10 +52,8 @@ function toIssues(json: unknown, issue: z.core.$ZodIssue): ManifestIssue[] {
   if (issue.code === "invalid_type" && issue.input === undefined) {
     return [{ path, code: "missing", message: `missing (expected ${issue.expected})` }];
   }
-  const shown =
-    "input" in issue && issue.input !== undefined
-      ? `; got ${JSON.stringify(issue.input)?.slice(0, 80)}`
-      : "";
+  const value = valueAt(json, issue.path);
+  const shown = value === undefined ? "" : `; got ${show(value)}`;
   return [
     {
       path,
