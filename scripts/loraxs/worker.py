@@ -1,0 +1,276 @@
+"""The training worker: claims jobs from the edge API, trains many users at once, uploads adapters.
+
+    python -m loraxs.worker --api http://127.0.0.1:8787 --token $WORKER_JWT [--once] [--device cuda]
+    npm run worker -- --api http://127.0.0.1:8787 --token $WORKER_JWT --models-dir models
+
+One round: claim up to --max-jobs jobs with a lease (POST /v1/jobs/claim) for the models found
+under --models-dir, keep every lease alive from a heartbeat thread, download each job's data
+(GET /v1/jobs/:id/data), fail jobs whose data cannot be trained on (POST /v1/jobs/:id/fail,
+the reason names the offending value), train the users of jobs that share a model (and
+sequence length) in one multi-user run, and complete each job with its adapter bytes
+(POST /v1/jobs/:id/complete).
+
+SIGTERM (or SIGINT): stop claiming; the batch in progress may finish within --grace seconds,
+else its jobs are failed with retry=true so that another worker re-claims them. A second
+signal releases at once. A worker that dies without a word (SIGKILL) loses nothing either:
+its leases expire and the jobs are claimed again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .api_client import ApiClient, ApiError
+from .data import DataError, parse_job_data, parse_options
+
+DEFAULT_LEASE_S = 300  # the API's default lease
+MAX_JOBS = 16  # jobs per claim round; their users train together in one batch
+GRACE_S = 60.0  # after SIGTERM: time the batch in progress may still take
+
+
+def log(msg: str) -> None:
+    print(f"[worker {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+@dataclass
+class Lease:
+    job: dict
+    lease_id: str
+    lost: bool = False  # the heartbeat found someone else holds the job now
+    done: bool = False  # completed or failed: no longer ours to report on
+
+    @property
+    def id(self) -> str:
+        return self.job["id"]
+
+
+class Heartbeats(threading.Thread):
+    """Extends every live lease every `interval` seconds from its own connection."""
+
+    def __init__(self, client: ApiClient, leases: list[Lease], lease_seconds: int, interval: float):
+        super().__init__(daemon=True, name="heartbeats")
+        self.client, self.leases, self.lease_seconds, self.interval = client, leases, lease_seconds, interval
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(self.interval):
+            for lease in list(self.leases):
+                if lease.done or lease.lost:
+                    continue
+                try:
+                    self.client.heartbeat(lease.id, lease.lease_id, self.lease_seconds)
+                except ApiError as e:
+                    if e.status in (404, 409):
+                        lease.lost = True
+                        log(f"job {lease.id}: lease lost ({e.code}); its result will not be uploaded")
+                    else:
+                        log(f"job {lease.id}: heartbeat failed: {e}")
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(timeout=5)
+
+
+@dataclass
+class Worker:
+    client: ApiClient
+    models_dir: Path
+    device: str = "cpu"
+    max_jobs: int = MAX_JOBS
+    lease_seconds: int = DEFAULT_LEASE_S
+    grace: float = GRACE_S
+    poll: float = 5.0
+    val_frac: float = 0.1
+    models: list[str] | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
+    deadline: float = float("inf")
+    _loaded: dict = field(default_factory=dict)
+
+    # -- signals -------------------------------------------------------------------------------
+    def install_signals(self) -> None:
+        def on_signal(signum, _frame):
+            if self.stopping.is_set():
+                log(f"{signal.Signals(signum).name} again: releasing jobs now")
+                self.deadline = time.monotonic()
+            else:
+                log(f"{signal.Signals(signum).name}: no more claims; {self.grace:.0f}s to finish the batch in progress")
+                self.deadline = time.monotonic() + self.grace
+                self.stopping.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    def out_of_time(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    # -- models --------------------------------------------------------------------------------
+    def available_models(self) -> list[str]:
+        if self.models is not None:
+            return self.models
+        return sorted(p.parent.name for p in self.models_dir.glob("*/manifest.json") if (p.parent / "factors.safetensors").is_file())
+
+    def load(self, model: str):
+        if model not in self._loaded:
+            from .models import load_prepared
+            from .train import _fast_attention
+
+            folder = self.models_dir / model
+            if not (folder / "manifest.json").is_file():
+                raise FileNotFoundError(f"model {model!r} has no prepared folder at {folder}")
+            base, factors, source, manifest = load_prepared(folder)
+            base.model.to(self.device)
+            if self.device == "cuda":
+                _fast_attention(base.model)
+            self._loaded[model] = (base, source, manifest)
+            log(f"loaded {model} ({manifest['family']}, {len(manifest['modules'])} modules, rank {manifest['rank']}) on {self.device}")
+        return self._loaded[model]
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self, once: bool = False) -> int:
+        models = self.available_models()
+        if not models:
+            log(f"no prepared models under {self.models_dir}; nothing to claim")
+            return 1
+        log(f"serving models {', '.join(models)} on {self.device}")
+        for model in models:  # load before the first claim: a lease's clock should not run during loading
+            self.load(model)
+        while not self.stopping.is_set():
+            claimed = self.client.claim(models=models, max_jobs=self.max_jobs, lease_seconds=self.lease_seconds)
+            if claimed:
+                self.process([Lease(job, lease_id) for job, lease_id in claimed])
+            if once:
+                break
+            if not claimed:
+                self.stopping.wait(self.poll)
+        log("stopped")
+        return 0
+
+    def process(self, leases: list[Lease]) -> None:
+        log(f"claimed {len(leases)} job(s): {', '.join(l.job['model'] + '/' + l.job['user'] for l in leases)}")
+        beats = Heartbeats(self.client.clone(), leases, self.lease_seconds, max(0.5, self.lease_seconds / 3))
+        beats.start()
+        try:
+            groups: dict[tuple, list[tuple[Lease, object]]] = {}
+            for lease in leases:
+                task = self.prepare_task(lease)
+                if task is not None:
+                    groups.setdefault((lease.job["model"], task.train.ids.shape[1]), []).append((lease, task))
+            for (model, _), items in groups.items():
+                if self.out_of_time():
+                    break
+                self.train_group(model, items)
+        finally:
+            beats.stop()
+            # Whatever was not finished goes back to the queue for another attempt.
+            for lease in leases:
+                if not (lease.done or lease.lost):
+                    reason = "worker stopped before finishing; released for another attempt" if self.stopping.is_set() \
+                        else "worker could not finish this job; released for another attempt"
+                    self.release(lease, reason, retry=True)
+
+    def prepare_task(self, lease: Lease):
+        """Downloads and checks one job's data; a job with bad data is failed (no retry) here."""
+        from .train import make_task
+
+        job = lease.job
+        try:
+            base, _, manifest = self.load(job["model"])
+        except (FileNotFoundError, ValueError) as e:
+            self.release(lease, f"model {job['model']!r} is not available on this worker: {e}", retry=True)
+            return None
+        try:
+            data = self.client.job_data(lease.id, lease.lease_id)
+        except ApiError as e:
+            if e.status in (404, 409):  # data gone or lease lost: nothing we can do with it
+                lease.lost = e.status == 409
+                if e.status == 404:
+                    self.release(lease, f"training data unavailable: {e.message}", retry=False)
+                log(f"job {lease.id}: {e}")
+                return None
+            raise
+        try:
+            opts = parse_options(job.get("options") or {})
+            task = make_task(job["user"], parse_job_data(data, manifest["family"]), opts, base.tokenizer,
+                             self.val_frac)
+        except DataError as e:
+            self.release(lease, f"bad training data: {e}", retry=False)
+            return None
+        return task
+
+    def train_group(self, model: str, items: list) -> None:
+        from .train import MultiUserTrainer, TrainConfig, created_now, encode_result
+
+        base, source, manifest = self.load(model)
+        tasks = [t for _, t in items]
+        cfg = TrainConfig(device=self.device, val_frac=self.val_frac, progress=sys.stderr.isatty())
+        log(f"training {len(tasks)} user(s) of {model} together: {', '.join(t.user for t in tasks)} "
+            f"(steps {max(t.steps for t in tasks)}, seq_len {tasks[0].train.ids.shape[1]})")
+        t0 = time.time()
+        try:
+            results = MultiUserTrainer(base.model, source, manifest["family"], tasks, cfg).train(should_stop=self.out_of_time)
+        except InterruptedError as e:
+            log(f"{model}: {e}")
+            return  # process() releases the leases
+        log(f"{model}: trained {len(tasks)} user(s) in {time.time() - t0:.1f}s")
+        created = created_now()
+        for (lease, _), result in zip(items, results):
+            if lease.lost:
+                continue
+            data = encode_result(result, manifest, source="worker", created=created)
+            try:
+                answer = self.client.complete(lease.id, lease.lease_id, data)
+                lease.done = True
+                log(f"job {lease.id} ({model}/{lease.job['user']}): version {answer['version']}, {len(data)} bytes, "
+                    f"{result.steps} steps" + (f", held-out loss {result.val_loss:.4f}" if result.val_loss is not None else ""))
+            except ApiError as e:
+                if e.status == 409:
+                    lease.lost = True
+                log(f"job {lease.id}: complete failed: {e}")
+
+    def release(self, lease: Lease, reason: str, retry: bool) -> None:
+        try:
+            self.client.fail(lease.id, lease.lease_id, reason, retry=retry)
+            log(f"job {lease.id}: {'released' if retry else 'failed'}: {reason}")
+        except ApiError as e:
+            log(f"job {lease.id}: fail call refused: {e}")
+        lease.done = True
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loraxs.worker", description=__doc__.split("\n\n")[0])
+    p.add_argument("--api", required=True, help="edge API base URL, e.g. http://127.0.0.1:8787")
+    p.add_argument("--token", default=os.environ.get("LORAXS_WORKER_TOKEN"), help="worker JWT (or LORAXS_WORKER_TOKEN)")
+    p.add_argument("--once", action="store_true", help="one claim round, then exit")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    p.add_argument("--models-dir", default="models", help="holds <model>/manifest.json + factors.safetensors")
+    p.add_argument("--models", default=None, help="comma-separated model ids to serve (default: all prepared)")
+    p.add_argument("--max-jobs", type=int, default=MAX_JOBS)
+    p.add_argument("--lease-seconds", type=int, default=DEFAULT_LEASE_S)
+    p.add_argument("--grace", type=float, default=GRACE_S, help="seconds to finish the batch after SIGTERM")
+    p.add_argument("--poll", type=float, default=5.0, help="seconds between claims when the queue is empty")
+    p.add_argument("--val-frac", type=float, default=0.1, help="held-out fraction per user for early stopping")
+    args = p.parse_args(argv)
+    if not args.token:
+        p.error("--token (or LORAXS_WORKER_TOKEN) is required")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is visible")
+    client = ApiClient(args.api, args.token, log=log)
+    worker = Worker(client, Path(args.models_dir), device=args.device, max_jobs=args.max_jobs,
+                    lease_seconds=args.lease_seconds, grace=args.grace, poll=args.poll, val_frac=args.val_frac,
+                    models=args.models.split(",") if args.models else None)
+    worker.install_signals()
+    torch.manual_seed(0)
+    return worker.run(once=args.once)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
