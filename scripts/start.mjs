@@ -104,11 +104,13 @@ async function main() {
   }
   const options = parseArgs(process.argv.slice(2), SPEC, USAGE);
   const abs = (path) => (isAbsolute(path) ? path : resolve(root, path));
+  /** Paths inside the repository shown relative to it, others in full. */
+  const show = (path) => (path.startsWith(root) ? relative(root, path) || "." : path);
   const modelDir = join(abs(options["models-dir"]), options.model);
   const persistTo = abs(options["persist-to"]);
   const port = options.port === 0 ? await freePort() : options.port;
   const base = `http://127.0.0.1:${port}`;
-  const step = steps("start", 9);
+  const step = steps("start", 8);
   for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => void stopAll(signal));
 
   await step.run("Python environment (npm run setup:python)", async () => {
@@ -116,7 +118,7 @@ async function main() {
     await runChild(process.execPath, [join(root, "scripts", "setup-python.mjs")]);
   });
 
-  await step.run(`model ${options.model} in ${relative(root, modelDir) || "."}`, async () => {
+  await step.run(`model ${options.model} in ${show(modelDir)}`, async () => {
     const onnx = join(modelDir, "model.onnx");
     if (existsSync(onnx)) return "prepared";
     if (!options.prepare) {
@@ -155,13 +157,13 @@ async function main() {
     const out = join(root, ".cache", "demo-adapters", model.manifest.id);
     adapters = writeRandomAdapters(model.manifest, out, options["random-sigma"]);
     console.log(
-      `[start] no shipped adapters in ${relative(root, join(modelDir, "adapters"))}/: using ${adapters.length} random (untrained) adapters from ${relative(root, out)}/`,
+      `[start] no shipped adapters in ${show(join(modelDir, "adapters"))}/: using ${adapters.length} random (untrained) adapters from ${relative(root, out)}/`,
     );
   }
   const tokens = await mintDemoTokens({ users: adapters.map((a) => a.user), secret, audience });
   writeDemoConfig(model.manifest, adapters, tokens);
 
-  await step.run(`D1 migrations (${databaseName}, local, ${relative(root, persistTo)})`, async () =>
+  await step.run(`D1 migrations (${databaseName}, local, ${show(persistTo)})`, async () =>
     applyLocalMigrations(databaseName, persistTo),
   );
 

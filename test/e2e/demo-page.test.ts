@@ -1,5 +1,6 @@
 // npm start's server in real Chromium: the page loads the model on the device, a user is chosen,
-// base and personal generations complete and differ, and a bad upload shows the server's error.
+// base and personal generations complete and differ, a bad upload shows the server's error, and
+// the WebGPU build (software SwiftShader here) gives the WASM build's greedy tokens.
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -46,6 +47,7 @@ let page: Page;
 let persistDir: string;
 let profileDir: string;
 const pageErrors: string[] = [];
+let wasmBaseText = "";
 
 const demo = () => page.evaluate(() => (globalThis as unknown as { demo: DemoStatus }).demo);
 
@@ -138,6 +140,7 @@ describe("demo page on npm start's server", () => {
       expect(side.text.trim().length).toBeGreaterThan(0);
     }
     expect(last[0]?.text).not.toBe(last[1]?.text);
+    wasmBaseText = last[0]?.text ?? "";
     expect(await page.textContent("#base-rate")).toMatch(/^\d+ tokens, [\d.]+ tokens\/s$/);
     expect(await page.textContent("#personal-rate")).toMatch(/^\d+ tokens, [\d.]+ tokens\/s$/);
   });
@@ -167,6 +170,33 @@ describe("demo page on npm start's server", () => {
     // The page kept the user's current adapter.
     expect((await demo()).version).toBe(1);
     await page.screenshot({ path: join(ARTIFACTS, "demo-page.png"), fullPage: true });
+    expect(pageErrors).toEqual([]);
+  });
+
+  it("runs the same model on WebGPU when chosen, with the same greedy tokens", async () => {
+    await page.selectOption("#device", "webgpu");
+    await page.waitForFunction(
+      () => {
+        const d = (globalThis as unknown as { demo: DemoStatus }).demo;
+        return (d.ready && d.device === "webgpu") || Boolean(d.error);
+      },
+      null,
+      { timeout: 120_000 },
+    );
+    expect((await demo()).error).toBe("");
+    expect(await page.textContent("#backend")).toBe("WebGPU");
+    // SwiftShader (software WebGPU) takes seconds per token: a few tokens prove the path.
+    await page.fill("#max-tokens", "3");
+    await page.click("#generate");
+    await page.waitForFunction(
+      () => (globalThis as unknown as { demo: DemoStatus }).demo.generations === 2,
+      null,
+      { timeout: 240_000 },
+    );
+    const { last } = await demo();
+    expect(last[0]?.tokens).toBe(3);
+    expect(wasmBaseText.startsWith(last[0]?.text ?? "-")).toBe(true);
+    expect(last[1]?.tokens).toBe(3);
     expect(pageErrors).toEqual([]);
   });
 });

@@ -90,6 +90,7 @@ async function startModel(): Promise<void> {
   const note = byId("backend-note");
   const box = byId("load");
   byId<HTMLButtonElement>("generate").disabled = true;
+  byId("chat-hint").textContent = "The model is still loading on this device…";
   status.ready = false;
   const previous = state.model;
   state.model = null;
@@ -111,10 +112,14 @@ async function startModel(): Promise<void> {
     state.model = model;
     if (state.user) await useAdapter();
     byId<HTMLButtonElement>("generate").disabled = false;
+    byId("chat-hint").textContent =
+      `Both columns run on this device (${choice.device === "webgpu" ? "WebGPU" : "WASM"}) with one session: the base model uses R = 0, the personal model the user's R. Greedy decoding, so any difference comes from the adapter.`;
     status.ready = true;
   } catch (error) {
     box.dataset.state = "error";
     byId("load-status").textContent = `the model could not be loaded: ${describe(error)}`;
+    byId("chat-hint").textContent =
+      "No model: generation is unavailable until it loads (see above).";
     status.error = describe(error);
   }
 }
@@ -164,7 +169,10 @@ async function refreshCard(): Promise<void> {
   }
   const meta = state.adapter?.adapter.metadata ?? {};
   const rows: [string, string][] = [
-    ["User", `${user.id}${user.source === "random" ? " — random (untrained) demo adapter" : ""}`],
+    [
+      "User",
+      `${user.id}${user.source === "random" && versions.length === 1 ? " — random (untrained) demo adapter" : ""}`,
+    ],
     ["Version", `${current.version} of ${versions.length} (source: ${current.source})`],
     ["Size", `${formatBytes(current.bytes)} (${current.bytes} bytes)`],
     ["Created", current.created],
