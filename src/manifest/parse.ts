@@ -49,8 +49,15 @@ function toIssues(json: unknown, issue: z.core.$ZodIssue): ManifestIssue[] {
       message: `unknown key "${k}"`,
     }));
   }
-  if (issue.code === "invalid_type" && issue.input === undefined) {
-    return [{ path, code: "missing", message: `missing (expected ${issue.expected})` }];
+  const parent = valueAt(json, issue.path.slice(0, -1));
+  const key = issue.path[issue.path.length - 1];
+  if (
+    issue.path.length > 0 &&
+    typeof parent === "object" &&
+    parent !== null &&
+    !Object.hasOwn(parent, key as PropertyKey)
+  ) {
+    return [{ path, code: "missing", message: "missing" }];
   }
   const value = valueAt(json, issue.path);
   const shown = value === undefined ? "" : `; got ${show(value)}`;

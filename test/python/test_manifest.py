@@ -1,0 +1,80 @@
+"""manifest.py on the shared manifest fixtures: same verdicts, paths and codes as the zod schema."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from loraxs.adapter import AdapterFormatError, decode_adapter
+from loraxs.manifest import (
+    Manifest,
+    ManifestError,
+    expectations_for,
+    load_manifest,
+    validate_manifest,
+    write_manifest,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+CASES = json.loads((FIXTURES / "manifests" / "expected.json").read_text())["cases"]
+
+
+def load(name: str) -> dict:
+    return json.loads((FIXTURES / "manifests" / name).read_text())
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_manifest_fixture(case):
+    d = load(case["file"])
+    issues = validate_manifest(d)
+    if case["valid"]:
+        assert issues == []
+        e = expectations_for(Manifest.from_dict(d))
+        want = case["expectations"]
+        assert {k: v for k, v in asdict(e).items() if v is not None} == want
+        return
+    got = {(i.path, i.code) for i in issues}
+    for want in case["issues"]:
+        assert (want["path"], want["code"]) in got, issues
+    with pytest.raises(ManifestError) as err:
+        Manifest.from_dict(d)
+    assert case["issues"][0]["path"] in str(err.value)
+
+
+def test_committed_smollm2_manifest_loads(repo_root):
+    m = load_manifest(repo_root / "models" / "smollm2-135m" / "manifest.json")
+    e = expectations_for(m)
+    assert (e.model, e.rank, e.modules, e.hidden) == ("smollm2-135m", 16, len(m.modules), None)
+
+
+def test_post_init_validates_with_the_offending_value():
+    d = load("decoder.json")
+    d["rank"] = 999
+    with pytest.raises(ManifestError) as e:
+        Manifest(**d)
+    assert "rank" in str(e.value) and "999" in str(e.value)
+
+
+def test_write_then_load_round_trips(tmp_path):
+    d = load("encoder.json")
+    write_manifest(tmp_path / "manifest.json", d)
+    assert json.loads((tmp_path / "manifest.json").read_text()) == d
+    assert load_manifest(tmp_path / "manifest.json").to_dict() == d
+    d["files"] = []
+    with pytest.raises(ManifestError):
+        write_manifest(tmp_path / "bad.json", d)
+    assert not (tmp_path / "bad.json").exists()
+
+
+def test_expectations_accept_matching_adapters_and_refuse_others():
+    llama = expectations_for(load("decoder.json"))
+    bert = expectations_for(load("encoder.json"))
+    adapters = FIXTURES / "adapters"
+    assert decode_adapter((adapters / "ts-f16.safetensors").read_bytes(), llama).model == "tiny-llama"
+    assert decode_adapter((adapters / "py-head-f32.safetensors").read_bytes(), bert).head.hidden == 4
+    with pytest.raises(AdapterFormatError) as e:
+        decode_adapter((adapters / "ts-f16.safetensors").read_bytes(), bert)
+    assert e.value.code == "model_mismatch"
