@@ -11,12 +11,13 @@ as a single input and lets a trainer swap users without touching the base model.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 FACTORS_FORMAT = "loraxs-factors"
@@ -119,8 +120,24 @@ def save_factors(path: str | Path, factors: Factors, model_id: str, extra: dict[
         "order": ",".join(factors.names),
         **(extra or {}),
     }
-    save_file(tensors, str(path), metadata=metadata)
+    Path(path).write_bytes(_canonical_safetensors(save(tensors, metadata=metadata)))
     return file_digest(path)
+
+
+def _canonical_safetensors(raw: bytes) -> bytes:
+    """The same file with its JSON header in a fixed order (metadata keys sorted, tensors by offset).
+
+    The safetensors writer emits `__metadata__` in hash-map order, which changes from process to
+    process; the factor digest must depend only on the content.
+    """
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    meta = header.pop("__metadata__", None)
+    ordered: dict = {} if meta is None else {"__metadata__": dict(sorted(meta.items()))}
+    ordered.update(sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]))
+    text = json.dumps(ordered, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the writer's 8-byte alignment of the data section
+    return len(text).to_bytes(8, "little") + text + raw[8 + n :]
 
 
 def load_factors(path: str | Path) -> Factors:
