@@ -74,19 +74,49 @@ function writeTensor(
     }
     return;
   }
-  const narrow = dtype === "F16" ? f32BitsToF16 : f32BitsToBf16;
-  const inf = dtype === "F16" ? 0x7c00 : 0x7f80;
   // The data start is 8-byte aligned in a buffer we allocated, so a Uint16Array view is valid.
-  const dst = HOST_LITTLE_ENDIAN ? new Uint16Array(out.buffer, out.byteOffset + offset, n) : null;
+  if (HOST_LITTLE_ENDIAN) {
+    const dst = new Uint16Array(out.buffer, out.byteOffset + offset, n);
+    const i = dtype === "F16" ? narrowF16(bits, dst) : narrowBf16(bits, dst);
+    if (i >= 0)
+      bad(
+        i,
+        ((bits[i] as number) & 0x7f800000) === 0x7f800000
+          ? "value_not_finite"
+          : "value_out_of_range",
+      );
+    return;
+  }
   const view = new DataView(out.buffer, out.byteOffset);
   for (let i = 0; i < n; i++) {
     const x = bits[i] as number;
     if ((x & 0x7f800000) === 0x7f800000) bad(i, "value_not_finite");
-    const h = narrow(x);
-    if ((h & 0x7fff) === inf) bad(i, "value_out_of_range");
-    if (dst !== null) dst[i] = h;
-    else view.setUint16(offset + 2 * i, h, true);
+    const h = dtype === "F16" ? f32BitsToF16(x) : f32BitsToBf16(x);
+    if ((h & 0x7fff) === (dtype === "F16" ? 0x7c00 : 0x7f80)) bad(i, "value_out_of_range");
+    view.setUint16(offset + 2 * i, h, true);
   }
+}
+
+/** float32 bits -> F16 into `dst`; the first index that is non-finite or overflows, or -1. */
+function narrowF16(src: Uint32Array, dst: Uint16Array): number {
+  const n = src.length;
+  for (let i = 0; i < n; i++) {
+    const h = f32BitsToF16(src[i] as number);
+    if ((h & 0x7c00) === 0x7c00) return i;
+    dst[i] = h;
+  }
+  return -1;
+}
+
+/** float32 bits -> BF16 into `dst`; the first index that is non-finite or overflows, or -1. */
+function narrowBf16(src: Uint32Array, dst: Uint16Array): number {
+  const n = src.length;
+  for (let i = 0; i < n; i++) {
+    const h = f32BitsToBf16(src[i] as number);
+    if ((h & 0x7f80) === 0x7f80) return i;
+    dst[i] = h;
+  }
+  return -1;
 }
 
 /** Encodes an adapter as a safetensors file (docs/adapter-format.md). */

@@ -1,0 +1,105 @@
+// Adapter codec throughput: decode + full validation into Float32Array, and encode, for a
+// 1 MiB-of-data adapter (128 modules × 64 × 64, the size of a large real one) in each dtype.
+//
+//   npm run bench:format            (RUNS=n to change the number of timed runs)
+//
+// Prints the median of the timed runs as MB/s of file bytes, with two references: a plain copy
+// of the same bytes (the ceiling) and a naive per-element DataView decoder (what the table-driven
+// loop replaces).
+
+import { type Dtype, decodeAdapter, encodeAdapter, fromF16 } from "../src/format/index.ts";
+
+const RUNS = Number(process.env.RUNS ?? 60);
+const WARMUP = 10;
+const M = 128;
+const r = 64;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/** Median seconds of `fn` over RUNS runs after WARMUP. */
+function time(fn: () => unknown): number {
+  for (let i = 0; i < WARMUP; i++) fn();
+  const t: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const s = performance.now();
+    fn();
+    t.push((performance.now() - s) / 1000);
+  }
+  return median(t);
+}
+
+let seed = 1;
+const R = new Float32Array(M * r * r);
+for (let i = 0; i < R.length; i++) {
+  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+  R[i] = (seed / 2 ** 32 - 0.5) * 0.04;
+}
+const input = {
+  model: "smollm2-135m",
+  factors: `sha256:${"ab".repeat(32)}`,
+  rank: r,
+  modules: M,
+  R,
+};
+
+/** Per-element DataView decode of the F16 data, no validation: the naive way. */
+function naiveF16(bytes: Uint8Array): Float32Array {
+  const n = new DataView(bytes.buffer, bytes.byteOffset).getUint32(0, true);
+  const view = new DataView(bytes.buffer, bytes.byteOffset + 8 + n);
+  const out = new Float32Array((bytes.length - 8 - n) / 2);
+  for (let i = 0; i < out.length; i++) out[i] = fromF16(view.getUint16(2 * i, true));
+  return out;
+}
+
+const rows: string[][] = [];
+const mbps = (bytes: number, s: number) => (bytes / 1e6 / s).toFixed(0);
+const ms = (s: number) => (s * 1000).toFixed(3);
+
+for (const dtype of ["F16", "BF16", "F32"] as Dtype[]) {
+  const bytes = encodeAdapter(input, { dtype });
+  const dec = time(() => decodeAdapter(bytes, { rank: r, modules: M }));
+  const encT = time(() => encodeAdapter(input, { dtype }));
+  const copy = time(() => bytes.slice());
+  rows.push([
+    dtype,
+    String(bytes.length),
+    ms(dec),
+    mbps(bytes.length, dec),
+    ms(encT),
+    mbps(bytes.length, encT),
+    mbps(bytes.length, copy),
+  ]);
+  if (dtype === "F16") {
+    const naive = time(() => naiveF16(bytes));
+    rows.push([
+      "F16 naive DataView decode (no checks)",
+      String(bytes.length),
+      ms(naive),
+      mbps(bytes.length, naive),
+      "",
+      "",
+      "",
+    ]);
+  }
+}
+
+const head = [
+  "adapter",
+  "file bytes",
+  "decode ms",
+  "decode MB/s",
+  "encode ms",
+  "encode MB/s",
+  "copy MB/s",
+];
+const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? "").length)));
+const line = (cells: string[]) =>
+  `| ${cells.map((c, i) => c.padEnd(widths[i] as number)).join(" | ")} |`;
+console.log(`Node ${process.version}, ${RUNS} timed runs (median), R = [${M}, ${r}, ${r}]`);
+console.log(line(head));
+console.log(line(widths.map((w) => "-".repeat(w))));
+for (const row of rows) console.log(line(row));
