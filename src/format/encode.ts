@@ -2,7 +2,7 @@
 
 import { DEFAULT_DTYPE, DTYPE_BYTES, type Dtype, HOST_LITTLE_ENDIAN, isDtype } from "./dtype.ts";
 import { fail } from "./errors.ts";
-import { f32BitsToBf16, f32BitsToF16 } from "./float16.ts";
+import { f32ArrayToF16, f32BitsToBf16, f32BitsToF16 } from "./float16.ts";
 import { buildHeaderJson, type TensorEntry } from "./header.ts";
 import { HEADER_PREFIX_BYTES, MAX_ADAPTER_BYTES, MAX_CLASSES, MAX_HIDDEN } from "./limits.ts";
 import {
@@ -77,7 +77,7 @@ function writeTensor(
   // The data start is 8-byte aligned in a buffer we allocated, so a Uint16Array view is valid.
   if (HOST_LITTLE_ENDIAN) {
     const dst = new Uint16Array(out.buffer, out.byteOffset + offset, n);
-    const i = dtype === "F16" ? narrowF16(bits, dst) : narrowBf16(bits, dst);
+    const i = dtype === "F16" ? f32ArrayToF16(bits, dst) : narrowBf16(bits, dst);
     if (i >= 0)
       bad(
         i,
@@ -95,17 +95,6 @@ function writeTensor(
     if ((h & 0x7fff) === (dtype === "F16" ? 0x7c00 : 0x7f80)) bad(i, "value_out_of_range");
     view.setUint16(offset + 2 * i, h, true);
   }
-}
-
-/** float32 bits -> F16 into `dst`; the first index that is non-finite or overflows, or -1. */
-function narrowF16(src: Uint32Array, dst: Uint16Array): number {
-  const n = src.length;
-  for (let i = 0; i < n; i++) {
-    const h = f32BitsToF16(src[i] as number);
-    if ((h & 0x7c00) === 0x7c00) return i;
-    dst[i] = h;
-  }
-  return -1;
 }
 
 /** float32 bits -> BF16 into `dst`; the first index that is non-finite or overflows, or -1. */

@@ -101,3 +101,56 @@ export function f16ToF32Table(): Uint32Array {
   }
   return f16Table;
 }
+
+// Table-driven float32 -> binary16 for whole arrays, indexed by sign and exponent (9 bits):
+// h = BASE + ((m + ROUND + ((m >>> SHIFT) & 1)) >>> SHIFT) is round-to-nearest-even for
+// normals (SHIFT 13; a mantissa carry bumps the exponent), subnormals (the implicit bit made
+// explicit, SHIFT 14..24) and underflow to ±0; it gives ±Inf for overflow, Inf and NaN alike.
+const BASE = new Uint16Array(512);
+const SHIFT = new Uint8Array(512);
+const IMPLICIT = new Uint32Array(512);
+const ROUND = new Uint32Array(512);
+for (let i = 0; i < 512; i++) {
+  const e = i & 0xff;
+  const sign = (i & 0x100) << 7;
+  let base: number;
+  let shift: number;
+  let implicit = 0;
+  if (e >= 143) {
+    base = sign | 0x7c00; // ≥ 2^16, Inf, NaN
+    shift = 31;
+  } else if (e >= 113) {
+    base = sign | ((e - 112) << 10); // normal half
+    shift = 13;
+  } else if (e >= 102) {
+    base = sign; // subnormal half
+    shift = 126 - e;
+    implicit = 0x800000;
+  } else {
+    base = sign; // below 2^-25: ±0
+    shift = 31;
+  }
+  BASE[i] = base;
+  SHIFT[i] = shift;
+  IMPLICIT[i] = implicit;
+  ROUND[i] = 2 ** (shift - 1) - 1;
+}
+
+/**
+ * float32 bits -> binary16 bits for a whole array (the same rounding as f32BitsToF16).
+ * Stops at the first input that is not finite or overflows binary16 and returns its index;
+ * -1 when every value was written.
+ */
+export function f32ArrayToF16(src: Uint32Array, dst: Uint16Array): number {
+  const n = src.length;
+  for (let i = 0; i < n; i++) {
+    const x = src[i] as number;
+    const e = x >>> 23;
+    const s = SHIFT[e] as number;
+    const m = (x & 0x7fffff) | (IMPLICIT[e] as number);
+    const h = (BASE[e] as number) + ((m + (ROUND[e] as number) + ((m >>> s) & 1)) >>> s);
+    if ((h & 0x7c00) === 0x7c00) return i;
+    dst[i] = h;
+  }
+  return -1;
+}

@@ -9,6 +9,7 @@ export { ADAPTER_ERROR_CODES, type AdapterErrorCode, AdapterFormatError } from "
 export {
   bf16BitsToF32Bits,
   f16BitsToF32Bits,
+  f32ArrayToF16,
   f32BitsToBf16,
   f32BitsToF16,
   fromBf16,

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   bf16BitsToF32Bits,
   f16BitsToF32Bits,
+  f32ArrayToF16,
   f32BitsToBf16,
   f32BitsToF16,
   fromBf16,
@@ -107,5 +108,38 @@ describe("bfloat16", () => {
     expect(fromBf16(0xc000)).toBe(-2);
     expect(fromBf16(toBf16(Number.NaN))).toBeNaN();
     expect(f32BitsToBf16(0x7fc00000)).toBe(0x7fc0);
+  });
+});
+
+describe("f32ArrayToF16 (the writer's table-driven loop)", () => {
+  it("agrees with f32BitsToF16 on every exponent, sign and edge mantissa, and on random bits", () => {
+    const mantissas = [0, 1, 0xfff, 0x1000, 0x1001, 0x2000, 0x3000, 0x7fefff, 0x7ff000, 0x7fffff];
+    const src: number[] = [];
+    for (let i = 0; i < 512; i++) {
+      for (const m of mantissas) src.push(((i << 23) | m) >>> 0);
+      for (let k = 0; k < 64; k++) src.push(((i << 23) | ((k * 0x1f3a7b) & 0x7fffff)) >>> 0);
+    }
+    let seed = 7;
+    for (let k = 0; k < 200_000; k++) {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      src.push(seed);
+    }
+    const finite = src.filter((x) => {
+      const h = f32BitsToF16(x);
+      return (x & 0x7f800000) !== 0x7f800000 && (h & 0x7c00) !== 0x7c00;
+    });
+    const dst = new Uint16Array(finite.length);
+    expect(f32ArrayToF16(new Uint32Array(finite), dst)).toBe(-1);
+    const mismatches = finite.filter((x, i) => f32BitsToF16(x) !== dst[i]);
+    expect(mismatches).toEqual([]);
+    expect(finite.length).toBeGreaterThan(100_000);
+  });
+
+  it("stops at the first value that is not finite or overflows", () => {
+    const bits = (xs: number[]) => new Uint32Array(new Float32Array(xs).buffer);
+    expect(f32ArrayToF16(bits([1, 2, 65504, 65520, 3]), new Uint16Array(5))).toBe(3);
+    expect(f32ArrayToF16(bits([1, Number.NaN]), new Uint16Array(2))).toBe(1);
+    expect(f32ArrayToF16(bits([-Number.POSITIVE_INFINITY]), new Uint16Array(1))).toBe(0);
+    expect(f32ArrayToF16(bits([-65519, 2 ** -25, -(2 ** -24)]), new Uint16Array(3))).toBe(-1);
   });
 });
