@@ -49,6 +49,9 @@ const SPEC = {
   },
 };
 
+/** Paths inside the repository shown relative to it, others in full. */
+const show = (path) => (path.startsWith(root) ? relative(root, path) || "." : path);
+
 const children = new Set();
 let devProcess = null;
 let stopping = false;
@@ -104,8 +107,6 @@ async function main() {
   }
   const options = parseArgs(process.argv.slice(2), SPEC, USAGE);
   const abs = (path) => (isAbsolute(path) ? path : resolve(root, path));
-  /** Paths inside the repository shown relative to it, others in full. */
-  const show = (path) => (path.startsWith(root) ? relative(root, path) || "." : path);
   const modelDir = join(abs(options["models-dir"]), options.model);
   const persistTo = abs(options["persist-to"]);
   const port = options.port === 0 ? await freePort() : options.port;
@@ -119,16 +120,14 @@ async function main() {
   });
 
   await step.run(`model ${options.model} in ${show(modelDir)}`, async () => {
-    const onnx = join(modelDir, "model.onnx");
-    if (existsSync(onnx)) return "prepared";
+    const missing = whatIsMissing(modelDir);
+    if (missing === null) return "prepared";
     if (!options.prepare) {
       throw new ScriptError(
-        `${onnx} is missing and --no-prepare was given; run \`npm run prepare-model -- --preset ${options.model}\``,
+        `${missing} and --no-prepare was given; run \`npm run prepare-model -- --preset ${options.model}\``,
       );
     }
-    console.log(
-      `[start] ${onnx} is missing: preparing it (first run: minutes; later runs skip this)`,
-    );
+    console.log(`[start] ${missing}: preparing it (first run: minutes; later runs skip this)`);
     const out = relative(root, abs(options["models-dir"])) === "models" ? [] : ["--out", modelDir];
     await runChild(process.execPath, [
       join(root, "scripts", "py.mjs"),
@@ -212,6 +211,21 @@ async function main() {
 
   printSummary(base, model.manifest.id, adapters, tokens);
   if (devProcess) devProcess.muted = false;
+}
+
+/** Why the model folder is not ready to serve (null when it is): no ONNX graph, or files the manifest lists are absent. */
+function whatIsMissing(modelDir) {
+  const onnx = join(modelDir, "model.onnx");
+  if (!existsSync(onnx)) return `${show(onnx)} is missing`;
+  try {
+    const { manifest } = readPreparedModel(modelDir);
+    if (!manifest.files.some((f) => f.role === "onnx"))
+      return `${show(modelDir)}/manifest.json lists no ONNX file`;
+  } catch (error) {
+    if (error instanceof ScriptError) return error.message;
+    throw error;
+  }
+  return null;
 }
 
 function writeDemoConfig(manifest, adapters, tokens) {
