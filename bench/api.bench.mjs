@@ -245,7 +245,7 @@ function benchManifest(factors) {
     id: MODEL,
     family: "decoder",
     architecture: "LlamaForCausalLM",
-    source: { kind: "random", package: null, version: null, file: null, revision: null },
+    source: { kind: "random", preset: "bench", seed: 0, revision: null },
     rank: RANK,
     targets: "q_proj,v_proj",
     modules: Array.from({ length: MODULES }, (_, i) => ({
@@ -259,13 +259,7 @@ function benchManifest(factors) {
       dtype: "F32",
       svd: { method: "randomized", oversample: 8, niter: 4, seed: 0 },
     },
-    onnx: {
-      file: "model.onnx",
-      data_file: "model.onnx.data",
-      opset: 18,
-      weights_dtype: "F32",
-      quantization: "none",
-    },
+    onnx: null,
     io: {
       inputs: [
         "input_ids",

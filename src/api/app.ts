@@ -1,5 +1,7 @@
+import { z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
+import { manifestSchema } from "../manifest/index.ts";
 import type { AppEnv } from "./env.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 import { corsFromEnv, requestContext } from "./middleware.ts";
@@ -20,6 +22,12 @@ export const app = api
   .route("/", adapterRoutes)
   .route("/", jobRoutes);
 
+// zod's own JSON Schema of the manifest (its cross-field rules are checked by parseManifest).
+app.openAPIRegistry.registerComponent(
+  "schemas",
+  "Manifest",
+  z.toJSONSchema(manifestSchema, { io: "input", unrepresentable: "any" }) as never,
+);
 app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
   type: "http",
   scheme: "bearer",

@@ -131,7 +131,12 @@ describe("PUT adapter rejects bad input with the format's code", () => {
     ],
     ["another model's adapter", () => adapter("other-model"), 422, "adapter.model_mismatch"],
     ["NaN in R", nanAdapter, 422, "adapter.value_not_finite"],
-    ["garbage bytes", () => new Uint8Array(new TextEncoder().encode("definitely not safetensors")), 422, ""],
+    [
+      "garbage bytes",
+      () => new Uint8Array(new TextEncoder().encode("definitely not safetensors")),
+      422,
+      "",
+    ],
     ["empty body", () => new Uint8Array(0), 422, ""],
   ];
   for (const [name, make, status, code] of cases) {

@@ -177,5 +177,6 @@ describe("OpenAPI", () => {
     // The job body in the document is the schema that validates it.
     expect(doc.components.schemas.CreateJob).toBeDefined();
     expect(JSON.stringify(doc.components.schemas.TrainingData)).toContain("labels");
+    expect(JSON.stringify(doc.components.schemas.Manifest)).toContain("schema_version");
   });
 });

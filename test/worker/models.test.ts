@@ -8,7 +8,7 @@ let fileEtag = "";
 
 beforeAll(async () => {
   await publish(decoderManifest(model));
-  const res = await call("PUT", `/v1/models/${model}/files/model.onnx.data`, {
+  const res = await call("PUT", `/v1/models/${model}/files/weights.bin`, {
     token: await token("ops", "admin"),
     body: bytes,
     headers: {
@@ -23,7 +23,7 @@ beforeAll(async () => {
 });
 
 const file = (headers: Record<string, string> = {}) =>
-  call("GET", `/v1/models/${model}/files/model.onnx.data`, { headers });
+  call("GET", `/v1/models/${model}/files/weights.bin`, { headers });
 
 describe("manifests", () => {
   it("lists and serves published manifests with an ETag", async () => {
