@@ -18,6 +18,7 @@ import { hasChromium, launch } from "../test/browser/chromium.ts";
 import type { LoraxsPage } from "../test/browser/page/entry.ts";
 import { startPageServer } from "../test/browser/server.ts";
 import { ensureModel, MODELS_DIR } from "../test/node/client/helpers/models.ts";
+import { caseAdapter, maxAbsDiff, readReference } from "../test/node/client/helpers/reference.ts";
 import { startStaticServer } from "../test/node/client/helpers/static-server.ts";
 
 const { values: args } = parseArgs({
@@ -110,6 +111,16 @@ const results: Record<string, unknown> = {
     await cold.dispose();
     const warm = await loadModel(url, { device: "cpu", cache: await fsCache(cacheDir) });
     const warmFirst = await decodeRun(warm, ids, 1);
+    // The real model against PyTorch, when prepare wrote its fixtures (a check, not a timing).
+    const referenceErrors: Record<string, number> = {};
+    if (existsSync(join(modelDir, "reference.json"))) {
+      const ref = readReference(modelDir);
+      for (const c of ref.cases) {
+        warm.setAdapter(caseAdapter(modelDir, c, ref));
+        const [logits] = await warm.forward(c.input_ids, c.attention_mask);
+        referenceErrors[c.name] = maxAbsDiff(logits ?? [], c.logits_last?.[0] ?? []);
+      }
+    }
     const [a, b] = benchAdapters(warm);
     const base: DecodeRow[] = [];
     const personal: DecodeRow[] = [];
@@ -161,6 +172,7 @@ const results: Record<string, unknown> = {
         decodeAndSet: round(median(swapDecodeSet), 3),
         setOnly: round(median(swapSet), 3),
       },
+      maxAbsLogitErrorVsPytorch: referenceErrors,
     };
     console.log(JSON.stringify({ "node-cpu": results["node-cpu"] }, null, 1));
     await warm.dispose();
