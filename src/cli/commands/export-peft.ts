@@ -1,12 +1,13 @@
 import { mkdir, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { expectationsFor, type Manifest } from "../../manifest/index.ts";
 import { decodeOrFail, readInputFile } from "../adapter-file.ts";
 import { requireOption } from "../args.ts";
 import type { Command } from "../command.ts";
 import { EXIT, UsageError } from "../errors.ts";
 import { loadFactors } from "../factors.ts";
 import { matrix } from "../linalg.ts";
-import { expectationsOf, loadModel, type ModelManifest } from "../model.ts";
+import { loadModel } from "../model.ts";
 import {
   loraKey,
   PEFT_CONFIG_FILE,
@@ -47,7 +48,7 @@ DIR/loraxs_head.safetensors (head.weight, head.bias) and named on stderr.`,
     const out = resolve(io.cwd, requireOption(args, "out", "export-peft"));
     const model = await loadModel(manifestPath, io.cwd);
     const file = await readInputFile(adapterPath, io.cwd, "adapter");
-    const adapter = decodeOrFail(file.bytes, file.path, expectationsOf(model.manifest));
+    const adapter = decodeOrFail(file.bytes, file.path, expectationsFor(model.manifest));
     const factors = await loadFactors(model);
     if (!args.values.force && (await exists(join(out, PEFT_WEIGHTS_FILE)))) {
       throw new UsageError(
@@ -106,14 +107,14 @@ export function shortNames(names: readonly string[]): string[] {
 }
 
 /** Where the base model came from, as PEFT records it. */
-export function baseModelName(manifest: ModelManifest): string {
-  const s = manifest.source;
+export function baseModelName(manifest: Manifest): string {
+  const s = manifest.source as Record<string, unknown>;
   const text = (k: string) =>
     typeof s[k] === "string" && s[k] !== "" ? (s[k] as string) : undefined;
   return text("repo") ?? text("path") ?? text("package") ?? text("file") ?? manifest.id;
 }
 
-function peftConfig(manifest: ModelManifest, targets: string[]): PeftLoraConfig {
+function peftConfig(manifest: Manifest, targets: string[]): PeftLoraConfig {
   const revision = manifest.source.revision;
   return {
     peft_type: "LORA",

@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { type Dtype, encodeAdapter } from "../../format/index.ts";
+import { expectationsFor } from "../../manifest/index.ts";
 import { decodeOrFail } from "../adapter-file.ts";
 import { choiceOption, optionalOption, requireOption } from "../args.ts";
 import type { Command } from "../command.ts";
@@ -13,7 +14,7 @@ import {
   totals,
 } from "../import-report.ts";
 import { frobenius, matmul, matrix } from "../linalg.ts";
-import { expectationsOf, loadModel } from "../model.ts";
+import { loadModel } from "../model.ts";
 import { loraScale, PEFT_WEIGHTS_FILE } from "../peft.ts";
 import { type LoraPair, readLoraPairs, readPeftConfig } from "../peft-read.ts";
 import { projectLora, residualOf } from "../projection.ts";
@@ -122,7 +123,7 @@ LoRA lies in the LoRA-XS subspace (e.g. it came from export-peft); a general LoR
       { dtype },
     );
     // The residual with R as the file stores it (rounded to the dtype).
-    const stored = decodeOrFail(bytes, out, expectationsOf(model.manifest));
+    const stored = decodeOrFail(bytes, out, expectationsFor(model.manifest));
     for (const p of projected) {
       const Rs = matrix(
         r,

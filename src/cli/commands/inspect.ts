@@ -102,7 +102,7 @@ async function buildReport(path: string, bytes: Uint8Array, model: LoadedModel |
       check("rank", adapter.rank, m.rank),
       check("modules", adapter.modules, m.modules.length),
     ];
-    const hidden = m.config?.hidden_size;
+    const hidden = m.family === "encoder" ? m.config.hidden_size : undefined;
     if (adapter.head && hidden !== undefined)
       checks.push(check("head hidden", adapter.head.hidden, hidden));
     const matches = checks.every((c) => c.ok);

@@ -123,4 +123,17 @@ describe("loraxs inspect", () => {
     expect(m.code).toBe(EXIT.invalid);
     expect(m.stderr).toContain(`cannot read manifest ${join(model.dir, "nope.json")}: ENOENT`);
   });
+
+  it("rejects a manifest that breaks the schema, naming the field (exit 1)", async () => {
+    const manifest = JSON.parse(await readFile(model.manifestPath, "utf8"));
+    delete manifest.rank;
+    manifest.modules[0].in = 0;
+    const bad = join(model.dir, "bad-manifest.json");
+    await writeFile(bad, JSON.stringify(manifest));
+    const r = await cli(["inspect", adapter, "--manifest", bad]);
+    expect(r.code).toBe(EXIT.invalid);
+    expect(r.stderr).toContain(`manifest ${bad}: invalid manifest:`);
+    expect(r.stderr).toContain("rank: missing");
+    expect(r.stderr).toContain("modules.0.in:");
+  });
 });
