@@ -6,7 +6,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
-import { cpus, tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
@@ -17,6 +17,9 @@ const { values } = parseArgs({
   options: {
     duration: { type: "string", default: "10" },
     connections: { type: "string", default: "10" },
+    // "on": one JSON line per request from the worker plus wrangler's own request lines;
+    // "off": only warnings (LOG_LEVEL=warn, wrangler --log-level warn).
+    logs: { type: "string", default: "on" },
   },
 });
 /** Seconds per scenario: long enough for a stable mean, short enough for a 2-core CI box. */
@@ -83,6 +86,7 @@ const child = spawn(
     "--var",
     "WRITE_RATE_LIMIT:1000000000",
     "--show-interactive-dev-session=false",
+    ...(values.logs === "off" ? ["--var", "LOG_LEVEL:warn", "--log-level", "warn"] : []),
   ],
   { env, detached: true, stdio: ["ignore", "pipe", "pipe"] },
 );
@@ -218,7 +222,8 @@ try {
   const pad = (v, n) => String(v).padEnd(n);
   console.log(
     `\nEdge API on local workerd (wrangler dev), ${CONNECTIONS} connections, ${DURATION_S} s each; ` +
-      `${cpus().length} CPUs (${cpus()[0]?.model ?? "unknown"}); wrangler ready in ${readyMs} ms\n`,
+      `${cpus().length} CPUs (${cpus()[0]?.model ?? "unknown"}), load average ${loadavg()[0].toFixed(1)}; ` +
+      `logs ${values.logs}; wrangler ready in ${readyMs} ms\n`,
   );
   console.log(`| ${pad("scenario", 40)} | req/s | p50 ms | p99 ms | requests | errors |`);
   console.log(`|${"-".repeat(42)}|------:|-------:|-------:|---------:|-------:|`);

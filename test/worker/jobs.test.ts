@@ -144,6 +144,22 @@ describe("create and status", () => {
 
   it("unknown and malformed job ids", async () => {
     const t = await token("ops", "admin");
+    const worker = await token("gpu", "worker");
+    const ghost = crypto.randomUUID();
+    for (const [method, path, init] of [
+      ["POST", `/v1/jobs/${ghost}/heartbeat`, { json: { lease_id: "x" } }],
+      ["POST", `/v1/jobs/${ghost}/fail`, { json: { lease_id: "x", reason: "r" } }],
+      ["GET", `/v1/jobs/${ghost}/data`, { headers: { "x-lease-id": "x" } }],
+      [
+        "POST",
+        `/v1/jobs/${ghost}/complete`,
+        { body: adapter("m"), headers: { "x-lease-id": "x" } },
+      ],
+    ] as const) {
+      const res = await call(method, path, { token: worker, ...init });
+      expect(res.status, path).toBe(404);
+      expect((await errorOf(res)).code).toBe("job.not_found");
+    }
     const missing = await call("GET", `/v1/jobs/${crypto.randomUUID()}`, { token: t });
     expect(missing.status).toBe(404);
     expect((await errorOf(missing)).code).toBe("job.not_found");

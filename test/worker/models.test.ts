@@ -162,6 +162,19 @@ describe("model files", () => {
       headers: { "content-length": "4" },
     });
     expect(manifestByFile.status).toBe(400);
+    // A streamed body without Content-Length cannot be streamed into R2.
+    const stream = new ReadableStream({
+      start(controller) {
+        controller.enqueue(new Uint8Array([1, 2, 3]));
+        controller.close();
+      },
+    });
+    const noLength = await call("PUT", `/v1/models/${id}/files/streamed.bin`, {
+      token: admin,
+      body: stream,
+    });
+    expect(noLength.status).toBe(411);
+    expect((await errorOf(noLength)).code).toBe("request.length_required");
     expect(FACTORS).not.toBe(digest);
   });
 });
