@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import {
   adapter,
   adapterPath,
@@ -99,6 +99,49 @@ describe("request ids, CORS, logs", () => {
       headers: { origin: "https://evil.example" },
     });
     expect(foreign.headers.get("access-control-allow-origin")).toBeNull();
+  });
+});
+
+describe("logs", () => {
+  it("one JSON line per request, with the request id and code, never the token or the body", async () => {
+    const model = uid("log");
+    await publish(decoderManifest(model));
+    const user = uid("u");
+    const t = await token(user);
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => {
+      lines.push(String(line));
+    });
+    try {
+      await call("PUT", adapterPath(model, user), {
+        token: t,
+        body: adapter(model, { note: "secret-note-in-body" }),
+        headers: { "x-request-id": "log-test-1" },
+      });
+      await call("GET", adapterPath(model, uid("other")), {
+        token: t,
+        headers: { "x-request-id": "log-test-2" },
+      });
+    } finally {
+      spy.mockRestore();
+    }
+    const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(parsed.find((l) => l.request_id === "log-test-1")).toMatchObject({
+      level: "info",
+      method: "PUT",
+      status: 201,
+      role: "user",
+      sub: user,
+    });
+    expect(parsed.find((l) => l.request_id === "log-test-2")).toMatchObject({
+      level: "warn",
+      status: 403,
+      code: "auth.forbidden_user",
+    });
+    const all = lines.join("\n");
+    expect(all).not.toContain(t);
+    expect(all).not.toContain(t.split(".")[2]);
+    expect(all).not.toContain("secret-note-in-body");
   });
 });
 
