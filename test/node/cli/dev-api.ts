@@ -53,6 +53,7 @@ export async function startDevApi(secret: string): Promise<DevApi> {
   if (migrate.status !== 0)
     throw new Error(`d1 migrations failed:\n${migrate.stdout}\n${migrate.stderr}`);
   const port = await freePort();
+  const inspectorPort = await freePort(); // another wrangler dev may hold the default 9229
   const child: ChildProcess = spawn(
     node,
     [
@@ -64,6 +65,8 @@ export async function startDevApi(secret: string): Promise<DevApi> {
       String(port),
       "--persist-to",
       persist,
+      "--inspector-port",
+      String(inspectorPort),
       "--var",
       `JWT_SECRET:${secret}`,
       "--show-interactive-dev-session=false",
