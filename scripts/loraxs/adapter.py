@@ -29,7 +29,7 @@ from loraxs.safetensors_header import (
 
 # ---------------------------------------------------------------- limits (src/format/limits.ts)
 HEADER_PREFIX_BYTES = 8  # little-endian u64 header length
-MAX_HEADER_BYTES = 64 * 1024  # largest legal header is under 40 KiB; bounds the JSON parse
+MAX_HEADER_BYTES = 64 * 1024  # ordinary headers stay under 20 KiB; bounds the JSON parse
 MAX_ADAPTER_BYTES = 25 * 1024 * 1024  # Workers KV's per-value limit; one KV read serves an adapter
 MAX_RANK = 256  # LoRA-XS uses r <= 64; past 256 an r x r matrix is no longer "extra small"
 MAX_MODULES = 2048  # a 405B Llama has 126 layers x 7 linear modules = 882
@@ -807,6 +807,13 @@ def encode_adapter(
         )
         offset += x.size * size
     header = build_header_json(meta, entries).encode("utf-8")
+    if len(header) > MAX_HEADER_BYTES:  # only labels / a note full of quotes and backslashes
+        _fail(
+            "header_too_large",
+            f"the header would be {len(header)} bytes; limit {MAX_HEADER_BYTES}",
+            value=len(header),
+            limit=MAX_HEADER_BYTES,
+        )
     total = HEADER_PREFIX_BYTES + len(header) + offset
     if total > MAX_ADAPTER_BYTES:
         _fail(

@@ -4,7 +4,13 @@ import { DEFAULT_DTYPE, DTYPE_BYTES, type Dtype, HOST_LITTLE_ENDIAN, isDtype } f
 import { fail } from "./errors.ts";
 import { f32ArrayToF16, f32BitsToBf16, f32BitsToF16 } from "./float16.ts";
 import { buildHeaderJson, type TensorEntry } from "./header.ts";
-import { HEADER_PREFIX_BYTES, MAX_ADAPTER_BYTES, MAX_CLASSES, MAX_HIDDEN } from "./limits.ts";
+import {
+  HEADER_PREFIX_BYTES,
+  MAX_ADAPTER_BYTES,
+  MAX_CLASSES,
+  MAX_HEADER_BYTES,
+  MAX_HIDDEN,
+} from "./limits.ts";
 import {
   checkFactors,
   checkLabels,
@@ -178,6 +184,17 @@ export function encodeAdapter(input: AdapterInput, options: EncodeOptions = {}):
     offset += data.length * size;
   }
   const header = new TextEncoder().encode(buildHeaderJson(metadata, entries));
+  if (header.length > MAX_HEADER_BYTES) {
+    // Only labels and a note full of quotes and backslashes get here (escaped twice).
+    fail(
+      "header_too_large",
+      `the header would be ${header.length} bytes; limit ${MAX_HEADER_BYTES}`,
+      {
+        value: header.length,
+        limit: MAX_HEADER_BYTES,
+      },
+    );
+  }
   const total = HEADER_PREFIX_BYTES + header.length + offset;
   if (total > MAX_ADAPTER_BYTES) {
     fail("file_too_large", `the adapter would be ${total} bytes; limit ${MAX_ADAPTER_BYTES}`, {

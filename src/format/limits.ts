@@ -8,9 +8,9 @@ export const HEADER_PREFIX_BYTES = 8;
 export const HEADER_ALIGNMENT = 8;
 
 /**
- * Largest JSON header. The largest legal header (256 labels of 64 bytes, each at most doubled
- * by escaping, a 1 KiB note, three tensor entries) is under 40 KiB; 64 KiB bounds the JSON a
- * hostile upload can make every reader parse.
+ * Largest JSON header. With 256 labels of 64 bytes and a 1 KiB note a header is under 20 KiB
+ * (labels made of quotes and backslashes, escaped twice, can pass the limit: writers refuse
+ * those). 64 KiB bounds the JSON a hostile upload can make every reader parse.
  */
 export const MAX_HEADER_BYTES = 64 * 1024;
 

@@ -225,3 +225,17 @@ def test_reader_never_raises_anything_else_on_mutations():
             decode_adapter(bytes(b))
         except AdapterFormatError as e:
             assert "unexpected failure" not in str(e)
+
+
+def test_writer_refuses_a_header_past_the_limit_and_accepts_ordinary_labels():
+    def head(labels):
+        return {"weight": np.zeros((256, 1)), "bias": np.zeros(256), "classes": 256, "hidden": 1, "labels": labels}
+
+    base = {"model": "m", "factors": "sha256:" + "a" * 64, "rank": 2, "modules": 1, "R": np.ones(4)}
+    quotes = [str(i).ljust(64, '"') for i in range(256)]
+    with pytest.raises(AdapterFormatError) as e:
+        encode_adapter(**base, head=head(quotes), metadata={"note": '"' * 1024})
+    assert e.value.code == "header_too_large"
+    plain = [str(i).ljust(64, "x") for i in range(256)]
+    a = decode_adapter(encode_adapter(**base, head=head(plain), metadata={"note": "n" * 1024}))
+    assert a.head.labels == plain

@@ -153,3 +153,26 @@ describe("writer input checks", () => {
     );
   });
 });
+
+describe("writer header limit", () => {
+  it("refuses labels that escape past MAX_HEADER_BYTES, and accepts ordinary ones", () => {
+    const classes = 256;
+    const head = (labels: string[]) => ({
+      weight: new Float32Array(classes),
+      bias: new Float32Array(classes),
+      classes,
+      hidden: 1,
+      labels,
+    });
+    const quotes = Array.from({ length: classes }, (_, i) => `${i}`.padEnd(64, '"'));
+    const note = '"'.repeat(1024);
+    const got = codeOf(() => encodeAdapter({ ...base, head: head(quotes), metadata: { note } }));
+    expect(got.code).toBe("header_too_large");
+    expect(got.detail).toMatchObject({ limit: MAX_HEADER_BYTES });
+    const plain = Array.from({ length: classes }, (_, i) => `${i}`.padEnd(64, "x"));
+    const a = decodeAdapter(
+      encodeAdapter({ ...base, head: head(plain), metadata: { note: "n".repeat(1024) } }),
+    );
+    expect(a.head?.labels).toEqual(plain);
+  });
+});
