@@ -1,5 +1,6 @@
 import type { Context } from "hono";
-import type { Identity } from "./auth.ts";
+import { createMiddleware } from "hono/factory";
+import { type Identity, identityOf } from "./auth.ts";
 import { countWrite, pruneRateWindows } from "./db.ts";
 import type { AppEnv } from "./env.ts";
 import { ApiError } from "./errors.ts";
@@ -36,3 +37,9 @@ export async function limitWrites(c: Context<AppEnv>, identity: Identity) {
   // The first write of a window clears windows older than the previous one.
   if (count === 1) c.executionCtx.waitUntil(pruneRateWindows(c.env.DB, window - 1));
 }
+
+/** Route middleware counting a write after the guard and before the body is read. */
+export const limited = createMiddleware<AppEnv>(async (c, next) => {
+  await limitWrites(c, identityOf(c));
+  await next();
+});

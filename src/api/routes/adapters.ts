@@ -16,7 +16,7 @@ import { r2AdapterKey } from "../keys.ts";
 import { DEFAULT_VERSIONS_LISTED, MAX_ADAPTER_BYTES } from "../limits.ts";
 import { requireManifest } from "../manifests.ts";
 import { bearer, errors, router } from "../openapi.ts";
-import { limitWrites } from "../rate-limit.ts";
+import { limited } from "../rate-limit.ts";
 import {
   Binary,
   StoredSchema,
@@ -54,7 +54,7 @@ const putAdapter = createRoute({
   tags: ["adapters"],
   summary: "Store a new version after full validation; If-Match for optimistic concurrency",
   security: bearer,
-  middleware: [guard(["user", "worker"], "owner")] as const,
+  middleware: [guard(["user", "worker"], "owner"), limited] as const,
   request: {
     params: UserParams,
     body: {
@@ -79,7 +79,7 @@ const deleteAdapter = createRoute({
   tags: ["adapters"],
   summary: "Delete every version, the index and the cached copy",
   security: bearer,
-  middleware: [guard(["user", "admin"], "owner")] as const,
+  middleware: [guard(["user", "admin"], "owner"), limited] as const,
   request: { params: UserParams },
   responses: {
     204: { description: "Deleted (also when nothing was stored)" },
@@ -121,7 +121,7 @@ const restoreVersion = createRoute({
   tags: ["adapters"],
   summary: "Make an older version current, as a new version",
   security: bearer,
-  middleware: [guard(["user"], "owner")] as const,
+  middleware: [guard(["user"], "owner"), limited] as const,
   request: { params: VersionParams },
   responses: {
     201: {
@@ -167,7 +167,6 @@ export const adapterRoutes = router()
   .openapi(putAdapter, async (c) => {
     const { model, user } = c.req.valid("param");
     const identity = identityOf(c);
-    await limitWrites(c, identity);
     const bytes = await readBytes(c.req.raw, MAX_ADAPTER_BYTES, "adapter");
     const loaded = await requireManifest(c.env, model);
     validateAdapter(bytes, loaded);
@@ -187,8 +186,6 @@ export const adapterRoutes = router()
   })
   .openapi(deleteAdapter, async (c) => {
     const { model, user } = c.req.valid("param");
-    const identity = identityOf(c);
-    await limitWrites(c, identity);
     await deleteAllVersions(c.env, model, user);
     return c.body(null, 204);
   })
@@ -211,8 +208,6 @@ export const adapterRoutes = router()
   })
   .openapi(restoreVersion, async (c) => {
     const { model, user, version } = c.req.valid("param");
-    const identity = identityOf(c);
-    await limitWrites(c, identity);
     const object = await c.env.BUCKET.get(r2AdapterKey(model, user, version));
     if (!object) {
       throw notFound(

@@ -19,7 +19,7 @@ import {
 import { requireManifest } from "../manifests.ts";
 import { jsonBody } from "../middleware.ts";
 import { bearer, errors, router } from "../openapi.ts";
-import { limitWrites } from "../rate-limit.ts";
+import { limited } from "../rate-limit.ts";
 import {
   Binary,
   ClaimAnswer,
@@ -42,7 +42,7 @@ const createJob = createRoute({
   tags: ["jobs"],
   summary: "Queue a training job with its data",
   security: bearer,
-  middleware: [guard(["user"], "owner"), jsonBody(MAX_JOB_BODY_BYTES, "job")] as const,
+  middleware: [guard(["user"], "owner"), limited, jsonBody(MAX_JOB_BODY_BYTES, "job")] as const,
   request: { params: UserParams, body: { content: json(CreateJobBody), required: true } },
   responses: {
     201: { description: "Queued", content: json(JobAnswer) },
@@ -163,8 +163,6 @@ export const jobRoutes = router()
   .openapi(createJob, async (c) => {
     const { model, user } = c.req.valid("param");
     const body = c.req.valid("json");
-    const identity = identityOf(c);
-    await limitWrites(c, identity);
     const { manifest } = await requireManifest(c.env, model);
     const expected = manifest.family === "encoder" ? "labels" : "text";
     if (body.data.kind !== expected) {
@@ -294,6 +292,12 @@ export const jobRoutes = router()
 
 /** A completion repeated with the same lease and bytes answers as the first one did. */
 function repeatCompletion(row: db.JobRow, leaseId: string, etag: string) {
+  if (row.lease_id === leaseId && row.result_etag === etag && row.version === null) {
+    throw conflict(
+      "job.completing",
+      `job ${row.id} is being completed with these bytes; ask again shortly`,
+    );
+  }
   if (row.lease_id !== leaseId || row.result_etag !== etag || row.version === null) {
     throw conflict(
       "job.already_completed",
