@@ -2,7 +2,7 @@
 // and R2 persisted to a temporary folder, its D1 migrations applied, stopped by PID.
 
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -101,6 +101,7 @@ export async function startDevApi(secret: string): Promise<DevApi> {
       const exited = new Promise((r) => child.once("exit", r));
       stopGroup(child);
       await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      await rm(persist, { recursive: true, force: true });
     },
   };
 }
