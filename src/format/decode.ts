@@ -119,7 +119,8 @@ function readMetadata(header: JsonObject): Meta {
   if (!isJsonObject(raw)) {
     fail("metadata_missing", `__metadata__ is ${show(raw ?? "absent")}, not an object of strings`);
   }
-  const metadata: Record<string, string> = {};
+  // Null prototype while checking, so a key such as "__proto__" is a key like any other.
+  const metadata: Record<string, string> = Object.create(null);
   for (const key of Object.keys(raw).sort()) {
     const v = raw[key];
     if (typeof v !== "string") {
@@ -157,7 +158,7 @@ function readMetadata(header: JsonObject): Meta {
     }
   }
   const meta: Meta = {
-    metadata,
+    metadata: { ...metadata },
     model: checkModel(metadata.model),
     factors: checkFactors(metadata.factors),
     rank: checkRankText(metadata.rank),
