@@ -215,8 +215,9 @@ async function main() {
 
 /** Why the model folder is not ready to serve (null when it is): no ONNX graph, or files the manifest lists are absent. */
 function whatIsMissing(modelDir) {
-  const onnx = join(modelDir, "model.onnx");
-  if (!existsSync(onnx)) return `${show(onnx)} is missing`;
+  for (const name of ["model.onnx", "manifest.json"]) {
+    if (!existsSync(join(modelDir, name))) return `${show(join(modelDir, name))} is missing`;
+  }
   try {
     const { manifest } = readPreparedModel(modelDir);
     if (!manifest.files.some((f) => f.role === "onnx"))
@@ -256,6 +257,7 @@ function printSummary(base, model, adapters, tokens) {
 }
 
 main().catch(async (error) => {
+  stopping = true;
   reportFailure("start", error);
   for (const child of children) await stopGroup(child);
   process.exit(1);

@@ -1,4 +1,10 @@
-import { loadModel, type PersonalModel, type Progress } from "../../src/client/index.ts";
+import {
+  type BlobCache,
+  defaultCache,
+  loadModel,
+  type PersonalModel,
+  type Progress,
+} from "../../src/client/index.ts";
 import { formatBytes } from "./dom.ts";
 
 /** Where onnxruntime-web's .wasm/.mjs files are served (copied there by the web build). */
@@ -8,6 +14,29 @@ export interface LoadView {
   progress: HTMLProgressElement;
   status: HTMLElement;
   box: HTMLElement;
+}
+
+/**
+ * The browser cache, except that a failed store (Chromium refuses some very large Cache Storage
+ * entries) skips caching that file instead of failing the load; `skipped` lists what was not kept.
+ */
+async function tolerantCache(skipped: string[]): Promise<BlobCache> {
+  const inner = await defaultCache();
+  return {
+    kind: inner.kind,
+    get: (key) => inner.get(key),
+    head: (key) => inner.head(key),
+    delete: (key) => inner.delete(key),
+    async put(key, bytes, meta) {
+      try {
+        await inner.put(key, bytes, meta);
+      } catch (error) {
+        skipped.push(
+          `${key.split("/").pop()} (${formatBytes(bytes.byteLength)}: ${String(error)})`,
+        );
+      }
+    },
+  };
 }
 
 interface ManifestFiles {
@@ -38,10 +67,16 @@ export async function loadWithProgress(
     view.status.textContent = `${verb} ${p.file}: ${formatBytes(loaded)} of ${formatBytes(total)} (model still loading)`;
   };
   const started = performance.now();
-  const model = await loadModel(modelUrl, { device, wasmPaths: ORT_FILES, onProgress });
+  const skipped: string[] = [];
+  const cache = await tolerantCache(skipped);
+  const model = await loadModel(modelUrl, { device, wasmPaths: ORT_FILES, onProgress, cache });
   view.progress.value = 1;
   view.box.dataset.state = "ready";
   const t = model.timings;
-  view.status.textContent = `ready in ${((performance.now() - started) / 1000).toFixed(1)} s (${formatBytes(total)}; session ${(t.sessionMs / 1000).toFixed(1)} s) — ${model.manifest.id}, ${model.manifest.modules.length} adapted modules, rank ${model.manifest.rank}`;
+  const uncached =
+    skipped.length === 0
+      ? ""
+      : ` — not cached in this browser, downloaded again next time: ${skipped.join("; ")}`;
+  view.status.textContent = `ready in ${((performance.now() - started) / 1000).toFixed(1)} s (${formatBytes(total)}; session ${(t.sessionMs / 1000).toFixed(1)} s) — ${model.manifest.id}, ${model.manifest.modules.length} adapted modules, rank ${model.manifest.rank}${uncached}`;
   return model;
 }
