@@ -45,6 +45,7 @@ const TOKENS = [
   "}",
   '"R"',
   '"head.bias"',
+  '"__proto__"',
   '"\\ud800"',
   '"\\u0000"',
   "NaN",
