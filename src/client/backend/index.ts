@@ -51,10 +51,12 @@ async function webGpuAdapter(): Promise<{ ok: boolean; reason: string }> {
   }
 }
 
-async function importOrt(runtime: Runtime): Promise<Ort> {
+async function importOrt(runtime: Runtime, device: Exclude<Device, "auto">): Promise<Ort> {
   if (runtime === "onnxruntime-node") return (await import("onnxruntime-node")) as unknown as Ort;
-  // In Node only the plain build resolves (wasm); the browser gets the WebGPU build (webgpu + wasm).
-  if (isNode()) return await import("onnxruntime-web");
+  // Node: the plain build for wasm; the WebGPU build when a WebGPU binding (e.g. Dawn's
+  // `webgpu` package) provides navigator.gpu. The browser always gets the WebGPU build
+  // (webgpu + wasm).
+  if (isNode() && device === "wasm") return await import("onnxruntime-web");
   return (await import("onnxruntime-web/webgpu")) as unknown as Ort;
 }
 
@@ -96,7 +98,7 @@ export async function selectBackend(options: BackendOptions = {}): Promise<Backe
   const { runtime, executionProvider } = DEVICE_TABLE[device];
   let ort: Ort;
   try {
-    ort = await importOrt(runtime);
+    ort = await importOrt(runtime, device);
   } catch (error) {
     throw new BackendError("runtime_missing", `cannot import ${runtime}: ${String(error)}`, {
       cause: error,
