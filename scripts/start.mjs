@@ -87,6 +87,22 @@ function runChild(command, args, env = {}) {
   });
 }
 
+/** Fails early when something already listens on the port (say, another npm start). */
+async function checkPortFree(port) {
+  const { createServer } = await import("node:net");
+  await new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once("error", (error) =>
+      reject(
+        new ScriptError(
+          `127.0.0.1:${port} is in use (${error.code}); stop what runs there or pass --port <another>`,
+        ),
+      ),
+    );
+    server.listen(port, "127.0.0.1", () => server.close(resolvePort));
+  });
+}
+
 async function freePort() {
   const { createServer } = await import("node:net");
   return await new Promise((resolvePort) => {
@@ -110,6 +126,7 @@ async function main() {
   const modelDir = join(abs(options["models-dir"]), options.model);
   const persistTo = abs(options["persist-to"]);
   const port = options.port === 0 ? await freePort() : options.port;
+  await checkPortFree(port);
   const base = `http://127.0.0.1:${port}`;
   const step = steps("start", 8);
   for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => void stopAll(signal));
