@@ -342,6 +342,4 @@ def verify(model: nn.Module, source: RSource, family: str, onnx_path: str | Path
         "max_abs_error": worst,
         "tolerance": CHECK_TOLERANCE,
         "cases": 3,
-        "r_effect": effect,
-        "errors": errors,
     }

@@ -56,6 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="SVD device")
     p.add_argument("--skip-export", action="store_true", help="factors, tokenizer and manifest only")
     p.add_argument("--recompute-factors", action="store_true", help="ignore an existing factors.safetensors")
+    p.add_argument("--reuse-onnx", action="store_true",
+                   help="keep an existing model.onnx(+.data) from an earlier run with the same factors; still check it")
     p.add_argument("--no-reference", action="store_true", help="do not write reference fixtures")
     return p.parse_args(argv)
 
@@ -151,6 +153,13 @@ def file_entries(out: Path, names: list[str]) -> list[dict]:
             for n in names]
 
 
+def _previous_manifest(out: Path) -> dict | None:
+    try:
+        return json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def write_manifest(out: Path, manifest: dict) -> None:
     try:
         from . import manifest as manifest_module  # the shared validator, when present
@@ -210,7 +219,14 @@ def prepare(args: argparse.Namespace) -> Path:
         from .export_onnx import DATA_FILE, ONNX_FILE, OPSET, export, verify
 
         t = time.perf_counter()
-        info = export(base.model, source, base.family, out, log=log)
+        old = _previous_manifest(out)
+        if args.reuse_onnx and (out / ONNX_FILE).is_file() and (out / DATA_FILE).is_file():
+            if old is not None and old.get("factors", {}).get("sha256") != factors.digest:
+                raise ValueError(f"--reuse-onnx: {out / ONNX_FILE} was exported with factors "
+                                 f"{old['factors']['sha256']}, not {factors.digest}; export again")
+            log(f"prepare: --reuse-onnx: keeping {out / ONNX_FILE}")
+        else:
+            export(base.model, source, base.family, out, log=log)
         timings["export"] = time.perf_counter() - t
         t = time.perf_counter()
         check = verify(base.model, source, base.family, out / ONNX_FILE, seed=args.seed, log=log)
@@ -223,7 +239,7 @@ def prepare(args: argparse.Namespace) -> Path:
 
             t = time.perf_counter()
             files += write_reference(base.model, source, base.tokenizer, base.family, model_id, factors.digest, out,
-                                     seed=args.seed, log=log)
+                                     seed=args.seed, check_error=check["max_abs_error"], log=log)
             timings["reference"] = time.perf_counter() - t
     else:
         log("prepare: --skip-export: no ONNX, check or reference fixtures")

@@ -64,9 +64,29 @@ def _fix_signs(U: torch.Tensor, Vh: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return U * signs, Vh * signs.transpose(-1, -2)
 
 
-def _orth(Y: torch.Tensor) -> torch.Tensor:
-    """Orthonormal basis of the columns of Y [..., m, q] (reduced QR)."""
-    return torch.linalg.qr(Y, mode="reduced").Q
+def _orth(Y: torch.Tensor, method: str = "qr") -> torch.Tensor:
+    """Orthonormal basis of the columns of Y [..., m, q].
+
+    `qr`: Householder QR (LAPACK / cuSOLVER). `cholqr2`: Cholesky QR done twice (a shifted first
+    pass keeps the Gram matrix positive definite): three small [q, q] factorisations and a few
+    matmuls, which batches far better on a GPU than a loop of tall-skinny QRs.
+    """
+    if method == "qr":
+        return torch.linalg.qr(Y, mode="reduced").Q
+    if method != "cholqr2":
+        raise ValueError(f"orthonormalisation {method!r} is not one of 'qr', 'cholqr2'")
+    q = Y.shape[-1]
+    eye = torch.eye(q, dtype=Y.dtype, device=Y.device)
+    for shift in (True, False, False):
+        G = Y.transpose(-1, -2) @ Y  # [..., q, q]
+        if shift:  # shifted CholeskyQR: tolerates rank-deficient or badly conditioned Y
+            tr = G.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None]
+            G = G + eye * (tr * 1e-6)
+        L, info = torch.linalg.cholesky_ex(G)
+        if bool((info != 0).any()):
+            return torch.linalg.qr(Y, mode="reduced").Q
+        Y = torch.linalg.solve_triangular(L.transpose(-1, -2), Y, upper=True, left=False)  # Y Lᵀ⁻¹
+    return Y
 
 
 def layer_seed(seed: int, name: str) -> int:
@@ -80,22 +100,29 @@ def gaussian(shape: tuple[int, ...], seed: int, device: torch.device | str) -> t
 
 
 def randomized_svd(
-    W: torch.Tensor, rank: int, oversample: int = 8, niter: int = 4, omega: torch.Tensor | None = None, seed: int = 0
+    W: torch.Tensor,
+    rank: int,
+    oversample: int = 8,
+    niter: int = 4,
+    omega: torch.Tensor | None = None,
+    seed: int = 0,
+    orth: str = "qr",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Top-`rank` SVD of W [..., m, n] (batched over leading dims): U [..., m, r], S [..., r], Vh [..., r, n].
 
-    `omega` [..., n, q] is the Gaussian test matrix (drawn from `seed` when omitted).
+    `omega` [..., n, q] is the Gaussian test matrix (drawn from `seed` when omitted); `orth` picks
+    the orthonormalisation (see `_orth`).
     """
     W = W.to(torch.float32)
     m, n = W.shape[-2:]
     q = min(rank + oversample, m, n)
     if omega is None:
         omega = gaussian((*W.shape[:-2], n, q), seed, W.device)
-    Q = _orth(W @ omega)  # [..., m, q]
+    Q = _orth(W @ omega, orth)  # [..., m, q]
     Wt = W.transpose(-1, -2)
     for _ in range(niter):  # subspace iteration, re-orthonormalised each half step for fp32 stability
-        Z = _orth(Wt @ Q)  # [..., n, q]
-        Q = _orth(W @ Z)  # [..., m, q]
+        Z = _orth(Wt @ Q, orth)  # [..., n, q]
+        Q = _orth(W @ Z, orth)  # [..., m, q]
     B = Q.transpose(-1, -2) @ W  # [..., q, n]
     Ub, S, Vh = torch.linalg.svd(B, full_matrices=False)  # [..., q, q], [..., q], [..., q, n]
     U = Q @ Ub  # [..., m, q]
