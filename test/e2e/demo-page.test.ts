@@ -1,7 +1,8 @@
 // npm start's server in real Chromium: the page loads the model on the device, a user is chosen,
 // base and personal generations complete and differ, a bad upload shows the server's error, and
 // the WebGPU build (software SwiftShader here) gives the WASM build's greedy tokens.
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,7 +14,9 @@ import { type StartedServer, startServer } from "./start-server.ts";
 const root = fileURLToPath(new URL("../..", import.meta.url));
 /** The small test model: prepared once into a git-ignored folder, reused by later runs. */
 const MODEL = "tiny-llama";
-const MODELS_DIR = join(root, ".cache", "e2e-models");
+const MODELS_CACHE = join(root, ".cache", "e2e-models");
+/** Keyed by the Python sources that write it, so a change to prepare prepares it again. */
+const MODELS_DIR = join(MODELS_CACHE, prepareSourcesDigest());
 const ARTIFACTS = join(root, "test-results", "e2e");
 /** First run prepares tiny-llama (about 80 s on two cores); later runs start in about 20 s. */
 const START_TIMEOUT_MS = 600_000;
@@ -41,6 +44,17 @@ type DemoStatus = {
   error: string;
 };
 
+function prepareSourcesDigest(): string {
+  const dir = join(root, "scripts", "loraxs");
+  const hash = createHash("sha256");
+  for (const name of readdirSync(dir)
+    .filter((n) => n.endsWith(".py"))
+    .sort()) {
+    hash.update(name).update(readFileSync(join(dir, name)));
+  }
+  return hash.digest("hex").slice(0, 12);
+}
+
 let server: StartedServer;
 let context: BrowserContext;
 let page: Page;
@@ -52,6 +66,12 @@ let wasmBaseText = "";
 const demo = () => page.evaluate(() => (globalThis as unknown as { demo: DemoStatus }).demo);
 
 beforeAll(async () => {
+  if (existsSync(MODELS_CACHE)) {
+    for (const name of readdirSync(MODELS_CACHE)) {
+      const path = join(MODELS_CACHE, name);
+      if (path !== MODELS_DIR) rmSync(path, { recursive: true, force: true });
+    }
+  }
   persistDir = mkdtempSync(join(tmpdir(), "loraxs-e2e-state-"));
   profileDir = mkdtempSync(join(tmpdir(), "loraxs-e2e-chromium-"));
   mkdirSync(ARTIFACTS, { recursive: true });
