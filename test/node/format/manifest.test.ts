@@ -46,7 +46,7 @@ describe("manifest fixtures", () => {
 });
 
 describe("parseManifest", () => {
-  it("accepts the committed smollm2-135m manifest (onnx and check null before export)", () => {
+  it("accepts the committed smollm2-135m manifest", () => {
     const json = load(join("..", "..", "..", "models", "smollm2-135m", "manifest.json"));
     const m = parseManifest(json);
     expect(expectationsFor(m)).toMatchObject({ model: "smollm2-135m", rank: 16 });
