@@ -46,6 +46,7 @@ async function main(): Promise<void> {
     const wanted = new URLSearchParams(location.search).get("model");
     state.modelId = wanted ?? models[0]?.id ?? "";
     byId("token-form").hidden = false;
+    byId("user-label").textContent = "User";
   }
   setUpUsers();
   setUpChat();
