@@ -55,6 +55,19 @@ function prepareSourcesDigest(): string {
   return hash.digest("hex").slice(0, 12);
 }
 
+const startArgs = () => [
+  "--port",
+  "0",
+  "--model",
+  MODEL,
+  "--models-dir",
+  MODELS_DIR,
+  "--persist-to",
+  persistDir,
+  "--random-sigma",
+  RANDOM_SIGMA,
+];
+
 let server: StartedServer;
 let context: BrowserContext;
 let page: Page;
@@ -75,21 +88,7 @@ beforeAll(async () => {
   persistDir = mkdtempSync(join(tmpdir(), "loraxs-e2e-state-"));
   profileDir = mkdtempSync(join(tmpdir(), "loraxs-e2e-chromium-"));
   mkdirSync(ARTIFACTS, { recursive: true });
-  server = await startServer(
-    [
-      "--port",
-      "0",
-      "--model",
-      MODEL,
-      "--models-dir",
-      MODELS_DIR,
-      "--persist-to",
-      persistDir,
-      "--random-sigma",
-      RANDOM_SIGMA,
-    ],
-    START_TIMEOUT_MS,
-  );
+  server = await startServer(startArgs(), START_TIMEOUT_MS);
   context = await chromium.launchPersistentContext(profileDir, {
     executablePath: "/usr/bin/chromium",
     headless: true,
@@ -218,5 +217,25 @@ describe("demo page on npm start's server", () => {
     expect(wasmBaseText.startsWith(last[0]?.text ?? "-")).toBe(true);
     expect(last[1]?.tokens).toBe(3);
     expect(pageErrors).toEqual([]);
+  });
+
+  it("stops wrangler dev on SIGTERM, and a second start on the same state uploads nothing", async () => {
+    expect(server.log.join("\n")).toMatch(
+      /7\/8 ok .* — [1-9]\d* file\(s\) uploaded, 0 already there/,
+    );
+    await server.stop();
+    expect(server.log.join("\n")).toMatch(
+      /SIGTERM: stopping 1 process\(es\) by PID[\s\S]*\[start\] stopped/,
+    );
+    await expect(fetch(`${server.url}/v1/health`)).rejects.toThrow();
+    server = await startServer(startArgs(), START_TIMEOUT_MS);
+    const log = server.log.join("\n");
+    expect(log).toMatch(
+      /7\/8 ok .* — 0 file\(s\) uploaded, [1-9]\d* already there, manifest unchanged/,
+    );
+    expect(log).toMatch(/8\/8 ok .* — 2 user\(s\), 0 adapter\(s\) uploaded/);
+    expect(log).toContain("JWT_SECRET read from .dev.vars");
+    expect(log).toContain("already up to date");
+    expect((await fetch(`${server.url}/v1/health`)).status).toBe(200);
   });
 });
