@@ -186,6 +186,14 @@ async function refreshCard(): Promise<void> {
       `R [${a.modules}, ${a.rank}, ${a.rank}] ${a.dtype}, fetched: ${state.adapter.source}`,
     ]);
   }
+  const made = [
+    meta.source && `source ${meta.source}`,
+    meta.steps && `${meta.steps} steps`,
+    meta.created,
+  ]
+    .filter(Boolean)
+    .join(", ");
+  if (made) rows.push(["Made", made]);
   if (meta.note) rows.push(["Note", meta.note]);
   showAdapterCard(rows);
 }
