@@ -87,16 +87,20 @@ function ensureManifest(dir: string, template: string): void {
 }
 
 // navigator.gpu from Dawn, before onnxruntime-web is imported.
-const { create, globals } = (await import(
-  pathToFileURL(join(args.root, "webgpu", "index.js")).href
-)) as {
-  create: (flags: string[]) => GPU;
-  globals: Record<string, unknown>;
-};
-Object.assign(globalThis, globals);
-Object.defineProperty(globalThis.navigator, "gpu", { value: create([]), configurable: true });
-const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
-const info = adapter?.info;
+let info: GPUAdapterInfo | undefined;
+try {
+  const { create, globals } = (await import(
+    pathToFileURL(join(args.root, "webgpu", "index.js")).href
+  )) as {
+    create: (flags: string[]) => GPU;
+    globals: Record<string, unknown>;
+  };
+  Object.assign(globalThis, globals);
+  Object.defineProperty(globalThis.navigator, "gpu", { value: create([]), configurable: true });
+  info = (await navigator.gpu.requestAdapter({ powerPreference: "high-performance" }))?.info;
+} catch (error) {
+  console.log("no WebGPU:", String(error));
+}
 
 const median = (xs: number[]) =>
   [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;

@@ -29,6 +29,7 @@ const { values: args } = parseArgs({
     repeats: { type: "string", default: "3" },
     "webgpu-repeats": { type: "string", default: "1" },
     "skip-browser": { type: "boolean", default: false },
+    "skip-node": { type: "boolean", default: false },
     out: { type: "string" },
   },
 });
@@ -100,7 +101,7 @@ const results: Record<string, unknown> = {
 };
 
 // ---- Node, onnxruntime-node (CPU) ----
-{
+if (!args["skip-node"]) {
   const server = await startStaticServer(modelDir);
   const cacheDir = mkdtempSync(join(tmpdir(), "loraxs-bench-"));
   try {
@@ -271,6 +272,7 @@ if (!args["skip-browser"] && hasChromium()) {
           sessionMs: round(cold.timings.sessionMs, 0),
           loadTotalMs: round(cold.timings.totalMs, 0),
           loadWallMs: coldWall,
+          cacheWriteErrors: cold.timings.cacheWriteErrors,
           firstTokenMs: round(first.ttftMs, 0),
         },
         warmStart: {

@@ -34,6 +34,8 @@ export interface LoadTimings {
   cacheReadMs: number;
   downloadedBytes: number;
   cachedFiles: number;
+  /** Files that could not be written to the cache (loaded anyway). */
+  cacheWriteErrors: string[];
 }
 
 export interface LoadedModelFiles {
@@ -100,6 +102,7 @@ export async function loadModelFiles(
     cacheReadMs: 0,
     downloadedBytes: 0,
     cachedFiles: 0,
+    cacheWriteErrors: [],
   };
   let t = now();
   const manifest = await fetchManifest(source, cache, signal);
@@ -161,7 +164,12 @@ export async function loadModelFiles(
         `downloaded bytes hash to ${digest}, manifest says ${file.sha256}`,
       );
     }
-    await cache.put(key, bytes, { sha256: file.sha256, bytes: String(file.bytes) });
+    try {
+      await cache.put(key, bytes, { sha256: file.sha256, bytes: String(file.bytes) });
+    } catch (error) {
+      // A full or failing cache (quota, private mode) costs the next start a download, not this one.
+      timings.cacheWriteErrors.push(`${file.name}: ${String(error)}`);
+    }
     files.set(file.name, {
       file,
       bytes,
