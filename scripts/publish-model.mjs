@@ -34,6 +34,12 @@ async function main() {
   if (!/^https?:\/\//.test(options.api)) {
     throw new ScriptError(`--api must be an http(s) origin, got ${JSON.stringify(options.api)}`);
   }
+  const role = tokenRole(options.token);
+  if (role !== "admin") {
+    throw new ScriptError(
+      `--token has role ${JSON.stringify(role)}; publishing models needs an admin token`,
+    );
+  }
   const modelsDir = isAbsolute(options["models-dir"])
     ? options["models-dir"]
     : resolve(root, options["models-dir"]);
@@ -63,6 +69,20 @@ async function main() {
       log: (line) => console.log(`[publish-model] ${line}`),
     }),
   );
+}
+
+/** The token's `role` claim, read without verifying (the API verifies it): catches a wrong token early. */
+function tokenRole(token) {
+  try {
+    const payload = JSON.parse(
+      Buffer.from(token.split(".")[1] ?? "", "base64url").toString("utf8"),
+    );
+    return payload.role ?? null;
+  } catch {
+    throw new ScriptError(
+      `--token is not a JWT (header.payload.signature): ${JSON.stringify(token.slice(0, 20))}…`,
+    );
+  }
 }
 
 main().catch((error) => reportFailure("publish-model", error));
