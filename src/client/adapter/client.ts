@@ -135,7 +135,8 @@ export class AdapterClient {
     const meta: Record<string, string> = {};
     if (etag !== undefined) meta.etag = etag;
     if (version !== undefined) meta.version = version;
-    await this.options.cache.put(key, bytes, meta);
+    // The copy serves revalidation and offline use only: a failing cache must not fail the fetch.
+    await this.options.cache.put(key, bytes, meta).catch(() => undefined);
     if (etag !== undefined) this.decoded.set(key, { etag, adapter });
     return { adapter, etag, version, source: "network" };
   }

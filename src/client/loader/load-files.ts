@@ -82,7 +82,8 @@ async function fetchManifest(source: ModelSource, cache: BlobCache, signal?: Abo
   const bytes = new Uint8Array(await response.arrayBuffer());
   const manifest = checkManifest(JSON.parse(new TextDecoder().decode(bytes)));
   const etag = response.headers.get("etag");
-  await cache.put(key, bytes, etag === null ? {} : { etag });
+  // Only the offline fallback needs this copy: a failing cache must not fail the load.
+  await cache.put(key, bytes, etag === null ? {} : { etag }).catch(() => undefined);
   return manifest;
 }
 

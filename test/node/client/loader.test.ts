@@ -135,6 +135,25 @@ describe("model file loader", () => {
     expect(error.message).toContain(url);
   });
 
+  it("loads anyway when the cache refuses writes, and says which files were not cached", async () => {
+    const full = memoryCache();
+    const refusing = {
+      ...full,
+      put: async () => {
+        throw new Error("QuotaExceededError");
+      },
+    };
+    const loaded = await loadModelFiles(modelSource(`${server.url}/manifest.json`), {
+      cache: refusing,
+    });
+    expect(loaded.files.get("model.onnx.data")?.bytes).toEqual(files["model.onnx.data"]);
+    expect(loaded.timings.cacheWriteErrors).toEqual(
+      ["model.onnx", "model.onnx.data", "tokenizer.json"].map(
+        (f) => `${f}: Error: QuotaExceededError`,
+      ),
+    );
+  });
+
   it("refuses a manifest whose R shape disagrees with rank and modules", async () => {
     const bad = mkdtempSync(join(tmpdir(), "loraxs-bad-"));
     writeFileSync(join(bad, "manifest.json"), JSON.stringify({ ...manifest, rank: 4 }));
