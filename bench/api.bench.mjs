@@ -1,5 +1,5 @@
 // Edge API throughput on local workerd: `wrangler dev` with real local KV, D1 and R2.
-//   npm run bench:api [-- --duration 10 --connections 10]
+//   npm run bench:api [-- --duration 5 --rounds 3 --connections 10 --logs on|off]
 // Seeds a model manifest and a 30 KB adapter through the API, then loads GET /v1/health,
 // GET adapter (with and without If-None-Match) and PUT adapter with autocannon, prints a
 // table and the ratio GET adapter / health (design target: at least 0.7).
@@ -15,8 +15,9 @@ import { encodeAdapter, sha256Digest } from "../src/format/index.ts";
 
 const { values } = parseArgs({
   options: {
-    duration: { type: "string", default: "10" },
+    duration: { type: "string", default: "5" },
     connections: { type: "string", default: "10" },
+    rounds: { type: "string", default: "3" },
     // "on": one JSON line per request from the worker plus wrangler's own request lines;
     // "off": only warnings (LOG_LEVEL=warn, wrangler --log-level warn).
     logs: { type: "string", default: "on" },
@@ -24,6 +25,8 @@ const { values } = parseArgs({
 });
 /** Seconds per scenario: long enough for a stable mean, short enough for a 2-core CI box. */
 const DURATION_S = Number(values.duration);
+/** Interleaved rounds per scenario; the median round is reported. */
+const ROUNDS = Number(values.rounds);
 /** Concurrent connections: a busy edge colo slice, not a stress test. */
 const CONNECTIONS = Number(values.connections);
 /** wrangler dev is ready in ~3 s; allow for a loaded machine. */
@@ -37,6 +40,8 @@ const PUT_USERS = 32;
 const SECRET = "bench-secret-not-for-production";
 const AUDIENCE = "loraxs-edge";
 const MODEL = "bench-model";
+/** A second model whose adapter is a few hundred bytes: separates the KV read from the body size. */
+const TINY = "bench-tiny";
 const wrangler = join("node_modules", ".bin", "wrangler");
 const env = {
   ...process.env,
@@ -132,30 +137,37 @@ try {
     mintToken({ sub, role, ttlSeconds: 3600, secret: SECRET, audience: AUDIENCE });
   const admin = await mint("bench-admin", "admin");
 
-  // Seed: a manifest whose factors digest the adapters name, then one user's adapter.
+  // Seed: manifests whose factors digest the adapters name, then one user's adapters.
   const factors = await sha256Digest(new TextEncoder().encode("bench factors"));
-  const manifest = benchManifest(factors);
-  const published = await fetch(`${url}/v1/models/${MODEL}/manifest`, {
-    method: "PUT",
-    headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
-    body: JSON.stringify(manifest),
-  });
-  if (published.status !== 201)
-    throw new Error(`publish: ${published.status} ${await published.text()}`);
+  for (const [id, modules, rank] of [
+    [MODEL, MODULES, RANK],
+    [TINY, 2, 4],
+  ]) {
+    const published = await fetch(`${url}/v1/models/${id}/manifest`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+      body: JSON.stringify(benchManifest(id, modules, rank, factors)),
+    });
+    if (published.status !== 201)
+      throw new Error(`publish ${id}: ${published.status} ${await published.text()}`);
+  }
 
-  const R = new Float32Array(MODULES * RANK * RANK).map((_, i) => Math.sin(i) * 1e-3);
-  const bytes = encodeAdapter({ model: MODEL, factors, rank: RANK, modules: MODULES, R });
   const user = "bench-user";
   const userToken = await mint(user);
-  const adapterUrl = `${url}/v1/models/${MODEL}/users/${user}/adapter`;
-  const seeded = await fetch(adapterUrl, {
-    method: "PUT",
-    headers: { authorization: `Bearer ${userToken}`, "content-type": "application/octet-stream" },
-    body: bytes,
-  });
-  if (seeded.status !== 201)
-    throw new Error(`seed adapter: ${seeded.status} ${await seeded.text()}`);
-  const etag = seeded.headers.get("etag");
+  const seed = async (model, modules, rank) => {
+    const R = new Float32Array(modules * rank * rank).map((_, i) => Math.sin(i) * 1e-3);
+    const body = encodeAdapter({ model, factors, rank, modules, R });
+    const at = `${url}/v1/models/${model}/users/${user}/adapter`;
+    const res = await fetch(at, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${userToken}`, "content-type": "application/octet-stream" },
+      body,
+    });
+    if (res.status !== 201) throw new Error(`seed ${model}: ${res.status} ${await res.text()}`);
+    return { at, body, etag: res.headers.get("etag") };
+  };
+  const { at: adapterUrl, body: bytes, etag } = await seed(MODEL, MODULES, RANK);
+  const tiny = await seed(TINY, 2, 4);
 
   const putTokens = await Promise.all(
     Array.from({ length: PUT_USERS }, (_, i) => mint(`bench-writer-${i}`)),
@@ -165,9 +177,14 @@ try {
   const scenarios = [
     { name: "GET /v1/health", expect: 200, opts: { url: `${url}/v1/health` } },
     {
-      name: "GET adapter (30 KB)",
+      name: `GET adapter (${(bytes.byteLength / 1024).toFixed(1)} KB)`,
       expect: 200,
       opts: { url: adapterUrl, headers: { authorization: `Bearer ${userToken}` } },
+    },
+    {
+      name: `GET adapter (${tiny.body.byteLength} B)`,
+      expect: 200,
+      opts: { url: tiny.at, headers: { authorization: `Bearer ${userToken}` } },
     },
     {
       name: "GET adapter, If-None-Match (304)",
@@ -203,39 +220,61 @@ try {
     },
   ];
 
-  const rows = [];
-  for (const s of scenarios) {
-    const result = await autocannon({ connections: CONNECTIONS, duration: DURATION_S, ...s.opts });
-    const total = Object.values(result.statusCodeStats ?? {}).reduce((a, b) => a + b.count, 0);
-    const expected = result.statusCodeStats?.[s.expect]?.count ?? 0;
-    rows.push({
-      scenario: s.name,
-      rps: result.requests.average,
-      p50: result.latency.p50,
-      p99: result.latency.p99,
-      requests: total,
-      errors: result.errors + result.timeouts + (total - expected),
-    });
+  // Rounds interleave the scenarios, so load from other processes hits all of them alike;
+  // a row reports the median round (by req/s) and the errors of all rounds.
+  const runs = scenarios.map(() => []);
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [i, s] of scenarios.entries()) {
+      const result = await autocannon({
+        connections: CONNECTIONS,
+        duration: DURATION_S,
+        ...s.opts,
+      });
+      const total = Object.values(result.statusCodeStats ?? {}).reduce((a, b) => a + b.count, 0);
+      const expected = result.statusCodeStats?.[s.expect]?.count ?? 0;
+      runs[i].push({
+        rps: result.requests.average,
+        p50: result.latency.p50,
+        p99: result.latency.p99,
+        requests: total,
+        errors: result.errors + result.timeouts + (total - expected),
+      });
+    }
   }
+  const rows = runs.map((list, i) => {
+    const median = [...list].sort((a, b) => a.rps - b.rps)[Math.floor(list.length / 2)];
+    return {
+      ...median,
+      scenario: scenarios[i].name,
+      requests: list.reduce((a, r) => a + r.requests, 0),
+      errors: list.reduce((a, r) => a + r.errors, 0),
+      all: list.map((r) => r.rps.toFixed(0)).join(" / "),
+    };
+  });
 
   const health = rows[0].rps;
   const pad = (v, n) => String(v).padEnd(n);
   console.log(
-    `\nEdge API on local workerd (wrangler dev), ${CONNECTIONS} connections, ${DURATION_S} s each; ` +
+    `\nEdge API on local workerd (wrangler dev), ${CONNECTIONS} connections, ` +
+      `${ROUNDS} interleaved rounds of ${DURATION_S} s per scenario (median round shown); ` +
       `${cpus().length} CPUs (${cpus()[0]?.model ?? "unknown"}), load average ${loadavg()[0].toFixed(1)}; ` +
       `logs ${values.logs}; wrangler ready in ${readyMs} ms\n`,
   );
-  console.log(`| ${pad("scenario", 40)} | req/s | p50 ms | p99 ms | requests | errors |`);
-  console.log(`|${"-".repeat(42)}|------:|-------:|-------:|---------:|-------:|`);
+  console.log(
+    `| ${pad("scenario", 40)} | req/s | p50 ms | p99 ms | requests | errors | req/s per round |`,
+  );
+  console.log(`|${"-".repeat(42)}|------:|-------:|-------:|---------:|-------:|---|`);
   for (const r of rows) {
     console.log(
-      `| ${pad(r.scenario, 40)} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.requests} | ${r.errors} |`,
+      `| ${pad(r.scenario, 40)} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.requests} | ${r.errors} | ${r.all} |`,
     );
   }
   const ratio = rows[1].rps / health;
-  const ratio304 = rows[2].rps / health;
+  const ratioTiny = rows[2].rps / health;
+  const ratio304 = rows[3].rps / health;
   console.log(
-    `\nGET adapter / health = ${ratio.toFixed(2)} (target >= 0.7); with If-None-Match: ${ratio304.toFixed(2)}`,
+    `\nGET adapter / health = ${ratio.toFixed(2)} (target >= 0.7); tiny adapter: ${ratioTiny.toFixed(2)}; ` +
+      `with If-None-Match: ${ratio304.toFixed(2)}`,
   );
   console.log(`worker log lines during the run: ${logLines}`);
   process.exitCode = rows.some((r) => r.errors > 0) ? 1 : 0;
@@ -243,17 +282,17 @@ try {
   await stop();
 }
 
-function benchManifest(factors) {
+function benchManifest(id, modules, rank, factors) {
   const hidden = 576;
   return {
     schema_version: 1,
-    id: MODEL,
+    id,
     family: "decoder",
     architecture: "LlamaForCausalLM",
     source: { kind: "random", preset: "bench", seed: 0, revision: null },
-    rank: RANK,
+    rank,
     targets: "q_proj,v_proj",
-    modules: Array.from({ length: MODULES }, (_, i) => ({
+    modules: Array.from({ length: modules }, (_, i) => ({
       name: `model.layers.${i >> 1}.self_attn.${i % 2 ? "v_proj" : "q_proj"}`,
       in: hidden,
       out: i % 2 ? 192 : hidden,
@@ -275,11 +314,11 @@ function benchManifest(factors) {
         "past_key_values.{i}.value",
       ],
       outputs: ["logits", "present.{i}.key", "present.{i}.value"],
-      R: { name: "R", shape: [MODULES, RANK, RANK], dtype: "float32" },
+      R: { name: "R", shape: [modules, rank, rank], dtype: "float32" },
     },
     config: {
       hidden_size: hidden,
-      num_layers: MODULES / 2,
+      num_layers: Math.ceil(modules / 2),
       num_attention_heads: 9,
       num_kv_heads: 3,
       head_dim: 64,
