@@ -1,0 +1,173 @@
+// Builds bench/webgpu/.carry/ (git-ignored, < 64 MiB): everything the WebGPU benchmark needs on a
+// GPU machine that has Python/torch but no Node and no network.
+//   node_modules/.bin/node bench/webgpu/carry.mjs          (npm run bench:webgpu -- build)
+// Parts: node.xz (Node 24, stripped), webgpu/ (Dawn's Node binding, npm webgpu@0.6.2),
+// node_modules/onnxruntime-web/ (the project's 1.30.0: Node WASM build and WebGPU build),
+// debs/ (Debian's Vulkan loader), bench.mjs (bench/webgpu/bench.ts + src/client, bundled),
+// transformers.mjs (transformers.js 4.3.1 bundled onto the same onnxruntime-web), model.tar.xz
+// (bench/webgpu/.model without its 545 MB data file, which run.sh rebuilds there), run.sh.
+import { execFileSync } from "node:child_process";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { join, resolve } from "node:path";
+import { build } from "esbuild";
+
+const HERE = import.meta.dirname;
+const REPO = resolve(HERE, "..", "..");
+const OUT = join(HERE, ".carry");
+const WORK = join(HERE, ".build");
+const MODEL = join(HERE, ".model");
+const WEBGPU_VERSION = "0.6.2";
+const TJS_VERSION = "4.3.1";
+/** What one device run may carry, tree included. */
+const LIMIT_BYTES = 64 * 1024 * 1024;
+
+const sh = (cmd, args, opts = {}) =>
+  execFileSync(cmd, args, { stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 30, ...opts });
+const xz = (from, to) => writeFileSync(to, sh("xz", ["-9", "-T0", "-c", from]));
+const once = (path, make) => {
+  if (!existsSync(path)) make();
+};
+
+mkdirSync(OUT, { recursive: true });
+mkdirSync(WORK, { recursive: true });
+
+// Node 24 (the project's devDependency), stripped: 126 MB -> about 27 MB.
+once(join(OUT, "node.xz"), () => {
+  copyFileSync(join(REPO, "node_modules", "node", "bin", "node"), join(WORK, "node"));
+  sh("strip", [join(WORK, "node")]);
+  xz(join(WORK, "node"), join(OUT, "node.xz"));
+});
+
+// Dawn's Node binding.
+once(join(OUT, "webgpu", "dawn.node.xz"), () => {
+  mkdirSync(join(OUT, "webgpu"), { recursive: true });
+  sh("npm", ["pack", `webgpu@${WEBGPU_VERSION}`, "--silent"], { cwd: WORK });
+  sh("tar", ["xzf", `webgpu-${WEBGPU_VERSION}.tgz`], { cwd: WORK });
+  for (const f of ["index.js", "package.json"])
+    copyFileSync(join(WORK, "package", f), join(OUT, "webgpu", f));
+  xz(join(WORK, "package", "dist", "linux-x64", "dawn.node"), join(OUT, "webgpu", "dawn.node.xz"));
+});
+
+// onnxruntime-web: the files `onnxruntime-web` (Node: WASM) and `onnxruntime-web/webgpu` load.
+const ORT = join(OUT, "node_modules", "onnxruntime-web");
+const ORT_SRC = join(REPO, "node_modules", "onnxruntime-web");
+mkdirSync(join(ORT, "dist"), { recursive: true });
+for (const f of [
+  "ort.node.min.mjs",
+  "ort-wasm-simd-threaded.mjs",
+  "ort.webgpu.min.mjs",
+  "ort-wasm-simd-threaded.asyncify.mjs",
+])
+  copyFileSync(join(ORT_SRC, "dist", f), join(ORT, "dist", f));
+for (const f of ["ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.asyncify.wasm"])
+  once(join(ORT, "dist", `${f}.xz`), () =>
+    xz(join(ORT_SRC, "dist", f), join(ORT, "dist", `${f}.xz`)),
+  );
+writeFileSync(
+  join(ORT, "package.json"),
+  JSON.stringify({
+    name: "onnxruntime-web",
+    version: "1.30.0",
+    type: "module",
+    exports: {
+      ".": { node: "./dist/ort.node.min.mjs", default: "./dist/ort.webgpu.min.mjs" },
+      "./webgpu": "./dist/ort.webgpu.min.mjs",
+    },
+  }),
+);
+
+// The Vulkan loader (the GPU machine has the NVIDIA driver's ICD but no libvulkan).
+mkdirSync(join(OUT, "debs"), { recursive: true });
+if (readdirSync(join(OUT, "debs")).length === 0) {
+  const lists = join(WORK, "apt-lists");
+  mkdirSync(join(lists, "partial"), { recursive: true });
+  const o = [
+    "-oAPT::Architecture=amd64",
+    "-oAPT::Architectures=amd64",
+    `-oDir::State::Lists=${lists}`,
+  ];
+  sh("apt-get", [...o, "update"]);
+  sh("apt-get", [...o, "download", "libvulkan1"], { cwd: join(OUT, "debs") });
+}
+
+// The benchmark with the client, bundled; onnxruntime-web stays a package the carry provides.
+await build({
+  entryPoints: [join(HERE, "bench.ts")],
+  outfile: join(OUT, "bench.mjs"),
+  bundle: true,
+  format: "esm",
+  platform: "node",
+  target: "node22",
+  external: ["onnxruntime-web", "onnxruntime-web/*", "onnxruntime-node"],
+  banner: {
+    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+  },
+  logLevel: "warning",
+});
+
+// transformers.js, its onnxruntime-node and onnxruntime-common mapped onto onnxruntime-web/webgpu.
+const TJS = join(WORK, "tjs", "node_modules", "@huggingface", "transformers");
+if (!existsSync(TJS))
+  throw new Error(
+    `${TJS} is missing: npm install --prefix ${join(WORK, "tjs")} -E --ignore-scripts --omit=optional @huggingface/transformers@${TJS_VERSION}`,
+  );
+await build({
+  entryPoints: [join(TJS, "src", "transformers.js")],
+  outfile: join(OUT, "transformers.mjs"),
+  bundle: true,
+  format: "esm",
+  platform: "node",
+  target: "node22",
+  minify: true,
+  external: ["onnxruntime-web", "onnxruntime-web/*"],
+  plugins: [
+    {
+      name: "one-onnxruntime",
+      setup(b) {
+        b.onResolve({ filter: /onnx-node\.js$|^onnxruntime-common$|^sharp$/ }, (a) => ({
+          path: a.path,
+          namespace: "stub",
+        }));
+        b.onLoad({ filter: /.*/, namespace: "stub" }, (a) => ({
+          contents: a.path.endsWith("sharp")
+            ? "export default undefined;"
+            : a.path.endsWith("onnx-node.js")
+              ? "import * as ort from 'onnxruntime-web/webgpu'; export default ort;"
+              : "export * from 'onnxruntime-web/webgpu';",
+          resolveDir: WORK,
+        }));
+      },
+    },
+  ],
+  banner: {
+    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+  },
+  logLevel: "warning",
+});
+
+// The model folder without its data file (rebuilt there from recipe.json), xz'd.
+if (!existsSync(join(MODEL, "recipe.json")))
+  throw new Error(
+    `${MODEL} has no recipe.json: run bench/webgpu/make_model.py build --out ${MODEL}`,
+  );
+const files = readdirSync(MODEL).filter((f) => f !== "model.onnx.data");
+rmSync(join(OUT, "model.tar.xz"), { force: true });
+sh("tar", ["-C", MODEL, "-cJf", join(OUT, "model.tar.xz"), ...files]);
+copyFileSync(join(HERE, "run.sh"), join(OUT, "run.sh"));
+
+const du = (p) =>
+  statSync(p).isDirectory()
+    ? readdirSync(p).reduce((s, f) => s + du(join(p, f)), 0)
+    : statSync(p).size;
+const total = du(OUT);
+console.log(`${OUT}: ${(total / 2 ** 20).toFixed(1)} MiB`);
+if (total > LIMIT_BYTES - 8 * 2 ** 20)
+  throw new Error(`carry is ${total} bytes; with the tree it must stay under ${LIMIT_BYTES}`);

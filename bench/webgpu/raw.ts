@@ -1,0 +1,93 @@
+// A bare onnxruntime decode loop (no client code): the floor the client's runner is held to, and
+// the way to run graphs the client does not load (plain.onnx has no R input).
+import type { InferenceSession, Ort, Tensor } from "../../src/client/backend/index.ts";
+
+export interface Kv {
+  layers: number;
+  kvHeads: number;
+  headDim: number;
+}
+
+export interface DecodeTiming {
+  /** Prompt in, first token's logits read back (ms). */
+  prefillMs: number;
+  /** New tokens per second after the first. */
+  tokensPerSecond: number;
+  tokens: number[];
+}
+
+const argmax = (x: Float32Array): number => {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if ((x[i] as number) > (x[best] as number)) best = i;
+  return best;
+};
+
+const ints = (xs: number[]) => BigInt64Array.from(xs, (x) => BigInt(x));
+
+/** Greedy decode of `newTokens` after `prompt`, the KV cache on the GPU between steps. */
+export async function rawDecode(
+  ort: Ort,
+  session: InferenceSession,
+  kv: Kv,
+  prompt: readonly number[],
+  newTokens: number,
+  extra: Record<string, Tensor>,
+): Promise<DecodeTiming> {
+  let past: Record<string, Tensor> = {};
+  for (let i = 0; i < kv.layers; i++)
+    for (const k of ["key", "value"])
+      past[`past_key_values.${i}.${k}`] = new ort.Tensor("float32", new Float32Array(0), [
+        1,
+        kv.kvHeads,
+        0,
+        kv.headDim,
+      ]);
+  let input = [...prompt];
+  let length = 0;
+  const tokens: number[] = [];
+  const t0 = performance.now();
+  let tFirst = t0;
+  let owned: Tensor[] = [];
+  for (let step = 0; step < newTokens; step++) {
+    const feeds: Record<string, Tensor> = {
+      input_ids: new ort.Tensor("int64", ints(input), [1, input.length]),
+      attention_mask: new ort.Tensor("int64", ints(Array(length + input.length).fill(1)), [
+        1,
+        length + input.length,
+      ]),
+      position_ids: new ort.Tensor("int64", ints(input.map((_, i) => length + i)), [
+        1,
+        input.length,
+      ]),
+      ...extra,
+      ...past,
+    };
+    const out = (await session.run(feeds)) as Record<string, Tensor>;
+    for (const t of owned) t.dispose();
+    const logits = out.logits as Tensor;
+    const data = (
+      logits.location === "cpu" ? logits.data : await logits.getData(true)
+    ) as Float32Array;
+    const vocab = logits.dims[2] as number;
+    const next = argmax(data.subarray((input.length - 1) * vocab, input.length * vocab));
+    if (step === 0) tFirst = performance.now();
+    tokens.push(next);
+    length += input.length;
+    past = {};
+    owned = [];
+    for (let i = 0; i < kv.layers; i++)
+      for (const k of ["key", "value"]) {
+        const t = out[`present.${i}.${k}`] as Tensor;
+        past[`past_key_values.${i}.${k}`] = t;
+        if (t.location === "gpu-buffer") owned.push(t);
+      }
+    input = [next];
+  }
+  const end = performance.now();
+  for (const t of owned) t.dispose();
+  return {
+    prefillMs: tFirst - t0,
+    tokensPerSecond: newTokens > 1 ? (newTokens - 1) / ((end - tFirst) / 1000) : Number.NaN,
+    tokens,
+  };
+}

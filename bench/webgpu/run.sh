@@ -1,0 +1,32 @@
+#!/bin/bash
+# On the GPU machine, from the repository root: unpack bench/webgpu/.carry, rebuild the model's
+# 545 MB data file from the seeded model (python3 with torch), run the benchmark.
+#   bash bench/webgpu/.carry/run.sh [bench options]      (npm run bench:webgpu -- run …)
+# The report goes to $OUT/webgpu.json when OUT is set (the device tool's output folder).
+set -eo pipefail
+C=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$C/../../.." && pwd)
+W=${WG_DIR:-/tmp/wg}
+t0=$(date +%s)
+unxz_to() { python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' "$1" "$2"; }
+rm -rf "$W" && mkdir -p "$W/bin" "$W/webgpu/dist/linux-x64" "$W/model"
+if ! ldconfig -p | grep -q libvulkan.so.1; then
+  for f in "$C"/debs/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+[ -f "$ICD" ] && export VK_DRIVER_FILES=$ICD
+unxz_to "$C/node.xz" "$W/bin/node" && chmod +x "$W/bin/node"
+cp "$C/webgpu/index.js" "$C/webgpu/package.json" "$W/webgpu/"
+unxz_to "$C/webgpu/dawn.node.xz" "$W/webgpu/dist/linux-x64/dawn.node"
+cp -r "$C/node_modules" "$W/"
+for f in "$W"/node_modules/onnxruntime-web/dist/*.xz; do unxz_to "$f" "${f%.xz}" && rm "$f"; done
+cp "$C/bench.mjs" "$C/transformers.mjs" "$W/"
+tar -C "$W/model" -xJf "$C/model.tar.xz"
+echo "unpacked in $(( $(date +%s) - t0 )) s"
+PY=${PYTHON:-python3}
+PYTHONPATH="$REPO/scripts" $PY "$REPO/bench/webgpu/make_model.py" unpack --dir "$W/model"
+echo "model ready after $(( $(date +%s) - t0 )) s"
+OUTFILE=${OUT:-$W}/webgpu.json
+"$W/bin/node" "$W/bench.mjs" --root "$W" --model "$W/model" --tjs "$W/transformers.mjs" --out "$OUTFILE" "$@"
+echo "done after $(( $(date +%s) - t0 )) s"

@@ -1,0 +1,81 @@
+// The peer: transformers.js (@huggingface/transformers) running the plain base graph on the same
+// WebGPU device. Its bundle maps `onnxruntime-node` to the same onnxruntime-web build the client
+// uses (bench/webgpu/carry.mjs), so both run one onnxruntime instance and one GPUDevice.
+import { mkdirSync, symlinkSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { DecodeTiming } from "./raw.ts";
+
+interface TjsModel {
+  generate(options: Record<string, unknown>): Promise<{ tolist(): bigint[][] }>;
+  dispose(): Promise<unknown>;
+}
+interface Tjs {
+  env: { allowRemoteModels: boolean; allowLocalModels: boolean; localModelPath: string };
+  Tensor: new (type: string, data: BigInt64Array, dims: number[]) => unknown;
+  AutoModelForCausalLM: {
+    from_pretrained(id: string, options: Record<string, unknown>): Promise<TjsModel>;
+  };
+}
+
+/** A transformers.js model folder (config.json, onnx/model.onnx + data) made of links to ours. */
+function layout(modelDir: string, work: string): string {
+  const dir = join(work, "smollm2-plain");
+  mkdirSync(join(dir, "onnx"), { recursive: true });
+  const link = (from: string, to: string) => symlinkSync(resolve(modelDir, from), join(dir, to));
+  link("hf/config.json", "config.json");
+  link("plain.onnx", "onnx/model.onnx");
+  link("model.onnx.data", "onnx/model.onnx.data");
+  return dir;
+}
+
+export async function tjsDecode(
+  bundle: string,
+  modelDir: string,
+  work: string,
+  device: string,
+  prompt: readonly number[],
+  newTokens: number,
+  repeats: number,
+): Promise<{ loadMs: number; runs: DecodeTiming[] }> {
+  const tjs = (await import(pathToFileURL(resolve(bundle)).href)) as Tjs;
+  layout(modelDir, work);
+  tjs.env.allowRemoteModels = false;
+  tjs.env.allowLocalModels = true;
+  tjs.env.localModelPath = `${resolve(work)}/`;
+  let t = performance.now();
+  const model = await tjs.AutoModelForCausalLM.from_pretrained("smollm2-plain", {
+    device: device === "wasm" ? "cpu" : device, // its Node device list names WASM "cpu"
+    dtype: "fp32",
+    local_files_only: true,
+    session_options: { externalData: [{ path: "model.onnx.data", data: "onnx/model.onnx.data" }] },
+  });
+  const loadMs = performance.now() - t;
+  const ids = BigInt64Array.from(prompt, (x) => BigInt(x));
+  const mask = BigInt64Array.from(prompt, () => 1n);
+  const runs: DecodeTiming[] = [];
+  for (let r = 0; r < repeats + 1; r++) {
+    const stamps: number[] = [];
+    t = performance.now();
+    const out = await model.generate({
+      input_ids: new tjs.Tensor("int64", ids, [1, prompt.length]),
+      attention_mask: new tjs.Tensor("int64", mask, [1, prompt.length]),
+      max_new_tokens: newTokens,
+      min_new_tokens: newTokens,
+      do_sample: false,
+      // put() gets the prompt first, then each new token.
+      streamer: { put: () => stamps.push(performance.now()), end: () => {} },
+    });
+    const tokens = (out.tolist()[0] ?? []).slice(prompt.length).map(Number);
+    const first = stamps[1] ?? Number.NaN;
+    const last = stamps[stamps.length - 1] ?? Number.NaN;
+    if (r > 0)
+      runs.push({
+        prefillMs: first - t,
+        tokensPerSecond: (tokens.length - 1) / ((last - first) / 1000),
+        tokens,
+      });
+  }
+  await model.dispose();
+  return { loadMs, runs };
+}
