@@ -161,7 +161,7 @@ if (!args["skip-node"]) {
         firstTokenMs: round(firstToken.ttftMs, 0),
       },
       warmStart: {
-        downloadedMB: warm.timings.downloadedBytes,
+        downloadedMB: round(warm.timings.downloadedBytes / 2 ** 20, 1),
         loadTotalMs: round(warm.timings.totalMs, 0),
         sessionMs: round(warm.timings.sessionMs, 0),
         firstTokenMs: round(warmFirst.ttftMs, 0),
@@ -276,7 +276,7 @@ if (!args["skip-browser"] && hasChromium()) {
           firstTokenMs: round(first.ttftMs, 0),
         },
         warmStart: {
-          downloadedMB: warm.timings.downloadedBytes,
+          downloadedMB: round(warm.timings.downloadedBytes / 2 ** 20, 1),
           cacheReadMs: round(warm.timings.cacheReadMs, 0),
           sessionMs: round(warm.timings.sessionMs, 0),
           loadTotalMs: round(warm.timings.totalMs, 0),
