@@ -1,0 +1,71 @@
+import { useAdapter } from "./adapter-card.ts";
+import type { DemoUser } from "./config.ts";
+import { byId, describe, showVerdict } from "./dom.ts";
+import { createJob, getJob } from "./edge-api.ts";
+import { state } from "./state.ts";
+
+/** How often a training job's status is asked for while it runs. */
+const JOB_POLL_MS = 2000;
+
+/** The training form: queues a job with the pasted text and follows it until a worker is done. */
+export function setUpTraining(): void {
+  const verdict = byId("train-status");
+  byId("train-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const user = state.user;
+    const text = byId<HTMLTextAreaElement>("train-text").value.trim();
+    const steps = Number(byId<HTMLInputElement>("train-steps").value) || undefined;
+    if (!user || !text) {
+      showVerdict(
+        verdict,
+        false,
+        user ? "paste some text to train on first" : "choose a user first",
+      );
+      return;
+    }
+    try {
+      const paragraphs = text
+        .split(/\n\s*\n/)
+        .map((p) => p.trim())
+        .filter(Boolean);
+      const job = await createJob(state.modelId, user.id, user.token, paragraphs, { steps });
+      showVerdict(
+        verdict,
+        "pending",
+        `job ${job.id}: ${job.status} — start a worker: npm run worker -- --api ${location.origin} --token <worker token>`,
+      );
+      await followJob(job.id, user, verdict);
+    } catch (error) {
+      showVerdict(verdict, false, `job refused: ${describe(error)}`);
+    }
+  });
+}
+
+async function followJob(id: string, user: DemoUser, verdict: HTMLElement): Promise<void> {
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, JOB_POLL_MS));
+    const job = await getJob(id, user.token);
+    if (job.status === "succeeded") {
+      showVerdict(
+        verdict,
+        true,
+        `job ${id} succeeded: adapter version ${job.version} — now generating with it above`,
+      );
+      if (state.user?.id === user.id) await useAdapter();
+      return;
+    }
+    if (job.status === "failed") {
+      showVerdict(
+        verdict,
+        false,
+        `job ${id} failed after ${job.attempts} attempt(s): ${job.error ?? "no reason given"}`,
+      );
+      return;
+    }
+    showVerdict(
+      verdict,
+      "pending",
+      `job ${id}: ${job.status} (attempt ${job.attempts}, updated ${job.updated})${job.status === "queued" ? " — waiting for a worker (npm run worker)" : ""}`,
+    );
+  }
+}
