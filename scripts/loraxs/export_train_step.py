@@ -105,7 +105,7 @@ def reference_loss_grad(model: nn.Module, source, ids, mask, labels, R) -> tuple
             (g,) = torch.autograd.grad(loss, [Rv])
     finally:
         source.set(None)
-    return float(loss), g.detach()
+    return float(loss.detach()), g.detach()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,7 +264,7 @@ def export_train_step(model: nn.Module, source, out_dir: str | Path, batch: int 
     args = example_batch(c.vocab_size, batch, seq, source.modules, source.rank, seed=0, pad=min(3, seq - 2))
     t0 = time.perf_counter()
     log(f"train-step: tracing loss and dL/dR for [{batch}, {seq}] ({c.num_hidden_layers} layers, {source.modules} modules)")
-    wrap = trace_step(lm, args)
+    wrap = trace_step(lm, args).eval()
     t_trace = time.perf_counter() - t0
     program = torch.onnx.export(wrap, args, dynamo=True, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
                                 optimize=False, verbose=False)
