@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reuse-onnx", action="store_true",
                    help="keep an existing model.onnx(+.data) from an earlier run with the same factors; still check it")
     p.add_argument("--no-reference", action="store_true", help="do not write reference fixtures")
+    p.add_argument("--train-step", metavar="BxT", nargs="?", const="1x128",
+                   help="decoders: also export the on-device training step for batch B, length T "
+                        "(model.train.onnx + train.json, weights shared with model.onnx.data; default 1x128)")
     return p.parse_args(argv)
 
 
@@ -241,6 +244,15 @@ def prepare(args: argparse.Namespace) -> Path:
             files += write_reference(base.model, source, base.tokenizer, base.family, model_id, factors.digest, out,
                                      seed=args.seed, check_error=check["max_abs_error"], log=log)
             timings["reference"] = time.perf_counter() - t
+        if args.train_step and base.family == "decoder":
+            from .export_train_step import export_train_step, verify_train_step, write_train_info
+
+            t = time.perf_counter()
+            batch, seq = (int(x) for x in args.train_step.lower().split("x"))
+            info = export_train_step(base.model, source, out, batch, seq, log=log)
+            write_train_info(out, info, verify_train_step(base.model, source, out, info, log=log),
+                             {"id": model_id, "factors": {"sha256": factors.digest}})
+            timings["train-step"] = time.perf_counter() - t
     else:
         log("prepare: --skip-export: no ONNX, check or reference fixtures")
 
