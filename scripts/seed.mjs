@@ -54,15 +54,16 @@ async function main() {
       log,
     }),
   );
-  await step.run(`demo users (${adapters.length} shipped adapters)`, async () =>
-    seedDemoUsers({
+  await step.run(`demo users (${adapters.length} shipped adapters)`, async () => {
+    const { summary } = await seedDemoUsers({
       api: options.api,
       model: model.manifest.id,
       adapters,
       tokens: tokens.users,
       log,
-    }),
-  );
+    });
+    return summary;
+  });
 }
 
 main().catch((error) => reportFailure("seed", error));

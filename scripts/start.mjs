@@ -216,15 +216,20 @@ async function main() {
     }),
   );
 
-  await step.run("seed demo users' adapters", async () =>
-    seedDemoUsers({
+  await step.run("seed demo users' adapters", async () => {
+    const { seeded, summary } = await seedDemoUsers({
       api: base,
       model: model.manifest.id,
       adapters,
       tokens: tokens.users,
       log: (line) => console.log(`[start] ${line}`),
-    }),
-  );
+    });
+    if (seeded.length !== adapters.length) {
+      adapters = seeded;
+      writeDemoConfig(model.manifest, adapters, tokens);
+    }
+    return summary;
+  });
 
   printSummary(base, model.manifest.id, adapters, tokens);
   if (devProcess) devProcess.muted = false;

@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { encodeAdapter } from "../../src/format/index.ts";
-import { adapterEtag, call, routes } from "./api.mjs";
+import { adapterEtag, call, describeError, routes } from "./api.mjs";
 import { formatBytes, ScriptError } from "./log.mjs";
 
 /** The API's user-id rule (src/api/ids.ts USER_ID), checked here so a bad file name fails early. */
@@ -74,16 +74,23 @@ export function writeRandomAdapters(manifest, outDir, sigma = RANDOM_SIGMA) {
   });
 }
 
-/** PUTs each demo adapter as its user unless the API's current ETag is already its sha256. */
+/**
+ * PUTs each demo adapter as its user unless the API's current ETag is already its sha256. An
+ * adapter the API refuses (422: say, trained against other factors) is reported and left out;
+ * returns the users that have their adapter and a one-line summary.
+ */
 export async function seedDemoUsers({ api, model, adapters, tokens, log = console.log }) {
   let uploaded = 0;
-  for (const { user, path } of adapters) {
+  const seeded = [];
+  for (const entry of adapters) {
+    const { user, path } = entry;
     const bytes = readFileSync(path);
     const sha = createHash("sha256").update(bytes).digest("hex");
     const token = tokens[user];
     const current = await adapterEtag(api, model, user, token);
     if (current === sha) {
       log(`  = ${user}: adapter ${sha.slice(0, 12)}… (${formatBytes(bytes.length)}) is current`);
+      seeded.push(entry);
       continue;
     }
     const response = await call(api, routes.adapter(model, user), {
@@ -91,12 +98,20 @@ export async function seedDemoUsers({ api, model, adapters, tokens, log = consol
       token,
       body: bytes,
       headers: { "content-type": "application/octet-stream" },
+      accept: [422],
     });
+    if (response.status === 422) {
+      log(`  ! ${user}: ${path} refused by the API (${await describeError(response)}); left out`);
+      continue;
+    }
     const answer = await response.json();
     uploaded += 1;
+    seeded.push(entry);
     log(
       `  + ${user}: version ${answer.version}, ${formatBytes(bytes.length)}, etag ${String(answer.etag).slice(0, 12)}…`,
     );
   }
-  return `${adapters.length} user(s), ${uploaded} adapter(s) uploaded`;
+  const refused = adapters.length - seeded.length;
+  const summary = `${seeded.length} user(s), ${uploaded} adapter(s) uploaded${refused ? `, ${refused} refused` : ""}`;
+  return { seeded, summary };
 }
