@@ -97,9 +97,15 @@ const child = spawn(
 );
 let log = "";
 let logLines = 0;
+const errorLines = [];
 const keep = (d) => {
-  logLines += String(d).split("\n").length - 1;
-  if (log.length < 20_000) log += d;
+  const text = String(d);
+  logLines += text.split("\n").length - 1;
+  if (log.length < 20_000) log += text;
+  for (const line of text.split("\n")) {
+    if (errorLines.length < 5 && /"level":"error"|✘/.test(line))
+      errorLines.push(line.slice(0, 400));
+  }
 };
 child.stdout.on("data", keep);
 child.stderr.on("data", keep);
@@ -238,6 +244,15 @@ try {
         p99: result.latency.p99,
         requests: total,
         errors: result.errors + result.timeouts + (total - expected),
+        detail: [
+          ...Object.entries(result.statusCodeStats ?? {})
+            .filter(([code]) => Number(code) !== s.expect)
+            .map(([code, v]) => `${code}×${v.count}`),
+          ...(result.timeouts ? [`timeouts×${result.timeouts}`] : []),
+          ...(result.errors - result.timeouts > 0
+            ? [`socket×${result.errors - result.timeouts}`]
+            : []),
+        ],
       });
     }
   }
@@ -248,6 +263,7 @@ try {
       scenario: scenarios[i].name,
       requests: list.reduce((a, r) => a + r.requests, 0),
       errors: list.reduce((a, r) => a + r.errors, 0),
+      detail: list.flatMap((r) => r.detail).join(", "),
       all: list.map((r) => r.rps.toFixed(0)).join(" / "),
     };
   });
@@ -276,7 +292,9 @@ try {
     `\nGET adapter / health = ${ratio.toFixed(2)} (target >= 0.7); tiny adapter: ${ratioTiny.toFixed(2)}; ` +
       `with If-None-Match: ${ratio304.toFixed(2)}`,
   );
+  for (const r of rows) if (r.detail) console.log(`${r.scenario}: unexpected ${r.detail}`);
   console.log(`worker log lines during the run: ${logLines}`);
+  for (const line of errorLines) console.log(`worker error: ${line}`);
   process.exitCode = rows.some((r) => r.errors > 0) ? 1 : 0;
 } finally {
   await stop();
