@@ -37,3 +37,16 @@ export {
   PersonalModel,
   type Prompt,
 } from "./model.ts";
+export {
+  AdamW,
+  chooseStepShape,
+  estimateStepBytes,
+  initR,
+  OnDeviceTrainer,
+  type PersonalizeOptions,
+  type PersonalizeResult,
+  type TrainEvent,
+  type TrainOptions,
+  type TrainResult,
+  trainRows,
+} from "./train/index.ts";
