@@ -8,7 +8,7 @@
 //
 // The folder needs model.onnx(+.data) and model.train.onnx + train.json
 // (npm run prepare-model -- ... --train-step 1x128, or python -m loraxs.export_train_step --dir ...).
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -47,6 +47,31 @@ function randomRows(batch: number, seq: number, vocab: number, seed: number): Ro
     const ids = Array.from({ length: seq }, () => 3 + (next() % (vocab - 3)));
     return { ids, mask: ids.map(() => 1), labels: ids, tokens: seq - 1 };
   });
+}
+
+/**
+ * Nodes whose op type has no kernel in onnxruntime-web's WebGPU (JSEP) operator table: they
+ * would run on the CPU. A static count (Constant excluded: folded at load); placement in a real
+ * WebGPU session also depends on types (int64 shape math stays on the CPU on purpose).
+ */
+function webGpuFallback(ops: Record<string, number> | undefined): Record<string, unknown> {
+  const table = join(
+    import.meta.dirname,
+    "../node_modules/onnxruntime-web/docs/webgpu-operators.md",
+  );
+  if (ops === undefined || !existsSync(table)) return { measured: false };
+  const supported = new Set(
+    [...readFileSync(table, "utf8").matchAll(/^\| (\w+) \| ai\.onnx/gm)].map((m) => m[1]),
+  );
+  const missing = Object.fromEntries(
+    Object.entries(ops).filter(([op]) => op !== "Constant" && !supported.has(op)),
+  );
+  const nodes = Object.entries(ops).reduce((n, [op, c]) => n + (op === "Constant" ? 0 : c), 0);
+  return {
+    nodes,
+    missingOps: missing,
+    fallbackNodes: Object.values(missing).reduce((a, b) => a + b, 0),
+  };
 }
 
 const results: Record<string, unknown>[] = [];
@@ -94,6 +119,9 @@ for (const device of (args.devices as string).split(",") as ("cpu" | "wasm")[]) 
       forwardMs: Math.round(median(fwdMs)),
       trainTokensPerS: Math.round((tokensPerStep / step) * 1000 * 10) / 10,
       peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
+      webgpuStatic: webGpuFallback(
+        (trainer.info.onnx_train as { ops?: Record<string, number> }).ops,
+      ),
       personalize: {
         tokens: TARGET_TOKENS,
         epochs: EPOCHS,

@@ -345,7 +345,7 @@ def write_train_info(out_dir: str | Path, info: dict, check: dict, manifest: dic
         "model": manifest["id"] if manifest else None,
         "factors": manifest["factors"]["sha256"] if manifest else None,
         "onnx_train": {k: info[k] for k in ("file", "data_file", "inputs", "outputs", "shapes", "ignore_index",
-                                            "opset", "nodes", "sharing")} | {"check": check},
+                                            "opset", "nodes", "sharing", "ops")} | {"check": check},
         "files": [{"name": n, "sha256": file_digest(out_dir / n), "bytes": (out_dir / n).stat().st_size}
                   for n in files],
     }
