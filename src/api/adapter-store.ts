@@ -147,7 +147,9 @@ async function syncHotCopy(
   for (let i = 0; i < MAX_VERSION_RACE_RETRIES; i++) {
     const head = await db.getHead(env.DB, model, user);
     if (!head) {
+      // A DELETE ran after our commit: nothing of this adapter may stay readable.
       await env.KV.delete(kvAdapterKey(model, user));
+      await env.BUCKET.delete(r2AdapterKey(model, user, mine.version));
       return;
     }
     if (head.version <= written.version) return;
