@@ -351,8 +351,8 @@ class MultiUserTrainer:
             step_lr = torch.tensor([lr_at(int(done[u]), int(steps[u]), float(lrs[u]), cfg) if active[u] else 0.0 for u in range(U)])
             act_dev = active.to(self.device)
             group_lrs = [step_lr.to(self.device, torch.float32)]
-            if self.family == "encoder":
-                head = step_lr * (cfg.head_lr / lrs)
+            if self.family == "encoder":  # heads follow the same schedule at their own base rate
+                head = torch.tensor([lr_at(int(done[u]), int(steps[u]), cfg.head_lr, cfg) if active[u] else 0.0 for u in range(U)])
                 group_lrs += [head.to(self.device, torch.float32)] * 2
             self.opt.step(act_dev, group_lrs)
             self.opt.zero_grad()
