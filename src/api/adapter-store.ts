@@ -3,7 +3,12 @@ import * as db from "./db.ts";
 import type { Bindings } from "./env.ts";
 import { ApiError, badRequest, unprocessable } from "./errors.ts";
 import { type AdapterKvMeta, kvAdapterKey, r2AdapterKey, r2AdapterPrefix } from "./keys.ts";
-import { KV_RETRY_MS, KV_WRITE_ATTEMPTS, MAX_VERSION_RACE_RETRIES } from "./limits.ts";
+import {
+  KV_RETRY_MS,
+  KV_WRITE_ATTEMPTS,
+  MAX_VERSION_RACE_RETRIES,
+  MAX_VERSIONS_LISTED,
+} from "./limits.ts";
 import type { LoadedManifest } from "./manifests.ts";
 
 /** Where a version came from (the `source` of the versions list). */
@@ -170,7 +175,11 @@ export function readHotCopy(env: Bindings, model: string, user: string) {
   return env.KV.getWithMetadata<AdapterKvMeta>(kvAdapterKey(model, user), "arrayBuffer");
 }
 
-/** Deletes every version (R2), the index (D1) and the hot copy (KV) of one user's adapter. */
+/**
+ * Deletes every version (R2), the index (D1) and the hot copy (KV) of one user's adapter.
+ * An upload that commits while this runs survives as a fresh history: R2 objects D1 still
+ * lists are kept, and KV is copied again from D1's head if one exists afterwards.
+ */
 export async function deleteAllVersions(env: Bindings, model: string, user: string) {
   await db.deleteAdapter(env.DB, model, user);
   await env.KV.delete(kvAdapterKey(model, user));
@@ -178,7 +187,23 @@ export async function deleteAllVersions(env: Bindings, model: string, user: stri
   let cursor: string | undefined;
   do {
     const page = await env.BUCKET.list({ prefix, cursor, limit: 1000 });
-    if (page.objects.length) await env.BUCKET.delete(page.objects.map((o) => o.key));
+    if (page.objects.length) {
+      const listed = await db.listVersions(env.DB, model, user, MAX_VERSIONS_LISTED);
+      const keep = new Set(listed.map((v) => r2AdapterKey(model, user, v.version)));
+      const drop = page.objects.map((o) => o.key).filter((k) => !keep.has(k));
+      if (drop.length) await env.BUCKET.delete(drop);
+    }
     cursor = page.truncated ? page.cursor : undefined;
   } while (cursor);
+  const head = await db.getHead(env.DB, model, user);
+  if (head) {
+    const object = await env.BUCKET.get(r2AdapterKey(model, user, head.version));
+    if (object) {
+      await putHotCopy(env, model, user, await object.arrayBuffer(), {
+        etag: head.etag,
+        version: head.version,
+        created: object.customMetadata?.created ?? new Date().toISOString(),
+      });
+    }
+  }
 }

@@ -362,6 +362,26 @@ describe("DELETE", () => {
     expect(((await again.json()) as { version: number }).version).toBe(1);
   });
 
+  it("a PUT racing a DELETE leaves KV, D1 and R2 agreeing", async () => {
+    for (let i = 0; i < 4; i++) {
+      const user = uid("u");
+      const auth = await token(user);
+      await putAdapter(model, user, adapter(model, { fill: 0.1 }));
+      await Promise.all([
+        putAdapter(model, user, adapter(model, { fill: 0.2 })),
+        call("DELETE", adapterPath(model, user), { token: auth }),
+      ]);
+      const list = await call("GET", `${adapterPath(model, user)}/versions`, { token: auth });
+      const { versions } = (await list.json()) as { versions: { version: number; etag: string }[] };
+      const objects = (await env.BUCKET.list({ prefix: `adapters/${model}/${user}/` })).objects;
+      const kv = await env.KV.getWithMetadata<{ etag: string }>(`adapter/${model}/${user}`);
+      expect(objects.map((o) => o.key).sort()).toEqual(
+        versions.map((v) => `adapters/${model}/${user}/${v.version}.safetensors`).sort(),
+      );
+      expect(kv.metadata?.etag ?? null).toBe(versions[0]?.etag ?? null);
+    }
+  });
+
   it("an admin may delete a user's adapter; deleting nothing is still 204", async () => {
     const user = uid("u");
     await putAdapter(model, user, adapter(model));
