@@ -167,7 +167,13 @@ class Worker:
             for (model, _), items in groups.items():
                 if self.out_of_time():
                     break
-                self.train_group(model, items)
+                try:
+                    self.train_group(model, items)
+                except Exception as e:  # a bug or an out-of-memory: release these jobs, keep serving
+                    log(f"{model}: training failed: {type(e).__name__}: {e}")
+                    for lease, _ in items:
+                        if not (lease.done or lease.lost):
+                            self.release(lease, f"worker error {type(e).__name__}: {e}"[:500], retry=True)
         finally:
             beats.stop()
             # Whatever was not finished goes back to the queue for another attempt.
