@@ -13,7 +13,7 @@ export type Bindings = {
   JWKS_URL?: string;
   /** Writes per subject per minute (default DEFAULT_WRITE_RATE_LIMIT). */
   WRITE_RATE_LIMIT?: string;
-  /** "debug" | "info" (default, one line per request) | "warn" (only 4xx/5xx). */
+  /** "info" (default, one line per request) | "warn" (4xx and 5xx) | "error" (5xx) | "none". */
   LOG_LEVEL?: string;
 };
 

@@ -26,10 +26,13 @@ export const requestContext = createMiddleware<AppEnv>(async (c, next) => {
   log(c, started);
 });
 
+/** LOG_LEVEL thresholds: "info" logs every request, "warn" 4xx and 5xx, "error" 5xx, "none" nothing. */
+const RANK: Record<string, number> = { info: 0, warn: 1, error: 2, none: 3 };
+
 function log(c: Context<AppEnv>, started: number) {
   const status = c.res.status;
   const level = status >= 500 ? "error" : status >= 400 ? "warn" : "info";
-  if (c.env.LOG_LEVEL === "warn" && level === "info") return;
+  if ((RANK[level] ?? 0) < (RANK[c.env.LOG_LEVEL ?? "info"] ?? 0)) return;
   const identity = c.get("identity");
   const line = {
     level,

@@ -1,3 +1,4 @@
+import { env } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import {
   adapter,
@@ -109,6 +110,9 @@ describe("logs", () => {
     const user = uid("u");
     const t = await token(user);
     const lines: string[] = [];
+    const levels = env as unknown as Record<string, string>;
+    const before = levels.LOG_LEVEL ?? "info";
+    levels.LOG_LEVEL = "info";
     const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => {
       lines.push(String(line));
     });
@@ -124,6 +128,7 @@ describe("logs", () => {
       });
     } finally {
       spy.mockRestore();
+      levels.LOG_LEVEL = before;
     }
     const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(parsed.find((l) => l.request_id === "log-test-1")).toMatchObject({
