@@ -196,3 +196,56 @@ def test_sigterm_releases_the_unfinished_job_for_another_worker(api, models_dir)
     claimed = ApiClient(url, hs256_token(SECRET, "cleanup", "worker")).claim(models=[MODEL], max_jobs=4)
     for cj, lease in claimed:
         ApiClient(url, hs256_token(SECRET, "cleanup", "worker")).fail(cj["id"], lease, "test cleanup", retry=False)
+
+
+def test_client_retries_transient_errors_with_growing_jittered_backoff_then_gives_up():
+    """A real HTTP server on 127.0.0.1 answers 503 twice, then 200; 4xx is never retried."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    answers = [503, 503, 200]
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            if self.path == "/v1/health":
+                status = answers.pop(0) if answers else 200
+                body = {"ok": True} if status == 200 else {"error": {"code": "busy", "message": "try later"}}
+            else:
+                status, body = 403, {"error": {"code": "auth.forbidden_user", "message": "not yours"}}
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sleeps: list[float] = []
+    try:
+        c = ApiClient(f"http://127.0.0.1:{server.server_port}", "t", retries=4, backoff=0.5, sleep=sleeps.append, rng=lambda: 1.0)
+        assert c.health() == {"ok": True}
+        assert sleeps == [0.5, 1.0]  # 0.5 · 2^n, jitter factor pinned to 1
+        with pytest.raises(ApiError) as e:
+            c.get_job("00000000-0000-0000-0000-000000000000")
+        assert (e.value.status, e.value.code) == (403, "auth.forbidden_user") and len(sleeps) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+    port = server.server_port  # now closed: connection refused, retried, then a named error
+    sleeps.clear()
+    c = ApiClient(f"http://127.0.0.1:{port}", "t", retries=2, sleep=sleeps.append, rng=lambda: 0.5)
+    with pytest.raises(ApiError) as e:
+        c.health()
+    assert e.value.code == "connection_failed" and sleeps == [0.25, 0.5]
+
+
+def test_hs256_token_rejects_unknown_roles():
+    with pytest.raises(ValueError, match="role 'root' is not one of user, worker, admin"):
+        hs256_token(SECRET, "x", "root")
