@@ -176,9 +176,9 @@ export const modelRoutes = router()
   })
   .openapi(putManifest, async (c) => {
     const { model } = c.req.valid("param");
-    const json: unknown = await c.req.json();
-    const manifest = checkManifest(model, json);
-    const text = JSON.stringify(json, null, 2);
+    // Stored as sent (the jsonBody middleware checked it parses), served back byte for byte.
+    const text = await c.req.text();
+    const manifest = checkManifest(model, JSON.parse(text));
     await c.env.BUCKET.put(r2Manifest(model), text, {
       httpMetadata: { contentType: "application/json; charset=utf-8" },
     });
