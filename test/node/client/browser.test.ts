@@ -9,12 +9,15 @@ import { type PageServer, startPageServer } from "../../browser/server.ts";
 import { ensureModel } from "./helpers/models.ts";
 
 /**
- * Largest logit difference accepted per backend. WASM is fp32 on the CPU like the Node runtimes
- * (the probe saw 1.8e-6). WebGPU on SwiftShader reorders sums in its shaders and uses its own
- * exp/reductions: the probe saw 5.7e-5; 5e-4 leaves room and is still 1000× below what R moves
- * the logits by (≈0.5), and far below the greedy margins (≥ 0.39) so the tokens must agree.
+ * Largest logit difference accepted per backend (logits reach |7| in these fixtures). WASM is
+ * fp32 on the CPU like the Node runtimes (measured 5e-6 to 9e-6; see decoder.test.ts). WebGPU
+ * on SwiftShader computes in its own shaders (tiled matmuls, its own exp and reductions):
+ * measured 1.3e-3 to 2.2e-3 here (≈ 3e-4 of the largest logit; the toolchain probe saw 5.7e-5 on
+ * a model with smaller logits). 5e-3 leaves room for that, is 1000× below what R moves the
+ * logits by (≈ 7), and below half the smallest greedy margin (0.0145), so greedy tokens must
+ * still agree with PyTorch's, which the test checks too.
  */
-const TOLERANCE = { wasm: 2e-5, webgpu: 5e-4 } as const;
+const TOLERANCE = { wasm: 5e-5, webgpu: 5e-3 } as const;
 
 declare global {
   interface Window {

@@ -25,11 +25,12 @@ import { type StaticServer, startStaticServer } from "./helpers/static-server.ts
 
 /**
  * Largest logit difference accepted per backend. Both run fp32 on the CPU and differ from
- * PyTorch only in summation order: the toolchain probe saw 3e-6 (onnxruntime-node, 30 layers)
- * and 1.8e-6 (wasm, 2 layers). 2e-5 leaves room for that and is still 10^4 × below what R moves
- * the logits by (prepare's r_effect ≈ 0.5), so a missing or wrong R fails.
+ * PyTorch only in summation order: prepare's own onnxruntime check of this graph saw 8.6e-6 on
+ * logits up to |7|, and these runtimes measure 3e-6 to 9e-6 (the toolchain probe: 3e-6 node,
+ * 1.8e-6 wasm). 5e-5 leaves room for that, equals half prepare's fixture tolerance (1e-4), and
+ * is 10^5 × below what R moves the logits by (≈ 7), so a missing or wrong R fails.
  */
-const TOLERANCE: Record<"cpu" | "wasm", number> = { cpu: 2e-5, wasm: 2e-5 };
+const TOLERANCE: Record<"cpu" | "wasm", number> = { cpu: 5e-5, wasm: 5e-5 };
 
 let dir: string;
 let ref: Reference;
