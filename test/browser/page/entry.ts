@@ -65,10 +65,11 @@ const page = {
       factors: string;
       cases: Case[];
     };
+    const seen = new Set<string>();
     const out: {
       name: string;
       error: number;
-      greedy: number[];
+      greedy: number[] | null;
       expected: number[];
       rLocation: string;
       swapMs: number;
@@ -82,12 +83,17 @@ const page = {
       model.setAdapter(adapter, c.name);
       const swapMs = performance.now() - t;
       const [logits] = await model.forward(c.input_ids, c.attention_mask);
-      const greedy: number[] = [];
-      for await (const token of model.tokens(
-        { ids: c.input_ids[0] ?? [] },
-        { maxTokens: c.greedy?.length ?? 0, stopIds: new Set() },
-      )) {
-        greedy.push(token);
+      // The repeated base case checks that swapping back restores the logits; its tokens were
+      // already compared on the first pass (SwiftShader takes seconds per token).
+      const greedy: number[] | null = seen.has(c.name) ? null : [];
+      seen.add(c.name);
+      if (greedy !== null) {
+        for await (const token of model.tokens(
+          { ids: c.input_ids[0] ?? [] },
+          { maxTokens: c.greedy?.length ?? 0, stopIds: new Set() },
+        )) {
+          greedy.push(token);
+        }
       }
       out.push({
         name: c.name,
