@@ -120,6 +120,45 @@ describe("client against the local edge API", () => {
     expect(maxAbsDiff(logits as Float32Array, logitsOf("base"))).toBeLessThan(TOLERANCE);
   });
 
+  it("refuses an adapter damaged in transit, keeps no copy of it, and serves the base model", async () => {
+    const client = model.adapterClient({ api: api.url, token: () => api.token("mallory") });
+    await client.uploadAdapter("mallory", adapterFile(2));
+    // The real API's answer, cut short on the way (a broken proxy): same headers, fewer bytes.
+    const damaging: typeof fetch = async (input, init) => {
+      const r = await fetch(input, init);
+      const body = new Uint8Array(await r.arrayBuffer());
+      return new Response(body.subarray(0, body.byteLength - 100), {
+        status: r.status,
+        headers: r.headers,
+      });
+    };
+    const cache = memoryCache();
+    const expectations = model.expectations;
+    const token = () => api.token("mallory");
+    const broken = new AdapterClient({
+      api: api.url,
+      model: "tiny-llama",
+      expect: expectations,
+      token,
+      cache,
+      fetch: damaging,
+    });
+    model.setAdapter(decodeAdapter(adapterFile(1)), "previous user");
+    const error = await model.useUser(broken, "mallory").catch((e) => e);
+    expect(error).toBeInstanceOf(AdapterRefusedError);
+    expect(error.code).toBe("offsets_out_of_bounds");
+    expect(model.adapterLabel).toBe("zeros");
+    expect(await cache.get("adapters/tiny-llama/mallory")).toBeUndefined();
+    const intact = new AdapterClient({
+      api: api.url,
+      model: "tiny-llama",
+      expect: expectations,
+      token,
+      cache,
+    });
+    expect((await intact.fetchAdapter("mallory")).source).toBe("network");
+  });
+
   it("uploads R with If-Match; a stale ETag is a ConflictError (412)", async () => {
     const client = model.adapterClient({ api: api.url, token: () => api.token("erin") });
     const R = decodeAdapter(adapterFile(2)).R;
