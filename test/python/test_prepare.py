@@ -245,3 +245,26 @@ def test_real_minilm_prepares_and_embeds_like_sentence_transformers(tmp_path):
     assert np.abs(mean_pool_normalize(h, torch.from_numpy(enc["attention_mask"])).numpy() - e).max() < 1e-5
     sim = e @ e.T
     assert sim[0, 1] > 0.6 > sim[0, 2]  # related sentences close, unrelated far: real weights
+
+
+def test_weight_only_quantization_keeps_the_lora_branch_in_fp32(prepared):
+    from loraxs.quantize import quantize
+
+    folder = prepared["tiny-llama"]
+    info = quantize(folder, bits=8, block_size=32, min_elements=0)
+    assert info["quantized_nodes"] == 14  # 2 layers x (q, k, v, o, gate, up, down); not the 8 branch MatMuls
+    g = onnx.load(str(folder / "model.q8.onnx"), load_external_data=False).graph
+    ops = [n.op_type for n in g.node]
+    assert "MatMulNBits" in ops and "Gemm" in ops  # the tied output layer stays fp32
+    assert info["max_abs_error"] < 0.5 and info["argmax_agree"]
+    # The branch is untouched: R still moves the quantized graph's logits as it moves fp32's.
+    sess_q = ort.InferenceSession(str(folder / "model.q8.onnx"), providers=["CPUExecutionProvider"])
+    sess_f = session(folder)
+    R = load_file(str(folder / "reference-R.safetensors"))["1"].numpy()
+    ids = np.array([[5, 900, 77, 4000]], np.int64)
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "position_ids": np.arange(4, dtype=np.int64)[None]}
+    for i in range(2):
+        feeds[f"past_key_values.{i}.key"] = feeds[f"past_key_values.{i}.value"] = np.zeros((1, 2, 0, 16), np.float32)
+    delta = [s.run(["logits"], {**feeds, "R": R})[0] - s.run(["logits"], {**feeds, "R": np.zeros_like(R)})[0]
+             for s in (sess_f, sess_q)]
+    assert np.abs(delta[0]).max() > 0.1 and np.abs(delta[0] - delta[1]).max() < 0.1 * np.abs(delta[0]).max()
