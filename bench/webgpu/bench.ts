@@ -52,7 +52,13 @@ const median = (xs: number[]) =>
 const log = (...a: unknown[]) => console.log(...a);
 const results: Record<string, unknown> = { node: process.version, prompt: PROMPT, tokens: TOKENS };
 
-const adapter = args.root === undefined ? null : await installDawn(args.root);
+const adapter =
+  args.root === undefined
+    ? null
+    : await installDawn(args.root).catch((error: unknown) => {
+        log("no WebGPU:", String(error));
+        return null;
+      });
 results.adapter = adapter;
 log("ADAPTER", JSON.stringify(adapter));
 
@@ -259,7 +265,7 @@ for (const device of DEVICES) {
     if (args.tjs !== undefined) {
       try {
         const work = mkdtempSync(join(tmpdir(), "tjs-"));
-        const peer = await tjsDecode(args.tjs, MODEL, work, device, ids, n, repeats);
+        const peer = await tjsDecode(ort, args.tjs, MODEL, work, device, ids, n, repeats);
         results.tjsLoadMs = peer.loadMs;
         tokensOf[`${device}/transformers.js/plain.onnx`] = peer.runs[0]?.tokens ?? [];
         rows.push({
@@ -309,8 +315,10 @@ same(`${D}/model.onnx/base`, `${D}/transformers.js/plain.onnx`);
 same(`${D}/model.onnx/personal`, `${D}/raw/model.onnx`);
 same(`${D}/model.onnx/personal`, `${D}/merged.onnx/personal`);
 same(`${D}/model.onnx/personal`, `${D}/raw/merged.onnx`);
-same(`${D}/model.onnx/base`, "wasm/model.onnx/base");
-same(`${D}/model.onnx/personal`, "wasm/model.onnx/personal");
+if (D !== "wasm") {
+  same(`${D}/model.onnx/base`, "wasm/model.onnx/base");
+  same(`${D}/model.onnx/personal`, "wasm/model.onnx/personal");
+}
 
 results.rows = rows.map((r) => ({
   ...r,

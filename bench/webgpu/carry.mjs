@@ -2,7 +2,7 @@
 // GPU machine that has Python/torch but no Node and no network.
 //   node_modules/.bin/node bench/webgpu/carry.mjs          (npm run bench:webgpu -- build)
 // Parts: node.xz (Node 24, stripped), webgpu/ (Dawn's Node binding, npm webgpu@0.6.2),
-// node_modules/onnxruntime-web/ (the project's 1.30.0: Node WASM build and WebGPU build),
+// node_modules/onnxruntime-web/ (the project's 1.30.0 WebGPU build, which also runs WASM),
 // debs/ (Debian's Vulkan loader), bench.mjs (bench/webgpu/bench.ts + src/client, bundled),
 // transformers.mjs (transformers.js 4.3.1 bundled onto the same onnxruntime-web), model.tar.xz
 // (bench/webgpu/.model without its 545 MB data file, which run.sh rebuilds there), run.sh.
@@ -28,6 +28,8 @@ const WEBGPU_VERSION = "0.6.2";
 const TJS_VERSION = "4.3.1";
 /** What one device run may carry, tree included. */
 const LIMIT_BYTES = 64 * 1024 * 1024;
+/** The device notes' loader set (Dawn needs libvulkan; the GL/EGL ones are for its other backends). */
+const DEBS = ["libvulkan1", "libegl1", "libglvnd0", "libopengl0", "libgl1", "libglx0", "libgles2"];
 
 const sh = (cmd, args, opts = {}) =>
   execFileSync(cmd, args, { stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 30, ...opts });
@@ -60,14 +62,14 @@ once(join(OUT, "webgpu", "dawn.node.xz"), () => {
 const ORT = join(OUT, "node_modules", "onnxruntime-web");
 const ORT_SRC = join(REPO, "node_modules", "onnxruntime-web");
 mkdirSync(join(ORT, "dist"), { recursive: true });
-for (const f of [
-  "ort.node.min.mjs",
-  "ort-wasm-simd-threaded.mjs",
-  "ort.webgpu.min.mjs",
-  "ort-wasm-simd-threaded.asyncify.mjs",
-])
+// One build for both: the WebGPU build also runs the WASM EP (Node's own build needs
+// onnxruntime-common beside it), so the client's `onnxruntime-web` and `onnxruntime-web/webgpu`
+// imports and transformers.js share one instance.
+rmSync(join(ORT, "dist"), { recursive: true, force: true });
+mkdirSync(join(ORT, "dist"), { recursive: true });
+for (const f of ["ort.webgpu.min.mjs", "ort-wasm-simd-threaded.asyncify.mjs"])
   copyFileSync(join(ORT_SRC, "dist", f), join(ORT, "dist", f));
-for (const f of ["ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.asyncify.wasm"])
+for (const f of ["ort-wasm-simd-threaded.asyncify.wasm"])
   once(join(ORT, "dist", `${f}.xz`), () =>
     xz(join(ORT_SRC, "dist", f), join(ORT, "dist", `${f}.xz`)),
   );
@@ -78,7 +80,7 @@ writeFileSync(
     version: "1.30.0",
     type: "module",
     exports: {
-      ".": { node: "./dist/ort.node.min.mjs", default: "./dist/ort.webgpu.min.mjs" },
+      ".": "./dist/ort.webgpu.min.mjs",
       "./webgpu": "./dist/ort.webgpu.min.mjs",
     },
   }),
@@ -95,7 +97,7 @@ if (readdirSync(join(OUT, "debs")).length === 0) {
     `-oDir::State::Lists=${lists}`,
   ];
   sh("apt-get", [...o, "update"]);
-  sh("apt-get", [...o, "download", "libvulkan1"], { cwd: join(OUT, "debs") });
+  sh("apt-get", [...o, "download", ...DEBS], { cwd: join(OUT, "debs") });
 }
 
 // The benchmark with the client, bundled; onnxruntime-web stays a package the carry provides.
@@ -138,7 +140,7 @@ await build({
         }));
         b.onLoad({ filter: /.*/, namespace: "stub" }, (a) => ({
           contents: a.path.endsWith("sharp")
-            ? "export default undefined;"
+            ? "export default function sharp() { throw new Error('images are not bundled'); }"
             : a.path.endsWith("onnx-node.js")
               ? "import * as ort from 'onnxruntime-web/webgpu'; export default ort;"
               : "export * from 'onnxruntime-web/webgpu';",

@@ -91,48 +91,40 @@ def build(out: Path) -> None:
 
 
 def write_plain(out: Path) -> None:
-    """plain.onnx: every Add(base, branch) becomes its base input; R and the dead branch go."""
+    """plain.onnx: each module's Add(base, branch) becomes its base MatMul; R and the branch go."""
     import onnx
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from merge_graph import find_branches
 
     m = onnx.load(str(out / "model.onnx"), load_external_data=False)
     g = m.graph
-    tainted = {"R"}
-    for n in g.node:  # topological order
-        if any(i in tainted for i in n.input):
-            tainted.update(n.output)
-    rename: dict[str, str] = {}
-    for n in g.node:
-        if n.op_type == "Add" and len(n.input) == 2:
-            a, b = n.input
-            if (a in tainted) != (b in tainted):
-                rename[n.output[0]] = b if a in tainted else a
-    if len(rename) == 0:
-        raise RuntimeError("no Add(base, LoRA-XS branch) found in model.onnx")
-    keep = [n for n in g.node if not (n.output and n.output[0] in rename)]
-    for n in keep:
+    branches = find_branches(g)
+    removed = {id(n) for b in branches for n in b["remove"]}
+    rename = {b["add_out"]: b["base_out"] for b in branches}
+    nodes = [n for n in g.node if id(n) not in removed]
+    for n in nodes:
         for k, i in enumerate(n.input):
-            while i in rename:
-                i = rename[i]
-            n.input[k] = i
-    outputs = {o.name for o in g.output}
-    live, nodes = set(outputs), []
-    for n in reversed(keep):
-        if any(o in live for o in n.output):
-            nodes.append(n)
-            live.update(n.input)
-    nodes.reverse()
-    if any(i in tainted for n in nodes for i in n.input):
+            n.input[k] = rename.get(i, i)
+    if any("R" in n.input for n in nodes):
         raise RuntimeError("plain graph still reads R")
     del g.node[:]
     g.node.extend(nodes)
     inputs = [i for i in g.input if i.name != "R"]
+    # transformers.js sizes its empty cache from these dimension names (Optimum's convention).
+    for i in inputs:
+        if i.name.startswith("past_key_values."):
+            dims = i.type.tensor_type.shape.dim
+            dims[0].dim_param = "batch_size"
+            dims[2].dim_param = "past_sequence_length"
     del g.input[:]
     g.input.extend(inputs)
-    inits = [t for t in g.initializer if t.name in live]
+    used = {i for n in nodes for i in n.input}
+    inits = [t for t in g.initializer if t.name in used]
     del g.initializer[:]
     g.initializer.extend(inits)
     onnx.save(m, str(out / "plain.onnx"))
-    print(f"plain.onnx: {len(nodes)} nodes (model.onnx has {len(keep) + len(rename)}), {len(rename)} branches cut")
+    print(f"plain.onnx: {len(nodes)} nodes ({len(branches)} branches cut)")
 
 
 def write_merged(out: Path) -> None:

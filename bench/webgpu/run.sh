@@ -10,7 +10,8 @@ W=${WG_DIR:-/tmp/wg}
 t0=$(date +%s)
 unxz_to() { python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' "$1" "$2"; }
 rm -rf "$W" && mkdir -p "$W/bin" "$W/webgpu/dist/linux-x64" "$W/model"
-if ! ldconfig -p | grep -q libvulkan.so.1; then
+# The Vulkan loader goes into / only on the GPU machine (its driver lives in /usr/local/nvidia).
+if [ -d /usr/local/nvidia ] && ! ldconfig -p | grep -q libvulkan.so.1; then
   for f in "$C"/debs/*.deb; do dpkg -x "$f" /; done
   ldconfig
 fi

@@ -1,9 +1,10 @@
 // The peer: transformers.js (@huggingface/transformers) running the plain base graph on the same
 // WebGPU device. Its bundle maps `onnxruntime-node` to the same onnxruntime-web build the client
 // uses (bench/webgpu/carry.mjs), so both run one onnxruntime instance and one GPUDevice.
-import { mkdirSync, symlinkSync } from "node:fs";
+import { mkdirSync, readFileSync, symlinkSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import type { Ort } from "../../src/client/backend/index.ts";
 import type { DecodeTiming } from "./raw.ts";
 
 interface TjsModel {
@@ -30,6 +31,7 @@ function layout(modelDir: string, work: string): string {
 }
 
 export async function tjsDecode(
+  ort: Ort,
   bundle: string,
   modelDir: string,
   work: string,
@@ -38,7 +40,18 @@ export async function tjsDecode(
   newTokens: number,
   repeats: number,
 ): Promise<{ loadMs: number; runs: DecodeTiming[] }> {
+  // Left unset, transformers.js points onnxruntime at its CDN (no network here); onnxruntime is
+  // already initialised by the client's session, so any local path does.
+  ort.env.wasm.wasmPaths ??= new URL(".", import.meta.resolve("onnxruntime-web/webgpu")).href;
   const tjs = (await import(pathToFileURL(resolve(bundle)).href)) as Tjs;
+  // In Node transformers.js hands onnxruntime a file path (onnxruntime-node reads it);
+  // onnxruntime-web would fetch() it, so paths are read here and passed as bytes.
+  const Session = ort.InferenceSession as unknown as {
+    create(model: unknown, options?: unknown): Promise<unknown>;
+  };
+  const create = Session.create.bind(Session);
+  Session.create = (model, options) =>
+    create(typeof model === "string" ? new Uint8Array(readFileSync(model)) : model, options);
   layout(modelDir, work);
   tjs.env.allowRemoteModels = false;
   tjs.env.allowLocalModels = true;
