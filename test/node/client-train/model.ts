@@ -4,6 +4,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { codeStamp, stampMatches, writeStamp } from "../client/helpers/code-stamp.ts";
 import { MODELS_DIR, REPO } from "../client/helpers/models.ts";
 
 export const TRAIN_MODEL_DIR = join(MODELS_DIR, "tiny-llama-train");
@@ -20,7 +21,8 @@ function run(args: string[]): void {
 
 export async function ensureTrainModel(): Promise<string> {
   const dir = TRAIN_MODEL_DIR;
-  const done = () => existsSync(join(dir, "train-reference.json"));
+  const stamp = codeStamp(REPO);
+  const done = () => existsSync(join(dir, "train-reference.json")) && stampMatches(dir, stamp);
   if (done()) return dir;
   mkdirSync(MODELS_DIR, { recursive: true });
   const lock = `${dir}.lock`;
@@ -37,6 +39,7 @@ export async function ensureTrainModel(): Promise<string> {
   }
   try {
     if (done()) return dir;
+    rmSync(dir, { recursive: true, force: true }); // stale or half-built
     run(["npm", "run", "--silent", "prepare-model", "--", "--preset", "tiny-llama", "--out", dir]);
     run([
       process.execPath,
@@ -51,6 +54,7 @@ export async function ensureTrainModel(): Promise<string> {
       String(TEST_SEQ),
       "--reference",
     ]);
+    writeStamp(dir, stamp);
     return dir;
   } finally {
     rmSync(lock, { recursive: true, force: true });

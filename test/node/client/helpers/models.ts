@@ -3,6 +3,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { codeStamp, stampMatches, writeStamp } from "./code-stamp.ts";
 
 export const REPO = resolve(import.meta.dirname, "../../../..");
 export const MODELS_DIR = join(REPO, ".cache", "models");
@@ -12,8 +13,11 @@ const LOCK_WAIT_MS = 280_000;
 
 export async function ensureModel(preset: "tiny-llama" | "tiny-bert"): Promise<string> {
   const dir = join(MODELS_DIR, preset);
+  const stamp = codeStamp(REPO);
   const done = () =>
-    existsSync(join(dir, "manifest.json")) && existsSync(join(dir, "reference.json"));
+    existsSync(join(dir, "manifest.json")) &&
+    existsSync(join(dir, "reference.json")) &&
+    stampMatches(dir, stamp);
   if (done()) return dir;
   mkdirSync(MODELS_DIR, { recursive: true });
   const lock = join(MODELS_DIR, `${preset}.lock`);
@@ -30,6 +34,7 @@ export async function ensureModel(preset: "tiny-llama" | "tiny-bert"): Promise<s
   }
   try {
     if (done()) return dir;
+    rmSync(dir, { recursive: true, force: true }); // stale or half-built
     const r = spawnSync(
       "npm",
       ["run", "--silent", "prepare-model", "--", "--preset", preset, "--out", dir],
@@ -38,8 +43,9 @@ export async function ensureModel(preset: "tiny-llama" | "tiny-bert"): Promise<s
         stdio: "inherit",
       },
     );
-    if (r.status !== 0 || !done())
+    if (r.status !== 0)
       throw new Error(`prepare-model --preset ${preset} failed (exit ${r.status})`);
+    writeStamp(dir, stamp);
     return dir;
   } finally {
     rmSync(lock, { recursive: true, force: true });
