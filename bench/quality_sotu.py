@@ -190,7 +190,7 @@ def main() -> int:
         note = (f"SOTU {u['name']}: trained on {u['train_years']} ({u['train_tokens']} tokens), held out {u['heldout_years']}; "
                 f"held-out ppl {u['loraxs_ppl']:.2f} vs base {u['base_ppl']:.2f}")
         data = encode_result(r, manifest, source="worker", created=created, note=note)
-        (out / f"{u['name']}.safetensors").write_bytes(data)
+        (out / f"{u['name'].replace('_', '-')}.safetensors").write_bytes(data)  # the file stem is a user id: no '_'
         u["adapter_bytes"] = len(data)
         u["steps"] = r.steps
 
