@@ -33,6 +33,14 @@ const { values: args } = parseArgs({
     repeats: { type: "string", default: "3" },
     "wasm-tokens": { type: "string", default: "16" },
     devices: { type: "string", default: "webgpu,wasm" },
+    /** Devices whose client rows (decode, swaps) run; the others only load for the bare rows. */
+    client: { type: "string", default: "webgpu,wasm" },
+    "raw-graphs": {
+      type: "string",
+      default: "plain.onnx,model.onnx,merged.onnx,merged-gather.onnx,merged-folded.onnx",
+    },
+    /** Logit checks (last-position logits per R and graph, PyTorch fixtures). */
+    checks: { type: "string", default: "yes" },
     out: { type: "string" },
   },
 });
@@ -111,6 +119,8 @@ const swaps: Record<string, number> = {};
 
 const DEVICES = (args.devices ?? "").split(",") as ("webgpu" | "wasm")[];
 /** The client on one model folder: load, check logits, decode base and personal, time swaps. */
+const CLIENT = (args.client ?? "").split(",");
+const CHECKS = args.checks === "yes";
 async function clientRows(device: "webgpu" | "wasm", folder: string, graph: string, full: boolean) {
   let t = performance.now();
   const model = await loadModel(folder, { device, cache: memoryCache() });
@@ -124,19 +134,25 @@ async function clientRows(device: "webgpu" | "wasm", folder: string, graph: stri
   const a = adapterBytes(model, 1);
   const b = adapterBytes(model, 2);
   const personal = decodeAdapter(a, model.expectations);
+  const n = device === "webgpu" ? TOKENS : WASM_TOKENS;
+  const repeats = device === "webgpu" ? REPEATS : 1;
+  if (!CLIENT.includes(device)) return { model, ids, personal, n, repeats };
   t = performance.now();
-  await clientDecode(model, ids, 4); // shader compilation, buffer pools
+  // Every KV length of the timed runs once: onnxruntime's WebGPU kernels compile per shape.
+  await clientDecode(model, ids, n);
   results[`${device}/${graph} warm-up ms`] = performance.now() - t;
   // Logits of the prompt's last position, per R: the same on every device and graph.
-  for (const [label, r] of [
-    ["base", null],
-    ["personal", personal],
-  ] as const) {
+  for (const [label, r] of CHECKS
+    ? ([
+        ["base", null],
+        ["personal", personal],
+      ] as const)
+    : []) {
     model.setAdapter(r);
     const [row] = await model.forward([ids]);
     if (row !== undefined) logits[`${device}/${graph}/${label}`] = row;
   }
-  if (full) {
+  if (full && CHECKS) {
     try {
       const ref = readReference(MODEL);
       let worst = 0;
@@ -151,8 +167,6 @@ async function clientRows(device: "webgpu" | "wasm", folder: string, graph: stri
       checks[`${device} ${graph} vs PyTorch`] = `unavailable: ${String(error)}`;
     }
   }
-  const n = device === "webgpu" ? TOKENS : WASM_TOKENS;
-  const repeats = device === "webgpu" ? REPEATS : 1;
   const base: DecodeTiming[] = [];
   const pers: DecodeTiming[] = [];
   for (let i = 0; i < repeats; i++) {
@@ -197,7 +211,11 @@ for (const device of DEVICES) {
   // One session at a time: the next ones need the WASM heap the first one's weights passed through.
   await model.dispose();
   let t = performance.now();
-  if (device === DEVICES[0] && existsSync(join(MODEL, "merged", "manifest.json"))) {
+  if (
+    device === DEVICES[0] &&
+    CLIENT.includes(device) &&
+    existsSync(join(MODEL, "merged", "manifest.json"))
+  ) {
     const m = await clientRows(device, join(MODEL, "merged"), "merged.onnx", false);
     await m.model.dispose();
   }
@@ -209,26 +227,29 @@ for (const device of DEVICES) {
     kv.kvHeads = c.num_kv_heads ?? kv.kvHeads;
     kv.headDim = c.head_dim ?? kv.headDim;
     const { readFileSync } = await import("node:fs");
-    const data = new Uint8Array(readFileSync(join(MODEL, "model.onnx.data")));
+    const shared = new Uint8Array(readFileSync(join(MODEL, "model.onnx.data")));
     const outputsOnGpu = Object.fromEntries(
       Array.from({ length: kv.layers }, (_, i) => [
         [`present.${i}.key`, "gpu-buffer"],
         [`present.${i}.value`, "gpu-buffer"],
       ]).flat(),
     );
-    const graphs = ["plain.onnx", "model.onnx", "merged.onnx", "merged-gather.onnx"].filter((g) =>
-      existsSync(join(MODEL, g)),
-    );
+    const graphs = (args["raw-graphs"] ?? "").split(",").filter((g) => existsSync(join(MODEL, g)));
     for (const graph of graphs) {
       t = performance.now();
       let session: Awaited<ReturnType<typeof ort.InferenceSession.create>>;
+      // A graph with its own weights file (merged-folded.onnx.data) names that file.
+      const own = join(MODEL, `${graph}.data`);
+      const external = existsSync(own)
+        ? { path: `${graph}.data`, data: new Uint8Array(readFileSync(own)) }
+        : { path: "model.onnx.data", data: shared };
       try {
         session = await ort.InferenceSession.create(
           new Uint8Array(readFileSync(join(MODEL, graph))),
           {
             executionProviders: [device],
             graphOptimizationLevel: "all",
-            externalData: [{ path: "model.onnx.data", data }],
+            externalData: [external],
             ...(device === "webgpu"
               ? { preferredOutputLocation: outputsOnGpu as Record<string, "gpu-buffer"> }
               : {}),
@@ -249,7 +270,7 @@ for (const device of DEVICES) {
                 personal.rank,
               ]),
             };
-      await rawDecode(ort, session, kv, ids, 4, extra);
+      await rawDecode(ort, session, kv, ids, n, extra); // every KV length once
       const runs: DecodeTiming[] = [];
       for (let i = 0; i < repeats; i++) runs.push(await rawDecode(ort, session, kv, ids, n, extra));
       tokensOf[`${device}/raw/${graph}`] = runs[0]?.tokens ?? [];

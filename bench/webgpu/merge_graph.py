@@ -135,16 +135,58 @@ def merge(model: onnx.ModelProto, gather_per_layer: bool = False) -> onnx.ModelP
     return model
 
 
+def fold_stacks(model: onnx.ModelProto) -> int:
+    """Replace each Concat(Unsqueeze(initializer)…) stack by one stacked initializer.
+
+    onnxruntime-web leaves these Concats to run on every step (30 inputs also exceed WebGPU's
+    16 storage buffers per shader), so the stacks are computed here, once. Needs the external data
+    loaded (onnx.load with load_external_data=True)."""
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    drop: set[int] = set()
+    new = []
+    for n in g.node:
+        if n.op_type != "Concat" or not n.name.endswith("_stack"):
+            continue
+        parts = []
+        for i in n.input:
+            u = producer[i]
+            parts.append(numpy_helper.to_array(inits[u.input[0]]))
+            drop.add(id(u))
+        new.append(numpy_helper.from_array(np.stack(parts), n.output[0]))
+        drop.add(id(n))
+    nodes = [n for n in g.node if id(n) not in drop]
+    del g.node[:]
+    g.node.extend(nodes)
+    g.initializer.extend(new)
+    used = {i for n in g.node for i in n.input}
+    kept = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(kept)
+    return len(new)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--gather", action="store_true", help="one Gather per layer instead of one Split per group")
+    p.add_argument("--fold", action="store_true",
+                   help="store the stacked weights as initializers (reads the external data; writes DST.data)")
     a = p.parse_args()
-    m = onnx.load(a.src, load_external_data=False)
+    m = onnx.load(a.src, load_external_data=a.fold)
     before = len(m.graph.node)
     merge(m, a.gather)
-    onnx.save(m, a.dst)
+    if a.fold:
+        import os
+
+        folded = fold_stacks(m)
+        onnx.save_model(m, a.dst, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=os.path.basename(a.dst) + ".data", size_threshold=1024)
+        print(f"{folded} stacks folded into {a.dst}.data")
+    else:
+        onnx.save(m, a.dst)
     print(f"{a.dst}: {len(m.graph.node)} nodes (was {before})")
     return 0
 

@@ -27,6 +27,8 @@ tar -C "$W/model" -xJf "$C/model.tar.xz"
 echo "unpacked in $(( $(date +%s) - t0 )) s"
 PY=${PYTHON:-python3}
 PYTHONPATH="$REPO/scripts" $PY "$REPO/bench/webgpu/make_model.py" unpack --dir "$W/model"
+# The merged-R graph with its stacked weights folded in (bench/webgpu/merge_graph.py).
+(cd "$W/model" && $PY "$REPO/bench/webgpu/merge_graph.py" model.onnx merged-folded.onnx --gather --fold)
 echo "model ready after $(( $(date +%s) - t0 )) s"
 OUTFILE=${OUT:-$W}/webgpu.json
 "$W/bin/node" "$W/bench.mjs" --root "$W" --model "$W/model" --tjs "$W/transformers.mjs" --out "$OUTFILE" "$@"

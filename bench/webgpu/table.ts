@@ -11,13 +11,16 @@ export function table(
   swaps: Record<string, number>,
 ): string {
   const tps = (r: (typeof rows)[number]) => median(r.runs.map((x) => x.tokensPerSecond));
-  const base = rows.find((r) => r.device === "webgpu" && r.R === "0 (base)");
+  // The reference: the plain base model (no LoRA-XS branch) in a bare onnxruntime loop.
+  const base =
+    rows.find((r) => r.graph === "plain.onnx" && r.runtime.includes("bare")) ??
+    rows.find((r) => r.R === "0 (base)");
   const lines = [
-    "| runtime | device | graph | R | prefill ms (median) | decode tokens/s (median) | × client base | runs |",
+    "| runtime | device | graph | R | prefill ms (median) | decode tokens/s (median) | × plain base | runs |",
     "|---|---|---|---|---:|---:|---:|---:|",
   ];
   for (const r of rows) {
-    const ratio = base !== undefined && r.device === "webgpu" ? tps(r) / tps(base) : Number.NaN;
+    const ratio = base !== undefined && r.device === base.device ? tps(r) / tps(base) : Number.NaN;
     lines.push(
       `| ${r.runtime} | ${r.device} | ${r.graph} | ${r.R} | ${f(median(r.runs.map((x) => x.prefillMs)))} | ${f(tps(r))} | ${f(ratio, 3)} | ${r.runs.length} |`,
     );
