@@ -19,6 +19,8 @@ The loss is the mean next-token cross-entropy over the labels that are not -100.
 Weights are shared with the inference graph: every initializer whose bytes equal a tensor of
 `model.onnx.data` (or its transpose) points into that file, so a client downloads the weights
 once. Whatever is not found there stays inside `model.train.onnx`; the export reports its size.
+The graph is described by the manifest's `onnx_train` block and listed in `files` with role
+`onnx-train`, which clients fetch only when they train.
 
     python -m loraxs.export_train_step --dir .cache/models/tiny-llama --batch 2 --seq 32
 """
@@ -37,7 +39,6 @@ import torch
 from torch import nn
 
 TRAIN_ONNX_FILE = "model.train.onnx"
-TRAIN_INFO_FILE = "train.json"
 INPUT_NAMES = ["input_ids", "attention_mask", "labels", "R"]
 OUTPUT_NAMES = ["loss", "grad_R"]
 IGNORE_INDEX = -100  # labels that do not count (padding), as in PyTorch's cross-entropy
@@ -334,24 +335,25 @@ def verify_train_step(model: nn.Module, source, out_dir: str | Path, info: dict,
     return check
 
 
-def write_train_info(out_dir: str | Path, info: dict, check: dict, manifest: dict | None = None) -> Path:
-    """train.json: the step graph's block (what the manifest's `onnx_train` would hold) + file digests."""
+def train_block(info: dict, check: dict | None) -> dict:
+    """The manifest's `onnx_train` block (docs/manifest.md) for an exported step graph."""
+    return {k: info[k] for k in ("file", "data_file", "opset", "inputs", "outputs", "shapes", "ignore_index")} | {
+        "check": check or None}
+
+
+def add_to_manifest(out_dir: str | Path, info: dict, check: dict | None) -> dict:
+    """Adds `onnx_train` and the step graph's `files` entry (role onnx-train) to out_dir/manifest.json;
+    validates and rewrites it. Returns the manifest as written."""
     from .lora_xs import file_digest
+    from .manifest import load_manifest, write_manifest
 
     out_dir = Path(out_dir)
-    files = [info["file"]] + ([info["data_file"]] if info["data_file"] else [])
-    block = {
-        "schema_version": 1,
-        "model": manifest["id"] if manifest else None,
-        "factors": manifest["factors"]["sha256"] if manifest else None,
-        "onnx_train": {k: info[k] for k in ("file", "data_file", "inputs", "outputs", "shapes", "ignore_index",
-                                            "opset", "nodes", "sharing", "ops")} | {"check": check},
-        "files": [{"name": n, "sha256": file_digest(out_dir / n), "bytes": (out_dir / n).stat().st_size}
-                  for n in files],
-    }
-    path = out_dir / TRAIN_INFO_FILE
-    path.write_text(json.dumps(block, indent=2) + "\n")
-    return path
+    m = load_manifest(out_dir / "manifest.json").to_dict()
+    entry = {"name": info["file"], "role": "onnx-train", "sha256": file_digest(out_dir / info["file"]),
+             "bytes": (out_dir / info["file"]).stat().st_size}
+    m["files"] = [f for f in m["files"] if f["name"] != info["file"]] + [entry]
+    m["onnx_train"] = train_block(info, check)
+    return write_manifest(out_dir / "manifest.json", m).to_dict()
 
 
 TRAIN_REFERENCE_FILE = "train-reference.json"
@@ -399,9 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     if manifest["family"] != "decoder":
         raise SystemExit(f"{a.dir}: family is {manifest['family']!r}; the train step is for decoders")
     info = export_train_step(base.model, source, a.dir, a.batch, a.seq)
-    check = {} if a.no_check else verify_train_step(base.model, source, a.dir, info)
-    path = write_train_info(a.dir, info, check, manifest)
-    log_default(f"train-step: wrote {path}")
+    check = None if a.no_check else verify_train_step(base.model, source, a.dir, info)
+    add_to_manifest(a.dir, info, check)
+    log_default(f"train-step: added onnx_train [{a.batch}, {a.seq}] and {info['file']} to {a.dir}/manifest.json")
     if a.reference:
         log_default(f"train-step: wrote {write_train_reference(base.model, source, a.dir, info)}")
     return 0

@@ -17,7 +17,11 @@ from typing import Any
 from loraxs.adapter import MAX_MODEL_ID_BYTES, MAX_MODULES, MAX_RANK, AdapterExpectations
 
 MANIFEST_SCHEMA_VERSION = 1
-FILE_ROLES = ("onnx", "onnx-data", "factors", "tokenizer", "tokenizer-config", "reference")
+# `onnx-train` and `reference` are fetched by clients only on request.
+FILE_ROLES = ("onnx", "onnx-data", "onnx-train", "factors", "tokenizer", "tokenizer-config", "reference")
+# The training-step graph's input and output names (docs/on-device-training.md).
+TRAIN_INPUTS = ("input_ids", "attention_mask", "labels", "R")
+TRAIN_OUTPUTS = ("loss", "grad_R")
 FAMILIES = ("decoder", "encoder")
 WEIGHTS_DTYPES = ("F32", "F16", "BF16", "Q8", "Q4")
 
@@ -284,6 +288,40 @@ def _check_manifest(d: Any) -> list[ManifestIssue]:
             "cases": _req(count),
         },
     )
+    def fixed_list(p, v, want):  # a tuple of literals in zod: length first, then each item
+        if not isinstance(v, list) or len(v) != len(want):
+            c.bad(p, v, _show(list(want)))
+            return False
+        return all([c.one_of([*p, i], x, (w,)) for i, (x, w) in enumerate(zip(v, want))])
+
+    train_check = lambda p, v: v is None or c.obj(  # noqa: E731
+        p,
+        v,
+        {
+            "runtime": _req(text),
+            "reference": _req(text),
+            "loss": _req(lambda p2, v2: c.num(p2, v2)),
+            **{k: _req(lambda p2, v2: c.num(p2, v2, lo=0))
+               for k in ("loss_rel_error", "grad_max_abs_error", "grad_rel_error", "grad_abs_max")},
+            "tolerance": _req(lambda p2, v2: c.obj(p2, v2, {"loss": _req(lambda p3, v3: c.num(p3, v3, gt=0)),
+                                                            "grad": _req(lambda p3, v3: c.num(p3, v3, gt=0))})),
+        },
+    )
+    onnx_train = lambda p, v: c.obj(  # noqa: E731
+        p,
+        v,
+        {
+            "file": _req(name),
+            "data_file": _req(lambda p2, v2: v2 is None or name(p2, v2)),
+            "opset": _req(positive),
+            "inputs": _req(lambda p2, v2: fixed_list(p2, v2, TRAIN_INPUTS)),
+            "outputs": _req(lambda p2, v2: fixed_list(p2, v2, TRAIN_OUTPUTS)),
+            "shapes": _req(lambda p2, v2: c.obj(p2, v2, {"batch": _req(positive),
+                                                         "seq": _req(lambda p3, v3: c.int_(p3, v3, 2))})),
+            "ignore_index": _req(lambda p2, v2: c.int_(p2, v2)),
+            "check": _req(train_check),
+        },
+    )
     spec = {
         "schema_version": _req(lambda p, v: c.one_of(p, v, (MANIFEST_SCHEMA_VERSION,))),
         "id": _req(lambda p, v: c.str_(p, v, _MODEL_ID, "a model id: lowercase letters, digits, '.', '_', '-'",
@@ -302,6 +340,7 @@ def _check_manifest(d: Any) -> list[ManifestIssue]:
                                                      "chat_template": _req(c.bool_)})),
         "files": _req(lambda p, v: c.array(p, v, file_entry)),
         "check": _req(check),
+        "onnx_train": _opt(onnx_train),
         "created": _req(lambda p, v: c.str_(p, v, _CREATED, "UTC ISO 8601 like 2026-11-28T00:00:00Z")),
     }
     if not c.obj([], d, spec) or c.issues:
@@ -342,6 +381,16 @@ def _check_consistency(c: _Checker, m: dict) -> None:
             n = m["onnx"][key]
             if n is not None and n not in names:
                 c.add(["onnx", key], "inconsistent", f"files does not list {_show(n)}")
+    train = m.get("onnx_train")
+    if train is not None:
+        if m["family"] != "decoder":
+            c.add(["onnx_train"], "inconsistent", f"onnx_train is for decoders; family is {_show(m['family'])}")
+        entry = next((f for f in m["files"] if f["name"] == train["file"]), None)
+        if entry is None or entry["role"] != "onnx-train":
+            c.add(["onnx_train", "file"], "inconsistent",
+                  f'files does not list {_show(train["file"])} with role "onnx-train"')
+        if train["data_file"] is not None and train["data_file"] not in names:
+            c.add(["onnx_train", "data_file"], "inconsistent", f"files does not list {_show(train['data_file'])}")
 
 
 def validate_manifest(d: Any) -> list[ManifestIssue]:
@@ -369,6 +418,7 @@ class Manifest:
     files: list
     check: dict | None
     created: str
+    onnx_train: dict | None = None  # optional key: absent (None here) when no training step was exported
 
     def __post_init__(self) -> None:
         issues = validate_manifest(self.to_dict())
@@ -376,7 +426,10 @@ class Manifest:
             raise ManifestError(issues)
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        if d["onnx_train"] is None:
+            del d["onnx_train"]
+        return d
 
     @classmethod
     def from_dict(cls, d: Any) -> Manifest:
@@ -420,6 +473,8 @@ def expectations_for(manifest: Manifest | dict) -> AdapterExpectations:
 __all__ = [
     "MANIFEST_SCHEMA_VERSION",
     "FILE_ROLES",
+    "TRAIN_INPUTS",
+    "TRAIN_OUTPUTS",
     "Manifest",
     "ManifestError",
     "ManifestIssue",

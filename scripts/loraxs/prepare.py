@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-reference", action="store_true", help="do not write reference fixtures")
     p.add_argument("--train-step", metavar="BxT", nargs="?", const="1x128",
                    help="decoders: also export the on-device training step for batch B, length T "
-                        "(model.train.onnx + train.json, weights shared with model.onnx.data; default 1x128)")
+                        "(model.train.onnx, listed in the manifest as onnx_train; weights shared with model.onnx.data; default 1x128)")
     return p.parse_args(argv)
 
 
@@ -145,6 +145,7 @@ def write_tokenizer(tokenizer, family: str, out: Path, max_length: int) -> dict:
 ROLES = {
     "model.onnx": "onnx",
     "model.onnx.data": "onnx-data",
+    "model.train.onnx": "onnx-train",
     FACTORS_FILE: "factors",
     "tokenizer.json": "tokenizer",
     "tokenizer_config.json": "tokenizer-config",
@@ -218,6 +219,7 @@ def prepare(args: argparse.Namespace) -> Path:
     files = [FACTORS_FILE, *TOKENIZER_FILES]
     onnx_block = None
     check = None
+    train = None  # the manifest's onnx_train block, with --train-step
     if not args.skip_export:
         from .export_onnx import DATA_FILE, ONNX_FILE, OPSET, export, verify
 
@@ -245,13 +247,13 @@ def prepare(args: argparse.Namespace) -> Path:
                                      seed=args.seed, check_error=check["max_abs_error"], log=log)
             timings["reference"] = time.perf_counter() - t
         if args.train_step and base.family == "decoder":
-            from .export_train_step import export_train_step, verify_train_step, write_train_info
+            from .export_train_step import export_train_step, train_block, verify_train_step
 
             t = time.perf_counter()
             batch, seq = (int(x) for x in args.train_step.lower().split("x"))
             info = export_train_step(base.model, source, out, batch, seq, log=log)
-            write_train_info(out, info, verify_train_step(base.model, source, out, info, log=log),
-                             {"id": model_id, "factors": {"sha256": factors.digest}})
+            train = train_block(info, verify_train_step(base.model, source, out, info, log=log))
+            files.append(info["file"])
             timings["train-step"] = time.perf_counter() - t
     else:
         log("prepare: --skip-export: no ONNX, check or reference fixtures")
@@ -284,6 +286,8 @@ def prepare(args: argparse.Namespace) -> Path:
         "check": check,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+    if train is not None:
+        manifest["onnx_train"] = train
     write_manifest(out, manifest)
     timings["total"] = time.perf_counter() - t_start
     log("prepare: timings " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))

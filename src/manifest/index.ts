@@ -8,4 +8,11 @@ export {
   type ManifestIssueCode,
   parseManifest,
 } from "./parse.ts";
-export { FILE_ROLES, MANIFEST_SCHEMA_VERSION, type Manifest, manifestSchema } from "./schema.ts";
+export {
+  FILE_ROLES,
+  MANIFEST_SCHEMA_VERSION,
+  type Manifest,
+  manifestSchema,
+  TRAIN_INPUTS,
+  TRAIN_OUTPUTS,
+} from "./schema.ts";

@@ -7,15 +7,20 @@ import { MAX_MODEL_ID_BYTES, MAX_MODULES, MAX_RANK } from "../format/index.ts";
 /** The manifest schema this code reads. */
 export const MANIFEST_SCHEMA_VERSION = 1;
 
-/** File roles clients know how to use. */
+/** File roles clients know how to use (`onnx-train` and `reference` are fetched only on request). */
 export const FILE_ROLES = [
   "onnx",
   "onnx-data",
+  "onnx-train",
   "factors",
   "tokenizer",
   "tokenizer-config",
   "reference",
 ] as const;
+
+/** Names of the training-step graph's inputs and outputs (docs/on-device-training.md). */
+export const TRAIN_INPUTS = ["input_ids", "attention_mask", "labels", "R"] as const;
+export const TRAIN_OUTPUTS = ["loss", "grad_R"] as const;
 
 const MODEL_ID = /^[a-z0-9][a-z0-9._-]*$/;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
@@ -66,6 +71,34 @@ const onnx = z
     quantization: text,
   })
   .nullable();
+
+/** The training-step graph (loss, dL/dR) of a decoder: one static [batch, seq] export. */
+const onnxTrain = z.strictObject({
+  file: fileName,
+  data_file: fileName.nullable(),
+  opset: positive,
+  inputs: z.tuple([
+    z.literal(TRAIN_INPUTS[0]),
+    z.literal(TRAIN_INPUTS[1]),
+    z.literal(TRAIN_INPUTS[2]),
+    z.literal(TRAIN_INPUTS[3]),
+  ]),
+  outputs: z.tuple([z.literal(TRAIN_OUTPUTS[0]), z.literal(TRAIN_OUTPUTS[1])]),
+  shapes: z.strictObject({ batch: positive, seq: z.int().min(2) }),
+  ignore_index: z.int(),
+  check: z
+    .strictObject({
+      runtime: text,
+      reference: text,
+      loss: z.number(),
+      loss_rel_error: z.number().min(0),
+      grad_max_abs_error: z.number().min(0),
+      grad_rel_error: z.number().min(0),
+      grad_abs_max: z.number().min(0),
+      tolerance: z.strictObject({ loss: z.number().gt(0), grad: z.number().gt(0) }),
+    })
+    .nullable(),
+});
 
 const io = z.strictObject({
   inputs: z.array(text).min(1),
@@ -137,6 +170,7 @@ const fields = {
   tokenizer: z.strictObject({ files: z.array(fileName), chat_template: z.boolean() }),
   files: z.array(file),
   check,
+  onnx_train: onnxTrain.optional(),
   created: z.string().regex(CREATED, "expected UTC ISO 8601 like 2026-11-28T00:00:00Z"),
 };
 
@@ -190,6 +224,20 @@ function consistent(
       if (name !== null && !names.has(name))
         issue(["onnx", key], `files does not list ${JSON.stringify(name)}`);
     }
+  }
+  if (m.onnx_train !== undefined) {
+    if (m.family !== "decoder")
+      issue(["onnx_train"], `onnx_train is for decoders; family is ${JSON.stringify(m.family)}`);
+    const entry = m.files.find((f) => f.name === m.onnx_train?.file);
+    if (entry?.role !== "onnx-train") {
+      issue(
+        ["onnx_train", "file"],
+        `files does not list ${JSON.stringify(m.onnx_train.file)} with role "onnx-train"`,
+      );
+    }
+    const data = m.onnx_train.data_file;
+    if (data !== null && !names.has(data))
+      issue(["onnx_train", "data_file"], `files does not list ${JSON.stringify(data)}`);
   }
 }
 

@@ -78,3 +78,12 @@ def test_expectations_accept_matching_adapters_and_refuse_others():
     with pytest.raises(AdapterFormatError) as e:
         decode_adapter((adapters / "ts-f16.safetensors").read_bytes(), bert)
     assert e.value.code == "model_mismatch"
+
+
+def test_onnx_train_round_trips_and_stays_absent_when_not_exported(tmp_path):
+    with_train = Manifest.from_dict(load("decoder-train.json"))
+    assert with_train.to_dict()["onnx_train"]["shapes"] == {"batch": 1, "seq": 128}
+    plain = Manifest.from_dict(load("decoder.json"))
+    assert "onnx_train" not in plain.to_dict()
+    write_manifest(tmp_path / "manifest.json", with_train)
+    assert load_manifest(tmp_path / "manifest.json").onnx_train == with_train.onnx_train

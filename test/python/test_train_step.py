@@ -80,15 +80,31 @@ def test_graph_avoids_ops_webgpu_lacks(built):
     assert [o.name for o in m.graph.output] == ets.OUTPUT_NAMES
 
 
-def test_train_info_lists_files_with_digests(built):
+def test_manifest_gets_onnx_train_and_the_graph_file(built, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from loraxs.manifest import load_manifest, write_manifest
+
     base, source, out, info = built
-    manifest = {"id": "tiny-llama", "factors": {"sha256": "sha256:" + "0" * 64}}
-    path = ets.write_train_info(out, info, {"loss_rel_error": 0.0}, manifest)
-    block = json.loads(path.read_text())
-    assert block["onnx_train"]["shapes"] == {"batch": BATCH, "seq": SEQ}
-    assert block["onnx_train"]["data_file"] == export_onnx.DATA_FILE
-    assert {f["name"] for f in block["files"]} == {info["file"], export_onnx.DATA_FILE}
-    assert all(f["sha256"].startswith("sha256:") and f["bytes"] > 0 for f in block["files"])
+    fixture = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "manifests" / "decoder.json").read_text())
+    folder = tmp_path / "model"
+    folder.mkdir()
+    shutil.copy(out / info["file"], folder / info["file"])
+    write_manifest(folder / "manifest.json", fixture)
+    check = {"runtime": "onnxruntime-cpu", "reference": "pytorch-autograd", "loss": 4.5, "loss_rel_error": 0.0,
+             "grad_max_abs_error": 0.0, "grad_rel_error": 0.0, "grad_abs_max": 1.0,
+             "tolerance": {"loss": ets.CHECK_LOSS_TOLERANCE, "grad": ets.CHECK_GRAD_TOLERANCE}}
+    ets.add_to_manifest(folder, info, check)
+    ets.add_to_manifest(folder, info, check)  # again: one entry, not two
+    m = load_manifest(folder / "manifest.json")
+    assert m.onnx_train["shapes"] == {"batch": BATCH, "seq": SEQ}
+    assert m.onnx_train["data_file"] == export_onnx.DATA_FILE
+    assert m.onnx_train["inputs"] == ets.INPUT_NAMES and m.onnx_train["check"] == check
+    entries = [f for f in m.files if f["role"] == "onnx-train"]
+    assert [f["name"] for f in entries] == [info["file"]]
+    assert entries[0]["bytes"] == (out / info["file"]).stat().st_size and entries[0]["sha256"].startswith("sha256:")
+    assert not (folder / "train.json").exists()
 
 
 def test_bad_shape_is_refused_with_the_value(built):
