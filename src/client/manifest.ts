@@ -3,6 +3,7 @@
 export type FileRole =
   | "onnx"
   | "onnx-data"
+  | "onnx-train"
   | "factors"
   | "tokenizer"
   | "tokenizer-config"
@@ -42,6 +43,20 @@ export interface ClientManifest {
   };
   tokenizer?: { files: string[]; chat_template?: boolean };
   files: ManifestFile[];
+  /** The training-step graph (decoders prepared with --train-step; docs/on-device-training.md). */
+  onnx_train?: OnnxTrain;
+}
+
+export interface OnnxTrain {
+  file: string;
+  /** The inference graph's weights file the step graph reads (shared, downloaded once). */
+  data_file: string | null;
+  opset: number;
+  inputs: string[];
+  outputs: string[];
+  shapes: { batch: number; seq: number };
+  ignore_index: number;
+  check: Record<string, unknown> | null;
 }
 
 const SHA256_PATTERN = /^sha256:[0-9a-f]{64}$/;

@@ -26,6 +26,8 @@ export interface LoadModelOptions extends BackendOptions {
   signal?: AbortSignal;
   /** Re-hash cached files at start (default: trust the digest recorded at download). */
   reverifyCache?: boolean;
+  /** Also fetch and cache the training-step graph (role `onnx-train`) for OnDeviceTrainer. */
+  train?: boolean;
 }
 
 export interface ModelTimings extends LoadTimings {
@@ -323,7 +325,9 @@ export async function loadModel(
     onProgress: options.onProgress,
     signal: options.signal,
     reverifyCache: options.reverifyCache,
-    pathOnly: (f) => byPath && (f.role === "onnx" || f.role === "onnx-data"),
+    train: options.train,
+    pathOnly: (f) =>
+      byPath && (f.role === "onnx" || f.role === "onnx-data" || f.role === "onnx-train"),
   });
   const { manifest, files } = loaded;
   const onnx = files.get(manifest.onnx.file);

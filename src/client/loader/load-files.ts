@@ -13,12 +13,23 @@ export interface LoadOptions {
   /** Re-hash cached files on every start (default: trust the digest recorded when they were verified). */
   reverifyCache?: boolean;
   signal?: AbortSignal;
-  /** Which files to fetch (default: all but role `reference`, the test fixtures prepare lists). */
+  /** Also fetch the training-step graph (role `onnx-train`), skipped by default. */
+  train?: boolean;
+  /** Which files to fetch (default: all but roles `reference` and `onnx-train`; see `train`). */
   include?: (file: ManifestFile) => boolean;
 }
 
-/** Fixture files a runtime never needs. */
-const SKIPPED_ROLES: ReadonlySet<string> = new Set(["reference"]);
+/**
+ * Roles loading a model for inference skips: the test fixtures prepare lists, and the training
+ * step (megabytes of graph only a training client needs).
+ */
+export const SKIPPED_ROLES: ReadonlySet<string> = new Set(["reference", "onnx-train"]);
+
+/** The default file filter: inference files, plus the training step when `train` is set. */
+export const defaultInclude =
+  (train = false) =>
+  (file: ManifestFile): boolean =>
+    !SKIPPED_ROLES.has(file.role) || (train && file.role === "onnx-train");
 
 export interface LoadedFile {
   file: ManifestFile;
@@ -109,7 +120,7 @@ export async function loadModelFiles(
   const manifest = await fetchManifest(source, cache, signal);
   timings.manifestMs = now() - t;
   const files = new Map<string, LoadedFile>();
-  const include = options.include ?? ((f: ManifestFile) => !SKIPPED_ROLES.has(f.role));
+  const include = options.include ?? defaultInclude(options.train);
   for (const file of manifest.files) {
     signal?.throwIfAborted();
     if (!include(file)) continue;

@@ -14,7 +14,6 @@ export { createTrainStep, type StepResult, TrainStep } from "./step.ts";
 export {
   checkTrainInfo,
   loadTrainFiles,
-  TRAIN_INFO_FILE,
   type TrainFiles,
   type TrainInfo,
 } from "./train-files.ts";

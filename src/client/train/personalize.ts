@@ -58,7 +58,7 @@ export class OnDeviceTrainer {
     this.info = info;
   }
 
-  /** Fetch train.json + the step graph from the model's location and create the step session. */
+  /** Fetch the step graph the manifest at `location` lists (onnx_train) and create its session. */
   static async create(
     model: PersonalModel,
     location: string,

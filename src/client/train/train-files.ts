@@ -1,53 +1,64 @@
-// train.json (written by scripts/loraxs/export_train_step.py) and the step graph it lists.
+// The training step the manifest describes (`onnx_train`, file role `onnx-train`), fetched and
+// verified through the model loader and its cache, like the model's other files.
 
 import type { BlobCache } from "../cache/index.ts";
 import { ModelFileError } from "../errors.ts";
-import { fileKey, modelSource, sha256Digest } from "../loader/index.ts";
+import { loadModelFiles, modelSource } from "../loader/index.ts";
+import type { ManifestFile, OnnxTrain } from "../manifest.ts";
 
-export const TRAIN_INFO_FILE = "train.json";
+/** The step graph's inputs, in order (docs/manifest.md, `onnx_train.inputs`). */
+const TRAIN_INPUTS = ["input_ids", "attention_mask", "labels", "R"];
 
+/** The manifest's training-step block and the graph's `files` entry. */
 export interface TrainInfo {
-  schema_version: number;
   model: string;
   factors: string;
-  onnx_train: {
-    file: string;
-    /** The inference graph's weights file the step graph reads (shared, downloaded once). */
-    data_file: string | null;
-    inputs: string[];
-    outputs: string[];
-    shapes: { batch: number; seq: number };
-    ignore_index: number;
-    check?: Record<string, unknown>;
-  };
-  files: { name: string; sha256: string; bytes: number }[];
+  onnx_train: OnnxTrain;
+  files: ManifestFile[];
 }
 
-export function checkTrainInfo(json: unknown, model: string, factors: string): TrainInfo {
-  const info = json as TrainInfo;
+/** The step block of a manifest, checked against the model it is meant to train. */
+export function checkTrainInfo(
+  manifest: {
+    id: string;
+    factors: { sha256: string };
+    files: ManifestFile[];
+    onnx_train?: OnnxTrain;
+  },
+  model: string,
+  factors: string,
+): TrainInfo {
+  const train = manifest.onnx_train;
   const fail = (what: string, got: unknown, want: string): never => {
     throw new ModelFileError(
       "bad_train_info",
-      TRAIN_INFO_FILE,
+      "manifest.json",
       `${what} is ${JSON.stringify(got)}; expected ${want}`,
     );
   };
-  if (typeof info !== "object" || info === null) fail("the file", info, "an object");
-  if (info.model !== model) fail("model", info.model, JSON.stringify(model));
-  if (info.factors !== factors) fail("factors", info.factors, JSON.stringify(factors));
-  const s = info.onnx_train?.shapes;
+  if (train === undefined) {
+    throw new ModelFileError(
+      "no_train_step",
+      "manifest.json",
+      `model ${manifest.id} has no onnx_train: prepare it with --train-step BxT`,
+    );
+  }
+  if (manifest.id !== model) fail("id", manifest.id, JSON.stringify(model));
+  if (manifest.factors.sha256 !== factors)
+    fail("factors.sha256", manifest.factors.sha256, JSON.stringify(factors));
+  const s = train.shapes;
   if (!Number.isInteger(s?.batch) || !Number.isInteger(s?.seq) || s.batch < 1 || s.seq < 2)
     fail("onnx_train.shapes", s, "{batch >= 1, seq >= 2}");
-  const names = ["input_ids", "attention_mask", "labels", "R"];
-  if (JSON.stringify(info.onnx_train.inputs) !== JSON.stringify(names))
-    fail("onnx_train.inputs", info.onnx_train.inputs, JSON.stringify(names));
-  if (!info.files.some((f) => f.name === info.onnx_train.file))
+  if (JSON.stringify(train.inputs) !== JSON.stringify(TRAIN_INPUTS))
+    fail("onnx_train.inputs", train.inputs, JSON.stringify(TRAIN_INPUTS));
+  const entry = manifest.files.find((f) => f.name === train.file);
+  if (entry?.role !== "onnx-train")
     fail(
       "files",
-      info.files.map((f) => f.name),
-      `to list ${info.onnx_train.file}`,
+      manifest.files.map((f) => `${f.name} (${f.role})`),
+      `to list ${train.file} with role onnx-train`,
     );
-  return info;
+  return { model, factors, onnx_train: train, files: [entry as ManifestFile] };
 }
 
 export interface TrainFiles {
@@ -56,8 +67,9 @@ export interface TrainFiles {
 }
 
 /**
- * Fetch train.json and the step graph from the model's location (verified by sha256, kept in
- * the model's cache folder so onnxruntime-node finds the shared weights file beside it).
+ * Fetch the step graph the manifest at `location` lists (role `onnx-train`) through the model
+ * loader: verified by size and sha256, kept in the model's cache folder (so onnxruntime-node finds
+ * the shared weights file beside it), not downloaded again once cached.
  */
 export async function loadTrainFiles(
   location: string,
@@ -65,39 +77,15 @@ export async function loadTrainFiles(
   cache: BlobCache,
   init: { fetch?: typeof fetch; signal?: AbortSignal } = {},
 ): Promise<TrainFiles> {
-  const source = modelSource(location, init.fetch);
-  const infoUrl = source.fileUrl(TRAIN_INFO_FILE);
-  const res = await source.open(infoUrl, { signal: init.signal });
-  if (!res.ok) {
-    throw new ModelFileError(
-      "no_train_step",
-      TRAIN_INFO_FILE,
-      `GET ${infoUrl} answered ${res.status}: this model has no exported training step`,
-    );
-  }
-  const info = checkTrainInfo(await res.json(), model.id, model.factors);
-  const entry = info.files.find((f) => f.name === info.onnx_train.file);
-  if (entry === undefined) throw new Error("unreachable: checked by checkTrainInfo");
-  const key = fileKey(model.id, entry.name);
-  const cached = await cache.head(key);
-  let bytes: Uint8Array | undefined;
-  if (cached?.sha256 !== entry.sha256) {
-    const url = source.fileUrl(entry.name);
-    const r = await source.open(url, { signal: init.signal });
-    if (!r.ok)
-      throw new ModelFileError("http_error", entry.name, `GET ${url} answered ${r.status}`);
-    bytes = new Uint8Array(await r.arrayBuffer());
-    const digest = await sha256Digest(bytes);
-    if (digest !== entry.sha256) {
-      throw new ModelFileError(
-        "sha256_mismatch",
-        entry.name,
-        `downloaded bytes hash to ${digest}, train.json says ${entry.sha256}`,
-      );
-    }
-    await cache.put(key, bytes, { sha256: entry.sha256, bytes: String(entry.bytes) });
-  }
-  if (cache.localPath !== undefined) return { info, graph: { path: cache.localPath(key) } };
-  bytes ??= (await cache.get(key))?.bytes;
-  return { info, graph: { bytes } };
+  const loaded = await loadModelFiles(modelSource(location, init.fetch), {
+    cache,
+    signal: init.signal,
+    include: (f) => f.role === "onnx-train",
+    pathOnly: (f) => f.role === "onnx-train" && cache.localPath !== undefined,
+  });
+  const info = checkTrainInfo(loaded.manifest, model.id, model.factors);
+  const file = loaded.files.get(info.onnx_train.file);
+  if (file === undefined) throw new Error("unreachable: checked by checkTrainInfo");
+  if (file.path !== undefined) return { info, graph: { path: file.path } };
+  return { info, graph: { bytes: file.bytes } };
 }

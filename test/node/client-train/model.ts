@@ -1,4 +1,4 @@
-// Builds tiny-llama plus its training step (model.train.onnx, train.json, train-reference.json)
+// Builds tiny-llama plus its training step (model.train.onnx in the manifest, train-reference.json)
 // into .cache/models/tiny-llama-train when missing. A lock folder keeps test files from
 // building it twice at once.
 import { spawnSync } from "node:child_process";

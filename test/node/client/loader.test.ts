@@ -154,6 +154,34 @@ describe("model file loader", () => {
     );
   });
 
+  it("skips the training step (role onnx-train) unless asked, then verifies it like any file", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "loraxs-train-"));
+    const graph = new Uint8Array(5000).map((_, i) => (i * 3) & 0xff);
+    for (const [name, bytes] of Object.entries(files)) writeFileSync(join(dir, name), bytes);
+    writeFileSync(join(dir, "model.train.onnx"), graph);
+    const entry = { name: "model.train.onnx", role: "onnx-train", sha256: sha(graph), bytes: 5000 };
+    const write = (e: typeof entry) =>
+      writeFileSync(
+        join(dir, "manifest.json"),
+        JSON.stringify({ ...manifest, files: [...manifest.files, e] }),
+      );
+    write(entry);
+    try {
+      const plain = await loadModelFiles(modelSource(dir), { cache: memoryCache() });
+      expect([...plain.files.keys()]).toEqual(["model.onnx", "model.onnx.data", "tokenizer.json"]);
+      const cache = memoryCache();
+      const withTrain = await loadModelFiles(modelSource(dir), { cache, train: true });
+      expect(withTrain.files.get("model.train.onnx")?.bytes).toEqual(graph);
+      expect((await cache.head("models/loader-test/model.train.onnx"))?.sha256).toBe(sha(graph));
+      write({ ...entry, sha256: sha(new Uint8Array(1)) });
+      await expect(
+        loadModelFiles(modelSource(dir), { cache: memoryCache(), train: true }),
+      ).rejects.toThrow(ModelFileError);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("refuses a manifest whose R shape disagrees with rank and modules", async () => {
     const bad = mkdtempSync(join(tmpdir(), "loraxs-bad-"));
     writeFileSync(join(bad, "manifest.json"), JSON.stringify({ ...manifest, rank: 4 }));
