@@ -38,6 +38,16 @@ const SPEC = {
     default: true,
     help: "run prepare when the model's ONNX file is missing",
   },
+  "train-step": {
+    type: "boolean",
+    default: false,
+    help: "decoders: also export the on-device training step (the page's 'Train on this device' panel)",
+  },
+  "train-shape": {
+    type: "string",
+    default: "1x128",
+    help: "BxT of the training step with --train-step (rows x tokens per run)",
+  },
   python: { type: "boolean", default: true, help: "run `npm run setup:python` first (idempotent)" },
   model: { type: "string", default: "smollm2-135m", help: "model id (a prepare preset)" },
   "models-dir": { type: "string", default: "models", help: "folder holding <model>/manifest.json" },
@@ -137,8 +147,32 @@ async function main() {
   });
 
   await step.run(`model ${options.model} in ${show(modelDir)}`, async () => {
+    const trainShape = options["train-step"] ? checkTrainShape(options["train-shape"]) : null;
     const missing = whatIsMissing(modelDir);
-    if (missing === null) return "prepared";
+    if (missing === null) {
+      if (trainShape === null || hasTrainStep(modelDir)) return "prepared";
+      if (!options.prepare) {
+        throw new ScriptError(
+          `${show(modelDir)}/manifest.json has no onnx_train and --no-prepare was given; drop --train-step or --no-prepare`,
+        );
+      }
+      console.log(
+        `[start] --train-step: exporting the training step ${trainShape} (about a minute for small models)`,
+      );
+      const [batch, seq] = trainShape.split("x");
+      await runChild(process.execPath, [
+        join(root, "scripts", "py.mjs"),
+        "-m",
+        "loraxs.export_train_step",
+        "--dir",
+        modelDir,
+        "--batch",
+        batch,
+        "--seq",
+        seq,
+      ]);
+      return `prepared; training step ${trainShape} exported now`;
+    }
     if (!options.prepare) {
       throw new ScriptError(
         `${missing} and --no-prepare was given; run \`npm run prepare-model -- --preset ${options.model}\``,
@@ -153,6 +187,7 @@ async function main() {
       "--preset",
       options.model,
       ...out,
+      ...(trainShape === null ? [] : ["--train-step", trainShape]),
     ]);
     return "prepared now";
   });
@@ -249,6 +284,22 @@ function whatIsMissing(modelDir) {
     throw error;
   }
   return null;
+}
+
+/** `BxT` with B ≥ 1 and T ≥ 2, as prepare's --train-step takes it. */
+function checkTrainShape(shape) {
+  const match = /^(\d+)x(\d+)$/.exec(shape);
+  if (!match || Number(match[1]) < 1 || Number(match[2]) < 2) {
+    throw new ScriptError(
+      `--train-shape ${JSON.stringify(shape)}: expected BxT with B >= 1, T >= 2 (e.g. 1x128)`,
+    );
+  }
+  return shape;
+}
+
+/** Whether the prepared model's manifest describes a training step (onnx_train). */
+function hasTrainStep(modelDir) {
+  return readPreparedModel(modelDir).manifest.onnx_train !== undefined;
 }
 
 function writeDemoConfig(manifest, adapters, tokens) {
