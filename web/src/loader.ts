@@ -4,6 +4,7 @@ import {
   loadModel,
   type PersonalModel,
   type Progress,
+  SKIPPED_ROLES,
 } from "../../src/client/index.ts";
 import { formatBytes } from "./dom.ts";
 
@@ -40,7 +41,7 @@ async function tolerantCache(skipped: string[]): Promise<BlobCache> {
 }
 
 interface ManifestFiles {
-  files: { name: string; bytes: number }[];
+  files: { name: string; role: string; bytes: number }[];
 }
 
 /** Loads the model from the edge API with a progress bar over all its files (cached after once). */
@@ -52,7 +53,10 @@ export async function loadWithProgress(
   view.box.dataset.state = "loading";
   view.status.textContent = "fetching the manifest…";
   const manifest = (await (await fetch(modelUrl)).json()) as ManifestFiles;
-  const total = manifest.files.reduce((sum, f) => sum + f.bytes, 0);
+  // Roles the loader skips (test fixtures, the training step) are not part of the download.
+  const total = manifest.files
+    .filter((f) => !SKIPPED_ROLES.has(f.role))
+    .reduce((sum, f) => sum + f.bytes, 0);
   const done = new Map<string, number>();
   const onProgress = (p: Progress) => {
     done.set(p.file, p.phase === "download" ? p.loaded : p.total);

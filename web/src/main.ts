@@ -1,7 +1,8 @@
 // The demo page: pick a user, load the model on this device, compare the base model with the
-// user's personal model, upload an adapter, train a new one.
+// user's personal model, upload an adapter, train a new one (on a worker, or on this device).
 import { setUpChat } from "./chat.ts";
 import { loadDemoConfig } from "./config.ts";
+import { setUpDeviceTraining } from "./device-train.ts";
 import { byId, describe } from "./dom.ts";
 import { startModel } from "./runtime.ts";
 import { state, status } from "./state.ts";
@@ -25,6 +26,7 @@ async function main(): Promise<void> {
   setUpChat();
   setUpUpload();
   setUpTraining();
+  setUpDeviceTraining();
   byId<HTMLSelectElement>("device").addEventListener("change", () => void startModel());
   if (state.users[0]) await selectUser(state.users[0]);
   await startModel();

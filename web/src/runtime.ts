@@ -1,5 +1,6 @@
 import { useAdapter } from "./adapter-card.ts";
 import { chooseDevice } from "./device.ts";
+import { showDeviceTraining } from "./device-train.ts";
 import { byId, describe } from "./dom.ts";
 import { loadWithProgress } from "./loader.ts";
 import { modelUrl, state, status } from "./state.ts";
@@ -43,4 +44,5 @@ export async function startModel(): Promise<void> {
       "No model: generation is unavailable until it loads (see above).";
     status.error = describe(error);
   }
+  await showDeviceTraining();
 }

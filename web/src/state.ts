@@ -21,6 +21,13 @@ export const status = {
   generations: 0,
   /** The last comparison: each side's text and token count. */
   last: [] as { label: string; text: string; tokens: number }[],
+  /** The last on-device training: its state, loss per step and the uploaded adapter version. */
+  training: {
+    state: "idle" as "idle" | "running" | "done" | "cancelled" | "error",
+    losses: [] as number[],
+    version: 0,
+    error: "",
+  },
   error: "",
 };
 (globalThis as unknown as { demo: typeof status }).demo = status;
