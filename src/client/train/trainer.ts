@@ -68,6 +68,12 @@ export const TRAIN_DEFAULTS = {
 /** Most optimizer steps one call runs: bounds a mistyped option (100k steps ≈ days on a phone). */
 export const MAX_STEPS = 100_000;
 
+/**
+ * Lets the event loop run (input, rendering, a cancel click) between graph runs: onnxruntime-web's
+ * WASM run can settle as a microtask, and a loop of those alone would starve the page.
+ */
+const yieldToEventLoop = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
 function check(name: string, value: number, ok: boolean, want: string): void {
   if (!ok) throw new ClientError("bad_option", `${name} is ${value}; expected ${want}`);
 }
@@ -82,6 +88,7 @@ export async function evaluate(
   let sum = 0;
   let tokens = 0;
   for (const group of batches(rows, step.batch, step.seq)) {
+    await yieldToEventLoop();
     signal?.throwIfAborted();
     const r = await step.run(group, R);
     sum += r.loss * r.tokens;
@@ -162,6 +169,7 @@ export async function trainRows(
     let lossSum = 0;
     let tokens = 0;
     for (let a = 0; a < o.accumulate; a++) {
+      await yieldToEventLoop();
       o.signal?.throwIfAborted();
       const r = await step.run(batchAt(train, micro++, step.batch, step.seq), R);
       for (let i = 0; i < grad.length; i++)
