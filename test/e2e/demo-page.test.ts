@@ -1,6 +1,7 @@
 // npm start's server in real Chromium: the page loads the model on the device, a user is chosen,
-// base and personal generations complete and differ, a bad upload shows the server's error, and
-// the WebGPU build (software SwiftShader here) gives the WASM build's greedy tokens.
+// base and personal generations complete and differ, a bad upload shows the server's error,
+// training on the device lowers the loss and uploads a new adapter version (cancel keeps the old
+// one), and the WebGPU build (software SwiftShader here) gives the WASM build's greedy tokens.
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -8,7 +9,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { encodeAdapter } from "../../src/format/index.ts";
+import { decodeAdapter, encodeAdapter } from "../../src/format/index.ts";
 import { type StartedServer, startServer } from "./start-server.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -22,6 +23,12 @@ const ARTIFACTS = join(root, "test-results", "e2e");
 const START_TIMEOUT_MS = 600_000;
 /** σ of the random demo adapters: at 0.1 the random 2-layer model's greedy tokens barely move. */
 const RANDOM_SIGMA = "1";
+/** Optimizer steps of the on-device training check: a few seconds on WASM for tiny-llama. */
+const TRAIN_STEPS = 20;
+/** Its learning rate: tiny-llama's loss falls ~15 % in 20 steps at 1e-2 (measured in Node, WASM). */
+const TRAIN_LR = "0.01";
+/** A word that appears only in the pasted training text, to prove no request carried it. */
+const PRIVATE_MARKER = "zanzibarquokka";
 const CHROMIUM_FLAGS = [
   "--headless=new",
   "--no-sandbox",
@@ -42,6 +49,7 @@ type DemoStatus = {
   generations: number;
   last: { label: string; text: string; tokens: number }[];
   error: string;
+  training: { state: string; losses: number[]; version: number; error: string };
 };
 
 function prepareSourcesDigest(): string {
@@ -66,6 +74,7 @@ const startArgs = () => [
   persistDir,
   "--random-sigma",
   RANDOM_SIGMA,
+  "--train-step",
 ];
 
 let server: StartedServer;
@@ -192,6 +201,108 @@ describe("demo page on npm start's server", () => {
     expect(pageErrors).toEqual([]);
   });
 
+  it("trains the user's R on this device: the loss falls, a new version is uploaded and used", async () => {
+    expect(await page.isVisible("#device-train-form")).toBe(true);
+    expect(await page.isHidden("#device-train-note")).toBe(true);
+    expect(await page.textContent("#device-train")).toMatch(
+      /text you paste stays\s+on this device/,
+    );
+    const sent: string[] = [];
+    page.on("request", (request) => {
+      const body = request.postDataBuffer();
+      if (body?.includes(PRIVATE_MARKER)) sent.push(`${request.method()} ${request.url()}`);
+    });
+    const text = Array.from(
+      { length: 6 },
+      (_, i) => `Paragraph ${i}: my ${PRIVATE_MARKER} writes letters to the union every winter.`,
+    ).join("\n\n");
+    await page.fill("#device-train-text", text);
+    await page.fill("#device-train-steps", String(TRAIN_STEPS));
+    await page.fill("#device-train-lr", TRAIN_LR);
+    await page.click("#device-train-start");
+    await page.waitForFunction(
+      () => {
+        const t = (globalThis as unknown as { demo: DemoStatus }).demo.training;
+        return t.state === "done" || t.state === "error";
+      },
+      null,
+      { timeout: 120_000 },
+    );
+    const { training, version } = await demo();
+    expect(training.error).toBe("");
+    expect(training.losses).toHaveLength(TRAIN_STEPS);
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const first = mean(training.losses.slice(0, 3));
+    const last = mean(training.losses.slice(-3));
+    expect(last).toBeLessThan(first * 0.9);
+    expect(training.version).toBe(2);
+    expect(version).toBe(2);
+    expect(await page.textContent("#device-train-progress")).toMatch(
+      new RegExp(
+        `^step ${TRAIN_STEPS} of ${TRAIN_STEPS} — loss [\\d.]+ — \\d+ tokens/s — about \\d+ s left$`,
+      ),
+    );
+    expect(await page.textContent("#device-train-status")).toMatch(
+      /as version 2 \(If-Match "?[0-9a-f]{64}"?\)/,
+    );
+    expect(await page.textContent("#adapter-card")).toMatch(/Version\s*2 of 2 \(source: client\)/);
+    expect(sent).toEqual([]);
+    await page.screenshot({ path: join(ARTIFACTS, "device-train.png"), fullPage: true });
+
+    // The API holds the new version: an F16 adapter for this model, made on the client.
+    const config = (await (await fetch(`${server.url}/demo-config.json`)).json()) as {
+      users: { id: string; token: string }[];
+    };
+    const token = config.users.find((u) => u.id === "random-b")?.token ?? "";
+    const base = `${server.url}/v1/models/${MODEL}/users/random-b/adapter`;
+    const auth = { authorization: `Bearer ${token}` };
+    const bytes = new Uint8Array(await (await fetch(base, { headers: auth })).arrayBuffer());
+    const adapter = decodeAdapter(bytes);
+    expect(adapter.metadata).toMatchObject({ source: "client", steps: String(TRAIN_STEPS) });
+    expect(adapter.model).toBe(MODEL);
+
+    // The personal column now runs the trained R.
+    const before = (await demo()).generations;
+    await page.fill("#max-tokens", "8");
+    await page.click("#generate");
+    await page.waitForFunction(
+      (n) => (globalThis as unknown as { demo: DemoStatus }).demo.generations === n,
+      before + 1,
+      { timeout: 120_000 },
+    );
+    expect((await demo()).last.map((side) => side.label)).toEqual(["zeros", "random-b"]);
+
+    // A cancelled run uploads nothing and keeps version 2.
+    await page.fill("#device-train-steps", "100000");
+    await page.click("#device-train-start");
+    await page.waitForFunction(
+      () => (globalThis as unknown as { demo: DemoStatus }).demo.training.losses.length >= 2,
+      null,
+      { timeout: 60_000 },
+    );
+    await page.click("#device-train-cancel");
+    await page.waitForFunction(
+      () => (globalThis as unknown as { demo: DemoStatus }).demo.training.state !== "running",
+      null,
+      { timeout: 60_000 },
+    );
+    expect((await demo()).training.state).toBe("cancelled");
+    expect(await page.textContent("#device-train-status")).toMatch(
+      /^cancelled after \d+ steps: nothing was uploaded/,
+    );
+    const versions = (await (await fetch(`${base}/versions`, { headers: auth })).json()) as {
+      versions: { version: number; source: string }[];
+    };
+    expect(versions.versions.map((v) => [v.version, v.source])).toEqual([
+      [2, "client"],
+      [1, expect.any(String)],
+    ]);
+    // Back to the seeded demo adapter, so a restart finds it current (checked below).
+    const restore = await fetch(`${base}/versions/1/restore`, { method: "POST", headers: auth });
+    expect(restore.status).toBe(201);
+    expect(pageErrors).toEqual([]);
+  });
+
   it("runs the same model on WebGPU when chosen, with the same greedy tokens", async () => {
     await page.selectOption("#device", "webgpu");
     await page.waitForFunction(
@@ -206,10 +317,11 @@ describe("demo page on npm start's server", () => {
     expect(await page.textContent("#backend")).toBe("WebGPU");
     // SwiftShader (software WebGPU) takes seconds per token: a few tokens prove the path.
     await page.fill("#max-tokens", "3");
+    const before = (await demo()).generations;
     await page.click("#generate");
     await page.waitForFunction(
-      () => (globalThis as unknown as { demo: DemoStatus }).demo.generations === 2,
-      null,
+      (n) => (globalThis as unknown as { demo: DemoStatus }).demo.generations === n,
+      before + 1,
       { timeout: 240_000 },
     );
     const { last } = await demo();
