@@ -3,10 +3,10 @@
 // session creation time, peak RSS, and the time to personalize on 20k tokens extrapolated
 // from the measured step time.
 //
-//   node --experimental-strip-types bench/train-on-device.ts --dir <prepared folder with train.json>
+//   node --experimental-strip-types bench/train-on-device.ts --dir <prepared folder whose manifest has onnx_train>
 //   node --experimental-strip-types bench/train-on-device.ts --dir .cache/models/tiny-llama-train --steps 5
 //
-// The folder needs model.onnx(+.data) and model.train.onnx + train.json
+// The folder needs model.onnx(+.data) and model.train.onnx, listed in the manifest's onnx_train block
 // (npm run prepare-model -- ... --train-step 1x128, or python -m loraxs.export_train_step --dir ...).
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -26,7 +26,7 @@ const { values: args } = parseArgs({
   },
 });
 if (args.dir === undefined)
-  throw new Error("--dir <prepared model folder with train.json> is required");
+  throw new Error("--dir <prepared model folder whose manifest has onnx_train> is required");
 const DIR = args.dir;
 const STEPS = Number(args.steps);
 const TARGET_TOKENS = Number(args.tokens);

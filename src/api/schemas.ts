@@ -91,6 +91,7 @@ export const TrainingOptions = z
     lr: z.number().positive().max(1).optional(),
     seq_len: z.number().int().min(8).max(8192).optional(),
     seed: z.number().int().min(0).optional(),
+    batch_size: z.number().int().min(1).max(256).optional(),
   })
   .openapi("TrainingOptions");
 

@@ -40,7 +40,7 @@ async function setup(family: "decoder" | "encoder" = "decoder") {
 async function create(
   model: string,
   user: string,
-  body: unknown = { data: textData, options: { steps: 10, lr: 0.002 } },
+  body: unknown = { data: textData, options: { steps: 10, lr: 0.002, batch_size: 2 } },
 ) {
   return call("POST", `/v1/models/${model}/users/${user}/jobs`, {
     token: await token(user),
@@ -73,7 +73,7 @@ describe("create and status", () => {
       lease_expires: null,
       version: null,
     });
-    expect(job.options).toEqual({ steps: 10, lr: 0.002 });
+    expect(job.options).toEqual({ steps: 10, lr: 0.002, batch_size: 2 });
     const data = await env.BUCKET.get(`jobs/${job.id}/data.json`);
     expect(JSON.parse((await data?.text()) ?? "null")).toEqual(textData);
 
@@ -110,6 +110,8 @@ describe("create and status", () => {
       { data: textData, options: { steps: -1 } },
       { data: textData, options: { lr: "fast" } },
       { data: textData, options: { epochs: 3 } },
+      { data: textData, options: { batch_size: 0 } },
+      { data: textData, options: { batch_size: 1000 } },
       { data: textData, extra: true },
       [],
     ];

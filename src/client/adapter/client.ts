@@ -33,7 +33,8 @@ export interface FetchedAdapter {
 }
 
 export interface UploadResult {
-  version: string;
+  /** The API's version number of the stored adapter (1 for a user's first). */
+  version: number;
   etag: string;
   bytes: number;
 }
