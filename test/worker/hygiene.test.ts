@@ -77,7 +77,9 @@ describe("request ids, CORS, logs", () => {
     const bogus = await call("GET", "/v1/health", { headers: { "x-request-id": "<script>" } });
     expect(bogus.headers.get("x-request-id")).not.toBe("<script>");
     const error = await call("GET", "/v1/missing");
-    expect(error.headers.get("x-request-id")).toBeTruthy();
+    expect(error.headers.get("x-request-id")).toMatch(
+      /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+    );
   });
 
   it("CORS allows the configured origins and exposes ETag and X-Adapter-Version", async () => {

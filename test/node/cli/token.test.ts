@@ -37,14 +37,14 @@ describe("loraxs token", () => {
     const fromEnv = await cli(["token", "--sub", "bob"], { JWT_SECRET: "from-env" });
     await expect(
       jwtVerify(fromEnv.stdout.trim(), key("from-env"), { audience: "loraxs-edge" }),
-    ).resolves.toBeTruthy();
+    ).resolves.toMatchObject({ payload: { sub: "bob", aud: "loraxs-edge" } });
     const dir = await mkdtemp(join(tmpdir(), "loraxs-devvars-"));
     await writeFile(join(dir, ".dev.vars"), '# local secrets\nOTHER=1\nJWT_SECRET="from-file"\n');
     const fromFile = await cli(["token", "--sub", "bob", "--audience", "elsewhere"], {}, dir);
     expect(fromFile.code, fromFile.stderr).toBe(EXIT.ok);
     await expect(
       jwtVerify(fromFile.stdout.trim(), key("from-file"), { audience: "elsewhere" }),
-    ).resolves.toBeTruthy();
+    ).resolves.toMatchObject({ payload: { sub: "bob", aud: "elsewhere" } });
     await expect(
       jwtVerify(fromFile.stdout.trim(), key("from-env"), { audience: "elsewhere" }),
     ).rejects.toThrow();
