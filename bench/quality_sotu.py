@@ -113,6 +113,10 @@ def main() -> int:
     p.add_argument("--lora-lrs", default="3e-4,1e-3,3e-3", help="PEFT LoRA learning rates tried")
     p.add_argument("--lora-sweep-users", type=int, default=6, help="users the PEFT learning rate is picked on")
     p.add_argument("--skip-lora", action="store_true")
+    p.add_argument("--eval-every", type=int, default=0, help="LoRA-XS early stopping: evaluate each user's validation "
+                   "split every N steps and keep its best snapshot (0 = off: train all --steps, keep the last)")
+    p.add_argument("--patience", type=int, default=3, help="evaluations without improvement before a user stops")
+    p.add_argument("--progress", action="store_true", help="training progress bar on stderr")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", required=True)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -161,7 +165,8 @@ def main() -> int:
         users.append(dict(name=pres.name, seed=seed, train=train, val=val, held=held, train_tokens=blocks.tokens,
                           held_tokens=held.tokens, train_years=f"{pres.train_years[0]}-{pres.train_years[-1]}",
                           heldout_years=",".join(map(str, pres.heldout_years))))
-    cfg = TrainConfig(device=dev, progress=False, max_batch=256)
+    cfg = TrainConfig(device=dev, progress=args.progress, max_batch=256, eval_every=max(1, args.eval_every),
+                      patience=args.patience)
     budget = args.steps * args.batch * args.seq_len
     print(f"{len(users)} users; {budget:,} training tokens each ({args.steps} steps x {args.batch} x {args.seq_len})", flush=True)
 
@@ -173,9 +178,15 @@ def main() -> int:
     best_lr, best_results = None, None
     for lr in [float(x) for x in args.lrs.split(",")]:
         t0 = time.time()
-        tasks = [UserTask(u["name"], u["train"], None, args.steps, lr, u["seed"], args.batch) for u in users]
+        tasks = [UserTask(u["name"], u["train"], u["val"] if args.eval_every else None, args.steps, lr, u["seed"], args.batch)
+                 for u in users]
         results = MultiUserTrainer(model, source, "decoder", tasks, cfg).train()
-        if len(args.lrs.split(",")) == 1:  # nothing to pick: skip the validation pass
+        if args.eval_every:  # the trainer already measured each user's best validation loss
+            score = sum(r.val_loss for r in results) / len(results)
+            for r in results:
+                print(f"  {r.user}: best val ppl {r.val_ppl:.3f} at step {r.best_step} of {r.steps}"
+                      f"{' (stopped early)' if r.stopped_early else ''}", flush=True)
+        elif len(args.lrs.split(",")) == 1:  # nothing to pick: skip the validation pass
             score = float("nan")
         else:
             vals = [heldout_ppl(model, source, u["val"], r.R, dev) for u, r in zip(users, results)]
@@ -193,6 +204,8 @@ def main() -> int:
         (out / f"{u['name'].replace('_', '-')}.safetensors").write_bytes(data)  # the file stem is a user id: no '_'
         u["adapter_bytes"] = len(data)
         u["steps"] = r.steps
+        u["best_step"] = r.best_step
+        u["val_ppl"] = r.val_ppl
 
     # PEFT LoRA r=8: one user at a time; learning rate picked on the first users' validation split.
     lora_lr, lora_sweep, lora_params = None, {}, 0
@@ -219,7 +232,7 @@ def main() -> int:
     M, r = source.modules, source.rank
     summary = {
         "users": len(users), "tokens_per_user": budget, "steps": args.steps, "batch": args.batch, "seq_len": args.seq_len,
-        "eval_seq_len": args.eval_seq_len, "loraxs_lr": best_lr, "loraxs_sweep": sweep, "lora_lr": lora_lr, "lora_sweep": lora_sweep,
+        "eval_seq_len": args.eval_seq_len, "eval_every": args.eval_every, "patience": args.patience, "loraxs_lr": best_lr, "loraxs_sweep": sweep, "lora_lr": lora_lr, "lora_sweep": lora_sweep,
         "loraxs_trainable_per_user": M * r * r, "loraxs_bytes_per_user": users[0]["adapter_bytes"],
         "lora_trainable_per_user": lora_params, "lora_bytes_per_user_f16": lora_params * 2,
         "mean_base_ppl": sum(u["base_ppl"] for u in users) / len(users),
