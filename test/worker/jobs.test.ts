@@ -195,7 +195,10 @@ describe("claim, heartbeat, data, complete", () => {
 
   it("claim validates its body and is for workers only", async () => {
     const { model, worker, userToken } = await setup();
-    const asUser = await call("POST", "/v1/jobs/claim", { token: userToken, json: {} });
+    const asUser = await call("POST", "/v1/jobs/claim", {
+      token: userToken,
+      json: { models: [model] },
+    });
     expect(asUser.status).toBe(403);
     for (const body of [
       { max: 0 },
@@ -207,9 +210,12 @@ describe("claim, heartbeat, data, complete", () => {
       const res = await call("POST", "/v1/jobs/claim", { token: worker, json: body });
       expect(res.status, JSON.stringify(body)).toBe(422);
     }
-    const empty = await call("POST", "/v1/jobs/claim", { token: worker });
+    const empty = await call("POST", "/v1/jobs/claim", {
+      token: worker,
+      json: { models: [model] },
+    });
     expect(empty.status).toBe(200);
-    expect(model).toBeTruthy();
+    expect(await empty.json()).toEqual({ jobs: [] }); // nothing queued for this fresh model
   });
 
   it("heartbeat extends the lease; data needs the lease; complete stores a worker version idempotently", async () => {
