@@ -57,6 +57,10 @@ class TrainConfig:
     autocast: bool = True  # bf16 autocast on CUDA; CPU always runs fp32
     max_batch: int = 256  # examples in one forward (users × per-user batch), split into chunks above
     progress: bool = True
+    # fast path (docs/training.md): chunked output layer + loss, cached low-precision factors, no
+    # attention mask for right-padded causal rows; False = the plain path (the reference)
+    fast: bool = True
+    compile: bool | None = None  # torch.compile the decoder layers; None = on CUDA only
 
 
 @dataclass
