@@ -31,6 +31,9 @@ class RSource:
         self.modules = modules
         self.rank = rank
         self.R: torch.Tensor | None = None
+        # Trainers switch this on: R folded into the down-projection and the up-projection's add
+        # fused into its product. Off, the branch is the three plain products the ONNX export traces.
+        self.fused = False
 
     def set(self, R: torch.Tensor | None) -> None:
         if R is not None and tuple(R.shape[-3:]) != (self.modules, self.rank, self.rank):
@@ -57,6 +60,11 @@ class LoraXSLinear(nn.Module):
         self.register_buffer("up", up.detach().to(torch.float32).contiguous())  # [out, r]
         self.index = index
         self.source = source  # plain attribute: not a submodule, not saved
+        self._cast: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}  # fused path: factors per compute dtype
+
+    def _apply(self, fn, recurse=True):  # .to() / .cuda() / .half(): cached casts would be stale
+        self._cast = {}
+        return super()._apply(fn, recurse)
 
     @property
     def in_features(self) -> int:
@@ -75,6 +83,8 @@ class LoraXSLinear(nn.Module):
         R = self.source.R
         if R is None:
             return y
+        if self.source.fused:
+            return self._fused(x, y, R)
         dtype = x.dtype
         h = x @ self.down.to(dtype).T  # [B, T, r]
         if R.dim() == 3:  # one adapter for the batch
@@ -83,6 +93,27 @@ class LoraXSLinear(nn.Module):
             Rb = R[:, self.index].to(dtype)  # [B, r, r]
             h = torch.matmul(h, Rb.transpose(-1, -2))  # [B, T, r]
         return y + h @ self.up.to(dtype).T  # [B, T, out]
+
+    def _factors_in(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(down [r, in], upᵀ [r, out]) in `dtype`, cast once: the frozen factors never change."""
+        got = self._cast.get(dtype)
+        if got is None:
+            got = self._cast[dtype] = (self.down.to(dtype).contiguous(), self.up.to(dtype).T.contiguous())
+        return got
+
+    def _fused(self, x: torch.Tensor, y: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+        """y + x (R·down)ᵀ upᵀ with two products: R folded into down, the add fused into the last one."""
+        dev = x.device.type
+        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+        down, up_t = self._factors_in(dtype)
+        xd = x.to(dtype)
+        if R.dim() == 3:  # one adapter for the batch: A = R·down [r, in]
+            h = xd @ (R[self.index].to(dtype) @ down).T
+        else:  # one adapter per example: A [B, r, in]
+            A = torch.matmul(R[:, self.index].to(dtype), down)
+            h = torch.bmm(xd.reshape(x.shape[0], -1, x.shape[-1]), A.transpose(1, 2))
+        out = torch.addmm(y.reshape(-1, y.shape[-1]).to(dtype), h.reshape(-1, h.shape[-1]), up_t)
+        return out.view(y.shape)
 
 
 @dataclass

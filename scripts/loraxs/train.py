@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Blocks, DataError, JobOptions, LabelData, TextData, parse_job_data, parse_options, split_blocks, text_blocks
+from .fast_path import CausalLMLoss, compile_layers, decoder_parts, pick_features
 from .lora_xs import RSource, init_R
 
 
@@ -61,6 +62,7 @@ class TrainConfig:
     # attention mask for right-padded causal rows; False = the plain path (the reference)
     fast: bool = True
     compile: bool | None = None  # torch.compile the decoder layers; None = on CUDA only
+    features: tuple[str, ...] | None = None  # an explicit subset of fast_path.FEATURES (benchmarks)
 
 
 @dataclass
@@ -252,27 +254,39 @@ class MultiUserTrainer:
         self.opt = TableAdamW(self.params, cfg.betas, cfg.eps, cfg.weight_decay)
         self.streams = [Stream(len(t.train), t.seed) for t in tasks]
         self.use_autocast = cfg.autocast and self.device.type == "cuda"
+        self.features = pick_features(cfg.fast, cfg.compile, cfg.features, self.device)
+        self.fast_lm = None
+        parts = decoder_parts(model) if family == "decoder" else None
+        if parts is not None and self.features & {"chunked-loss", "no-mask"}:
+            dtype = torch.bfloat16 if self.use_autocast else next(model.parameters()).dtype
+            self.fast_lm = CausalLMLoss(*parts, dtype, "chunked-loss" in self.features, "no-mask" in self.features)
 
     # -- one forward over a list of (user index, example indices) -------------------------------
-    def _forward(self, rows: torch.Tensor, data: Blocks | Examples) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-example loss sums and weights for examples `data` belonging to users `rows`."""
+    def _forward(self, rows: torch.Tensor, data: Blocks | Examples,
+                 example_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Per-example loss sums and weights for examples `data` of users `rows`, and the objective
+        Σ example_weights · loss sums (differentiable; None without weights)."""
         dev = self.device
         self.source.set(self.table[rows])  # [B, M, r, r]: each example its own user's R
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.use_autocast):
-            if self.family == "decoder":
-                ids, mask = data.ids.to(dev), data.mask.to(dev)
-                logits = self.model(input_ids=ids, attention_mask=mask).logits
-                out = lm_losses(logits, ids, mask)
-            else:
-                ids, mask = data.ids.to(dev), data.mask.to(dev)
-                hidden = self.model(input_ids=ids, attention_mask=mask, token_type_ids=data.type_ids.to(dev)).last_hidden_state
-                emb = mean_pool(hidden, mask)
-                logits = torch.einsum("bh,bch->bc", emb, self.head_w[rows]) + self.head_b[rows]
-                logits = logits.masked_fill(~self.class_valid[rows], float("-inf"))
-                loss = F.cross_entropy(logits, data.labels.to(dev), reduction="none")
-                out = loss, torch.ones_like(loss)
-        self.source.set(None)
-        return out
+        try:
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.use_autocast):
+                ids, mask = data.ids.to(dev, non_blocking=True), data.mask.to(dev, non_blocking=True)
+                if self.family == "decoder" and self.fast_lm is not None:
+                    return self.fast_lm(ids, mask, data.mask, example_weights)
+                if self.family == "decoder":
+                    logits = self.model(input_ids=ids, attention_mask=mask).logits
+                    s_ex, c_ex = lm_losses(logits, ids, mask)
+                else:
+                    hidden = self.model(input_ids=ids, attention_mask=mask, token_type_ids=data.type_ids.to(dev)).last_hidden_state
+                    emb = mean_pool(hidden, mask)
+                    logits = torch.einsum("bh,bch->bc", emb, self.head_w[rows]) + self.head_b[rows]
+                    logits = logits.masked_fill(~self.class_valid[rows], float("-inf"))
+                    s_ex = F.cross_entropy(logits, data.labels.to(dev), reduction="none")
+                    c_ex = torch.ones_like(s_ex)
+        finally:
+            self.source.set(None)
+        objective = None if example_weights is None else (s_ex.float() * example_weights).sum()
+        return s_ex.detach(), c_ex, objective
 
     def _gather(self, u: int, idx: torch.Tensor, split: str) -> Blocks | Examples:
         d = getattr(self.tasks[u], split)
@@ -297,12 +311,23 @@ class MultiUserTrainer:
             chunk = items[k : k + bs]
             rows = torch.tensor([u for u, _ in chunk], device=self.device)
             parts = [self._gather(u, torch.tensor([i]), "val") for u, i in chunk]
-            s, c = self._forward(rows, self._cat(parts))
+            s, c, _ = self._forward(rows, self._cat(parts))
             sums.index_add_(0, rows.cpu(), s.double().cpu())
             counts.index_add_(0, rows.cpu(), c.double().cpu())
         return {u: float(sums[u] / counts[u]) for u in users if counts[u] > 0}
 
     def train(self, should_stop: Callable[[], bool] | None = None) -> list[UserResult]:
+        """Trains every user to its step count or early stop; the model is left as it was given."""
+        fused_before = self.source.fused
+        self.source.fused = "fused-branch" in self.features
+        undo_compile = compile_layers(self.model) if "compile" in self.features else (lambda: None)
+        try:
+            return self._train(should_stop)
+        finally:
+            undo_compile()
+            self.source.fused = fused_before
+
+    def _train(self, should_stop: Callable[[], bool] | None) -> list[UserResult]:
         cfg, U = self.cfg, self.U
         steps = torch.tensor([t.steps for t in self.tasks])
         lrs = torch.tensor([t.lr for t in self.tasks], dtype=torch.float64)
@@ -341,12 +366,12 @@ class MultiUserTrainer:
             # Users' losses are independent: the total is a sum of per-user means, so each row of
             # the table gets exactly its own user's gradient. Chunks accumulate gradients.
             counts.index_add_(0, rows, self._weights(rows, batch))
+            example_w = 1.0 / counts.clamp(min=1)[rows]  # Σ over users of each user's mean loss
             for k in range(0, len(rows_l), cfg.max_batch):
                 sl = slice(k, k + cfg.max_batch)
-                s_ex, _ = self._forward(rows[sl], self._slice(batch, sl))
-                per_user = torch.zeros(U, device=self.device).index_add(0, rows[sl], s_ex.float())
-                (per_user / counts.clamp(min=1)).sum().backward()
-                sums += per_user.detach()
+                s_ex, _, objective = self._forward(rows[sl], self._slice(batch, sl), example_w[sl])
+                objective.backward()
+                sums.index_add_(0, rows[sl], s_ex.float())
             for p in self.params:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)

@@ -1,0 +1,103 @@
+"""The trainer's fast path: what it switches on, for which models, and how.
+
+Features (each can be named alone, for benchmarks; `TrainConfig.fast` turns on all that apply):
+- fused-branch: the LoRA-XS branch as two products with the factors cast once (lora_xs.LoraXSLinear._fused);
+- chunked-loss: output layer + cross-entropy in token chunks, gradient computed on the way (fused_loss);
+- no-mask: right-padded rows are fed without an attention mask. Under causal attention a real
+  token only sees earlier positions, which are all real, so its output is the same; the loss
+  already ignores padded positions. Without a mask, attention runs the fused causal kernel;
+- compile: each decoder layer through torch.compile (elementwise work fused, fewer launches).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .fused_loss import linear_cross_entropy
+
+FEATURES = ("fused-branch", "chunked-loss", "no-mask", "compile")
+COMPILE_OPTIONS: dict = {"dynamic": False}  # tests swap in a codegen-free backend
+
+
+def pick_features(fast: bool, compile: bool | None, features: tuple[str, ...] | None, device: torch.device) -> frozenset[str]:
+    """The features a run uses: an explicit list wins; otherwise all of them when `fast`
+    (compile only on CUDA unless asked: on a CPU its minutes of compilation rarely pay off)."""
+    if features is not None:
+        unknown = sorted(set(features) - set(FEATURES))
+        if unknown:
+            raise ValueError(f"unknown fast-path features {unknown}; known: {', '.join(FEATURES)}")
+        return frozenset(features)
+    if not fast:
+        return frozenset()
+    on = set(FEATURES) - {"compile"}
+    if compile or (compile is None and device.type == "cuda"):
+        on.add("compile")
+    return frozenset(on)
+
+
+def decoder_parts(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
+    """(transformer body, output layer) of a causal LM whose logits are plain `body(x) @ headᵀ`,
+    or None when the model does anything else to its logits (bias, scaling, soft-capping)."""
+    get_body, get_head = getattr(model, "get_decoder", None), getattr(model, "get_output_embeddings", None)
+    if get_body is None or get_head is None:
+        return None
+    body, head = get_body(), get_head()
+    config = getattr(model, "config", None)
+    if body is None or body is model or not isinstance(head, nn.Linear) or head.bias is not None:
+        return None
+    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None) not in (None, 1, 1.0):
+        return None
+    return body, head
+
+
+def right_padded(mask: torch.Tensor) -> bool:
+    """Every row is ones then zeros (never a real token after padding)."""
+    return bool((mask[:, 1:] <= mask[:, :-1]).all())
+
+
+class CausalLMLoss:
+    """Per-example next-token NLL sums of a causal LM, through chunked-loss and/or no-mask."""
+
+    def __init__(self, body: nn.Module, head: nn.Linear, compute_dtype: torch.dtype, chunked: bool, no_mask: bool):
+        self.body, self.head, self.chunked, self.no_mask = body, head, chunked, no_mask
+        self.weight = head.weight.detach().to(compute_dtype)  # frozen: cast once
+        self.compute_dtype = compute_dtype
+
+    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, mask_host: torch.Tensor,
+                 example_weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        B, T = ids.shape
+        attention = None if self.no_mask and right_padded(mask_host) else mask
+        hidden = self.body(input_ids=ids, attention_mask=attention).last_hidden_state  # [B, T, H]
+        valid = (mask[:, 1:] * mask[:, :-1]).bool()  # position t predicts token t + 1
+        counts = valid.sum(1).float()
+        rows = torch.arange(B, device=ids.device)[:, None].expand(B, T - 1)[valid]
+        h = hidden[:, :-1][valid].to(self.compute_dtype)  # [N, H]: real positions only
+        targets = ids[:, 1:][valid]
+        w = example_weights[rows] if example_weights is not None else torch.zeros(len(rows), device=ids.device)
+        if self.chunked:
+            objective, nll = linear_cross_entropy(h, self.weight, targets, w)
+        else:
+            nll = torch.nn.functional.cross_entropy((h @ self.weight.T).float(), targets, reduction="none")
+            objective = (nll * w).sum()
+        sums = torch.zeros(B, device=ids.device).index_add_(0, rows, nll.detach().float())
+        return sums, counts, objective if example_weights is not None else None
+
+
+def compile_layers(model: nn.Module) -> Callable[[], None]:
+    """torch.compile each decoder layer in place; returns the undo. Layers share one compiled code
+    (same class), so a 30-layer model compiles once per shape."""
+    body = model.get_decoder() if hasattr(model, "get_decoder") else model
+    layers = getattr(body, "layers", None)
+    if layers is None:
+        return lambda: None
+    for layer in layers:
+        layer.compile(**COMPILE_OPTIONS)
+
+    def undo() -> None:
+        for layer in layers:
+            layer._compiled_call_impl = None
+
+    return undo

@@ -1,0 +1,140 @@
+"""The trainer's fast path computes what the plain path computes (CPU, tiny models)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from test_train import RANK, VOCAB, cfg, pattern_blocks, tiny_decoder, tiny_encoder
+
+from loraxs import fast_path
+from loraxs.data import Blocks
+from loraxs.fused_loss import linear_cross_entropy
+from loraxs.lora_xs import adapted_modules
+from loraxs.train import MultiUserTrainer, UserTask
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, None])
+def test_chunked_linear_cross_entropy_matches_the_plain_loss_and_gradient(chunk):
+    g = torch.Generator().manual_seed(0)
+    N, H, V = 37, 16, 50
+    hidden = torch.randn(N, H, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(V, H, generator=g, dtype=torch.float64)
+    targets = torch.randint(0, V, (N,), generator=g)
+    w = torch.rand(N, generator=g, dtype=torch.float64)
+    w[::5] = 0  # ignored tokens
+    loss, nll = linear_cross_entropy(hidden, weight, targets, w, chunk=chunk)
+    (grad,) = torch.autograd.grad(loss * 3.0, hidden)  # the upstream gradient is applied too
+
+    ref_h = hidden.detach().clone().requires_grad_(True)
+    ref_nll = F.cross_entropy(ref_h @ weight.T, targets, reduction="none")
+    ref_loss = (ref_nll * w).sum()
+    (ref_grad,) = torch.autograd.grad(ref_loss * 3.0, ref_h)
+    assert nll.dtype == torch.float32
+    assert torch.allclose(nll.double(), ref_nll, atol=1e-5)
+    assert torch.allclose(loss.double(), ref_loss.float().double(), rtol=1e-5)
+    assert torch.allclose(grad, ref_grad, atol=2e-5), (grad - ref_grad).abs().max()  # logits are fp32
+    assert grad[::5].abs().max() == 0  # zero-weight tokens send no gradient
+
+
+def test_chunked_linear_cross_entropy_names_bad_shapes():
+    h, W = torch.zeros(4, 8), torch.zeros(10, 8)
+    with pytest.raises(ValueError, match=r"hidden \(4, 9\) and weight \(10, 8\)"):
+        linear_cross_entropy(torch.zeros(4, 9), W, torch.zeros(4, dtype=torch.long), torch.ones(4))
+    with pytest.raises(ValueError, match=r"targets \(3,\)"):
+        linear_cross_entropy(h, W, torch.zeros(3, dtype=torch.long), torch.ones(4))
+
+
+@pytest.mark.parametrize("per_example", [False, True])
+def test_fused_branch_equals_the_three_products(per_example):
+    model, source, _ = tiny_decoder()
+    g = torch.Generator().manual_seed(3)
+    B, T = 3, 10
+    ids = torch.randint(0, VOCAB, (B, T), generator=g)
+    R = torch.randn((B,) * per_example + (source.modules, RANK, RANK), generator=g) * 0.3
+    source.set(R)
+    with torch.no_grad():
+        plain = model(input_ids=ids).logits
+        source.fused = True
+        fused = model(input_ids=ids).logits
+    source.fused = False
+    source.set(None)
+    with torch.no_grad():
+        base = model(input_ids=ids).logits
+    assert (plain - base).abs().max() > 1e-2  # R really changes the outputs
+    assert torch.allclose(fused, plain, atol=1e-5), (fused - plain).abs().max()
+
+
+def test_fast_and_plain_trainers_give_the_same_adapters_and_losses():
+    model, source, _ = tiny_decoder()
+    # user c's data is shorter than a block: its rows are right-padded (the no-mask case)
+    short = pattern_blocks(3, 70, n=1, T=24)
+    short = Blocks(torch.cat([short.ids, short.ids]), torch.cat([short.mask, short.mask]))
+    short.mask[:, 17:] = 0
+    tasks = [UserTask("a", pattern_blocks(5, 3), val=pattern_blocks(5, 3, n=2), steps=10, lr=1e-2, seed=1, batch_size=2),
+             UserTask("b", pattern_blocks(7, 40), steps=7, lr=3e-3, seed=2, batch_size=3),
+             UserTask("c", short, steps=10, lr=5e-3, seed=3, batch_size=2)]
+    plain = MultiUserTrainer(model, source, "decoder", tasks, cfg(fast=False, eval_every=5)).train()
+    trainer = MultiUserTrainer(model, source, "decoder", tasks, cfg(eval_every=5))
+    assert trainer.features == {"fused-branch", "chunked-loss", "no-mask"}  # compile: CUDA only by default
+    fast = trainer.train()
+    for p, f in zip(plain, fast):
+        assert (p.R - f.R).abs().max() <= 1e-5 * p.R.abs().max(), p.user
+        assert f.train_loss == pytest.approx(p.train_loss, rel=1e-5)
+    assert fast[0].val_loss == pytest.approx(plain[0].val_loss, rel=1e-5)
+    assert source.fused is False and source.R is None  # the model is left as it was given
+
+
+def test_left_padded_rows_keep_their_attention_mask():
+    assert fast_path.right_padded(torch.tensor([[1, 1, 0], [1, 1, 1]]))
+    assert not fast_path.right_padded(torch.tensor([[0, 1, 1]]))
+    model, source, _ = tiny_decoder()
+    ids = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(5))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0  # left padding: real tokens after padding must not attend to it
+    loss = fast_path.CausalLMLoss(*fast_path.decoder_parts(model), torch.float32, chunked=True, no_mask=True)
+    with torch.no_grad():
+        s, c, _ = loss(ids, mask, mask, None)
+        logits = model(input_ids=ids, attention_mask=mask).logits
+    ref = F.cross_entropy(logits[:, :-1].reshape(-1, VOCAB), ids[:, 1:].reshape(-1), reduction="none").view(2, -1)
+    valid = (mask[:, 1:] * mask[:, :-1]).float()
+    assert torch.allclose(s, (ref * valid).sum(1), atol=1e-4)
+    assert c.tolist() == [7.0, 11.0]
+
+
+def test_compiled_layers_train_the_same_adapters_and_are_undone(monkeypatch):
+    # the codegen-free backend checks tracing and autograd through RSource; GPUs use inductor
+    monkeypatch.setattr(fast_path, "COMPILE_OPTIONS", {"backend": "aot_eager", "dynamic": False})
+    model, source, _ = tiny_decoder()
+    tasks = [UserTask("a", pattern_blocks(5, 3), steps=5, lr=1e-2, seed=1, batch_size=2),
+             UserTask("b", pattern_blocks(7, 40), steps=5, lr=1e-2, seed=2, batch_size=2)]
+    plain = MultiUserTrainer(model, source, "decoder", tasks, cfg(fast=False)).train()
+    compiled = MultiUserTrainer(model, source, "decoder", tasks, cfg(compile=True)).train()
+    for p, c in zip(plain, compiled):
+        assert (p.R - c.R).abs().max() <= 1e-5 * p.R.abs().max()
+    assert all(layer._compiled_call_impl is None for layer in model.model.layers)
+
+
+def test_features_pick_and_reject():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert fast_path.pick_features(False, None, None, cuda) == set()
+    assert "compile" in fast_path.pick_features(True, None, None, cuda)
+    assert "compile" not in fast_path.pick_features(True, None, None, cpu)
+    assert fast_path.pick_features(True, None, ("no-mask",), cpu) == {"no-mask"}
+    with pytest.raises(ValueError, match=r"unknown fast-path features \['fused-loss'\]"):
+        fast_path.pick_features(True, None, ("fused-loss",), cpu)
+
+
+def test_encoders_keep_the_plain_loss_and_still_train_the_same():
+    model, source, _ = tiny_encoder()
+    assert fast_path.decoder_parts(model) is None
+    from loraxs.train import Examples
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, VOCAB, (8, 12), generator=g)
+    ex = Examples(ids, torch.ones_like(ids), torch.zeros_like(ids), torch.tensor([0, 1] * 4))
+    task = UserTask("e", ex, steps=4, lr=1e-2, seed=0, batch_size=4, classes=["a", "b"])
+    [p] = MultiUserTrainer(model, source, "encoder", [task], cfg(fast=False)).train()
+    [f] = MultiUserTrainer(model, source, "encoder", [task], cfg()).train()
+    assert (p.R - f.R).abs().max() <= 1e-5 * p.R.abs().max()
+    assert len(adapted_modules(model)) == source.modules
