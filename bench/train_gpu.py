@@ -1,13 +1,18 @@
-"""Training throughput on a GPU: LoRA-XS (the project's multi-user trainer) vs PEFT LoRA.
+"""Training throughput on a GPU: the LoRA-XS trainer, optimisation by optimisation, vs PEFT LoRA.
 
-    PYTHONPATH=scripts python bench/train_gpu.py [--configs smollm2-135m,llama-1b] [--steps 8] [--out results.json]
+    npm run bench:trainer -- [--configs smollm2-135m,llama-1b] [--profile ops.txt] [--out rows.json]
+    PYTHONPATH=scripts python3 bench/train_gpu.py …          (a GPU machine without Node)
 
 Real architectures with random bf16 weights (throughput does not depend on the values), bf16
-autocast, AdamW, q_proj and v_proj adapted, batch of `--batch` × `--seq-len` tokens. LoRA-XS
-runs through MultiUserTrainer.train() itself (per-example R gather, per-user losses, per-user
-clip, one table step) with 1 user and with N users mixed in every batch; PEFT LoRA r=8 runs a
-plain loop with the same loss code and torch's fused AdamW. Each row is the median step time
-of `--steps` steps after `--warmup` steps.
+autocast, AdamW, q_proj and v_proj adapted. Every LoRA-XS row runs MultiUserTrainer.train()
+itself — the worker's training path: per-example R gather, per-user losses, clip and table
+step, the per-step loss read-back — on `--batch` different users per batch, each with
+`--user-tokens` of data cut into `--seq-len` blocks (so some rows are padded, as in real jobs).
+The ladder adds the fast path's features one at a time (naive = TrainConfig(fast=False));
+then the full fast path with 1 user vs `--users` users in a batch. PEFT LoRA r=8 is the peer
+(a plain loop, same loss code, fused AdamW). tokens/s counts real (unpadded) tokens for LoRA-XS
+rows and every token for PEFT and forward rows (no padding there). Each row is the median step
+time of `--steps` steps after `--warmup` steps (compilation falls in the warm-up).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from loraxs.data import Blocks  # noqa: E402
+from loraxs.data import Blocks, pack_blocks  # noqa: E402
 from loraxs.lora_xs import Factors, find_target_modules, inject  # noqa: E402
 from loraxs.train import MultiUserTrainer, TrainConfig, UserTask, lm_losses  # noqa: E402
 
@@ -117,26 +122,45 @@ def bench_peft(model, ids, mask, warmup, steps) -> tuple[float, int]:
 
 
 def guarded(fn, *a):
+    """A row that fails (out of memory, a compiler error) is reported and skipped, not fatal."""
     try:
         return fn(*a)
-    except torch.OutOfMemoryError:
-        torch.cuda.empty_cache()
+    except Exception as e:  # noqa: BLE001
+        print(json.dumps({"error": f"{type(e).__name__}: {str(e)[:300]}"}), flush=True)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
         return None
 
 
-def bench_loraxs(model, source, users: int, batch: int, seq_len: int, warmup: int, steps: int, device: str) -> float:
-    """MultiUserTrainer.train() with `users` users, batch/users examples each, all in every step."""
+def user_blocks(vocab: int, tokens: int, seq_len: int, seed: int) -> Blocks:
+    """A user's training set as the worker builds it: a token stream cut into blocks, the last one
+    right-padded (20 k tokens at 512 = 39 full blocks + one of 32 tokens)."""
+    g = torch.Generator().manual_seed(seed)
+    return pack_blocks(torch.randint(3, vocab, (tokens,), generator=g).tolist(), seq_len)
+
+
+def bench_loraxs(model, source, users: int, batch: int, seq_len: int, warmup: int, steps: int, device: str,
+                 features: tuple[str, ...] | None, tokens_per_user: int) -> tuple[float, float]:
+    """MultiUserTrainer.train() with `users` users, batch/users blocks each, all in every step.
+    Returns (median step seconds, mean real (unpadded) tokens per step)."""
     if batch % users:
         raise ValueError(f"batch {batch} is not a multiple of users {users}")
     per_user = batch // users
-    g = torch.Generator().manual_seed(1)
     vocab = model.config.vocab_size
-    tasks = []
-    for u in range(users):
-        ids = torch.randint(0, vocab, (per_user * 4, seq_len), generator=g)
-        tasks.append(UserTask(f"u{u}", Blocks(ids, torch.ones_like(ids)), steps=warmup + steps, lr=1e-3, seed=u,
-                              batch_size=per_user))
-    trainer = MultiUserTrainer(model, source, "decoder", tasks, TrainConfig(device=device, progress=False, max_batch=batch))
+    tasks = [UserTask(f"u{u}", user_blocks(vocab, tokens_per_user, seq_len, u), steps=warmup + steps, lr=1e-3, seed=u,
+                      batch_size=per_user) for u in range(users)]
+    cfg = TrainConfig(device=device, progress=False, max_batch=batch, fast=features is not None and len(features) > 0,
+                      features=features)
+    trainer = MultiUserTrainer(model, source, "decoder", tasks, cfg)
+    real = []
+    take = trainer._gather
+
+    def counting_gather(u, idx, split):  # the real tokens each step trains on
+        blocks = take(u, idx, split)
+        real.append(int(blocks.mask.sum()))
+        return blocks
+
+    trainer._gather = counting_gather
     stamps = []
 
     def tick() -> bool:
@@ -148,7 +172,44 @@ def bench_loraxs(model, source, users: int, batch: int, seq_len: int, warmup: in
     sync()
     stamps.append(time.perf_counter())
     deltas = [b - a for a, b in zip(stamps, stamps[1:])][warmup:]
-    return statistics.median(deltas)
+    return statistics.median(deltas), sum(real) / (warmup + steps)
+
+
+LADDER = [  # (label, features): each row adds one optimisation to the one above
+    ("naive trainer (plain path)", ()),
+    ("+ fused LoRA-XS branch", ("fused-branch",)),
+    ("+ chunked output layer + loss", ("fused-branch", "chunked-loss")),
+    ("+ no mask for right-padded rows", ("fused-branch", "chunked-loss", "no-mask")),
+    ("+ compiled decoder layers (= fast path)", ("fused-branch", "chunked-loss", "no-mask", "compile")),
+]
+FAST = LADDER[-1][1]
+
+
+def profile_step(model, source, features, B, T, device, out: Path, label: str, tokens_per_user: int) -> None:
+    """Top CUDA-time operators of 3 training steps (after 3 warm-up steps) into `out`."""
+    from torch.profiler import ProfilerActivity, profile
+
+    vocab = model.config.vocab_size
+    tasks = [UserTask(f"u{u}", user_blocks(vocab, tokens_per_user, T, u), steps=6, lr=1e-3, seed=u, batch_size=1)
+             for u in range(B)]
+    cfg = TrainConfig(device=device, progress=False, max_batch=B, fast=bool(features), features=features)
+    trainer = MultiUserTrainer(model, source, "decoder", tasks, cfg)
+    prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+    step = {"n": 0}
+
+    def tick() -> bool:
+        step["n"] += 1
+        if step["n"] == 4:
+            sync()
+            prof.__enter__()
+        return False
+
+    trainer.train(should_stop=tick)
+    sync()
+    prof.__exit__(None, None, None)
+    table = prof.key_averages().table(sort_by="cuda_time_total" if device == "cuda" else "cpu_time_total", row_limit=25)
+    with out.open("a") as f:
+        f.write(f"\n## {label}: {B}x{T}, 3 steps\n{table}\n")
 
 
 def main() -> int:
@@ -156,16 +217,21 @@ def main() -> int:
     p.add_argument("--configs", default="smollm2-135m,llama-1b")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=512)
-    p.add_argument("--users", type=int, default=64, help="users mixed in every batch (batch is raised to a multiple)")
+    p.add_argument("--users", type=int, default=64, help="users mixed in every batch of the last rows (batch raised to it)")
     p.add_argument("--rank", type=int, default=16)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--tokens-per-user", type=int, default=40_000, help="20k tokens x 2 epochs")
+    p.add_argument("--user-tokens", type=int, default=20_000, help="each user's data (its last block is padded)")
+    p.add_argument("--epochs", type=int, default=2, help="users per GPU-hour = tokens/s × 3600 / (user-tokens × epochs)")
+    p.add_argument("--ladder", default="all", help="'all' or comma-separated ladder row numbers (0 = naive)")
+    p.add_argument("--profile", default=None, help="write the profiler's top operators of the naive and fast trainer here")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     name_dev = torch.cuda.get_device_name() if dev == "cuda" else "cpu"
     print(json.dumps({**vars(args), "device": name_dev, "torch": torch.__version__}), flush=True)
+    per_user_tokens = args.user_tokens * args.epochs
+    ladder = LADDER if args.ladder == "all" else [LADDER[int(i)] for i in args.ladder.split(",")]
     rows = []
     for name in args.configs.split(","):
         model = build(name, dev)
@@ -173,51 +239,57 @@ def main() -> int:
         g = torch.Generator().manual_seed(0)
         ids = torch.randint(0, model.config.vocab_size, (B, T), generator=g).to(dev)
         mask = torch.ones_like(ids)
-        tok = B * T
 
-        def add(setup, trainable, sec, tokens=tok, users=1):
+        def add(setup, trainable, sec, tokens=B * T, users=1, batch=f"{B}x{T}"):
             if sec is None:  # out of memory: recorded, not fatal
-                print(json.dumps({"config": name, "setup": setup, "error": "out of memory"}), flush=True)
+                print(json.dumps({"config": name, "setup": setup, "error": "failed (see above)"}), flush=True)
                 return
-            rows.append({"config": name, "setup": setup, "users_per_batch": users, "batch": f"{tokens // T}x{T}",
+            rows.append({"config": name, "setup": setup, "users_per_batch": users, "batch": batch,
                          "trainable": trainable, "step_ms": sec * 1e3, "tokens_per_s": tokens / sec})
             print(json.dumps(rows[-1]), flush=True)
 
         add("forward only, no grad", 0, bench_forward(model, ids, mask, args.warmup, args.steps))
         bench_peft(model, ids, mask, args.warmup, args.steps)  # first run: allocator and kernel warm-up, discarded
         t, n = bench_peft(model, ids, mask, args.warmup, args.steps)
-        add("PEFT LoRA r=8", n, t)
+        add("PEFT LoRA r=8 (peer)", n, t)
         source = inject(model, random_factors(model, args.rank))
         model.to(dev)  # the factor buffers too
         per_user = source.modules * args.rank**2
-        bench_loraxs(model, source, 1, B, T, args.warmup, args.steps, dev)  # warm-up, discarded (as for PEFT)
-        add(f"LoRA-XS r={args.rank}, 1 user", per_user, bench_loraxs(model, source, 1, B, T, args.warmup, args.steps, dev))
-        add(f"LoRA-XS r={args.rank}, {B} users", per_user,
-            bench_loraxs(model, source, B, B, T, args.warmup, args.steps, dev), users=B)
-        U = args.users
-        BU = max(B, U)
-        add(f"LoRA-XS r={args.rank}, 1 user", per_user, guarded(bench_loraxs, model, source, 1, BU, T, args.warmup, args.steps, dev),
-            tokens=BU * T)
-        add(f"LoRA-XS r={args.rank}, {U} users", per_user,
-            guarded(bench_loraxs, model, source, U, BU, T, args.warmup, args.steps, dev), tokens=BU * T, users=U)
+        run = lambda users, batch, feats: guarded(bench_loraxs, model, source, users, batch, T, args.warmup, args.steps, dev,  # noqa: E731
+                                                 feats, args.user_tokens)
+        run(B, B, ())  # warm-up, discarded (as for PEFT)
+        for label, feats in ladder:
+            got = run(B, B, feats)
+            add(f"LoRA-XS r={args.rank}: {label}", per_user, got and got[0], tokens=got[1] if got else 0, users=B)
+        U = max(args.users, B)
+        for users in (1, U):
+            got = run(users, U, FAST)
+            add(f"LoRA-XS r={args.rank}: fast path, {users} user{'s' * (users > 1)}", per_user, got and got[0],
+                tokens=got[1] if got else 0, users=users, batch=f"{U}x{T}")
+        if args.profile and dev == "cuda":
+            for label, feats in (("naive", ()), ("fast", FAST)):
+                guarded(profile_step, model, source, feats, B, T, dev, Path(args.profile), f"{name} {label}", args.user_tokens)
         del model, source
-        torch.cuda.empty_cache()
+        if dev == "cuda":
+            torch.cuda.empty_cache()
     print()
-    print(f"| config | setup | users/batch | batch | trainable/user | step ms | tokens/s | vs PEFT | users/GPU-h ({args.tokens_per_user // 1000}k tok) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| config | setup | users/batch | batch | trainable/user | step ms | tokens/s | vs naive | vs PEFT | "
+          f"users/GPU-h ({per_user_tokens // 1000}k tok) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         peft = next(x for x in rows if x["config"] == r["config"] and x["setup"].startswith("PEFT"))
-        ratio = r["tokens_per_s"] / peft["tokens_per_s"]
-        uph = r["tokens_per_s"] * 3600 / args.tokens_per_user if r["trainable"] else 0
-        r.update(vs_peft=ratio, users_per_gpu_hour=uph)
+        naive = next((x for x in rows if x["config"] == r["config"] and "naive" in x["setup"]), None)
+        r["vs_peft"] = r["tokens_per_s"] / peft["tokens_per_s"]
+        r["vs_naive"] = r["tokens_per_s"] / naive["tokens_per_s"] if naive and r["trainable"] else None
+        r["users_per_gpu_hour"] = r["tokens_per_s"] * 3600 / per_user_tokens if r["trainable"] else 0
+        vs_naive = f"{r['vs_naive']:.2f}x" if r["vs_naive"] else "—"
         print(f"| {r['config']} | {r['setup']} | {r['users_per_batch']} | {r['batch']} | {r['trainable']:,} | {r['step_ms']:.1f} | "
-              f"{r['tokens_per_s'] / 1e3:.1f} k | {ratio:.2f}x | {uph:,.0f} |")
+              f"{r['tokens_per_s'] / 1e3:.1f} k | {vs_naive} | {r['vs_peft']:.2f}x | {r['users_per_gpu_hour']:,.0f} |")
     for name in args.configs.split(","):
-        sub = [r for r in rows if r["config"] == name and r["setup"].startswith("LoRA-XS")]
-        if len(sub) < 4:
-            continue
-        one, many = sub[-2], sub[-1]
-        print(f"{name}: {many['users_per_batch']} users vs 1 user at {many['batch']}: {many['tokens_per_s'] / one['tokens_per_s']:.3f}x")
+        sub = [r for r in rows if r["config"] == name and "fast path," in r["setup"]]
+        if len(sub) == 2:
+            print(f"{name}: {sub[1]['users_per_batch']} users vs 1 user at {sub[1]['batch']}: "
+                  f"{sub[1]['tokens_per_s'] / sub[0]['tokens_per_s']:.3f}x")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
     return 0

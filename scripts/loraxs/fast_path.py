@@ -19,7 +19,7 @@ from torch import nn
 from .fused_loss import linear_cross_entropy
 
 FEATURES = ("fused-branch", "chunked-loss", "no-mask", "compile")
-COMPILE_OPTIONS: dict = {"dynamic": False}  # tests swap in a codegen-free backend
+COMPILE_OPTIONS: dict = {}  # default: static shapes first, one dynamic recompile when batch sizes vary; tests swap in a codegen-free backend
 
 
 def pick_features(fast: bool, compile: bool | None, features: tuple[str, ...] | None, device: torch.device) -> frozenset[str]:
@@ -93,6 +93,13 @@ def compile_layers(model: nn.Module) -> Callable[[], None]:
     layers = getattr(body, "layers", None)
     if layers is None:
         return lambda: None
+    import torch._dynamo
+
+    # One compiled entry per (shape, grad mode, model): a worker with several models and batch
+    # sizes needs more than the default 8 before dynamo gives up and runs eagerly.
+    cfg = torch._dynamo.config
+    name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
+    setattr(cfg, name, max(getattr(cfg, name), 64))
     for layer in layers:
         layer.compile(**COMPILE_OPTIONS)
 

@@ -34,6 +34,7 @@ class RSource:
         # Trainers switch this on: R folded into the down-projection and the up-projection's add
         # fused into its product. Off, the branch is the three plain products the ONNX export traces.
         self.fused = False
+        self.compute_dtype: torch.dtype | None = None  # fused path: the products' dtype (autocast's); None = x's
 
     def set(self, R: torch.Tensor | None) -> None:
         if R is not None and tuple(R.shape[-3:]) != (self.modules, self.rank, self.rank):
@@ -103,8 +104,7 @@ class LoraXSLinear(nn.Module):
 
     def _fused(self, x: torch.Tensor, y: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
         """y + x (R·down)ᵀ upᵀ with two products: R folded into down, the add fused into the last one."""
-        dev = x.device.type
-        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+        dtype = self.source.compute_dtype or x.dtype
         down, up_t = self._factors_in(dtype)
         xd = x.to(dtype)
         if R.dim() == 3:  # one adapter for the batch: A = R·down [r, in]

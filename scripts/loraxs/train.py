@@ -318,14 +318,15 @@ class MultiUserTrainer:
 
     def train(self, should_stop: Callable[[], bool] | None = None) -> list[UserResult]:
         """Trains every user to its step count or early stop; the model is left as it was given."""
-        fused_before = self.source.fused
+        fused_before = self.source.fused, self.source.compute_dtype
         self.source.fused = "fused-branch" in self.features
+        self.source.compute_dtype = torch.bfloat16 if self.use_autocast else None
         undo_compile = compile_layers(self.model) if "compile" in self.features else (lambda: None)
         try:
             return self._train(should_stop)
         finally:
             undo_compile()
-            self.source.fused = fused_before
+            self.source.fused, self.source.compute_dtype = fused_before
 
     def _train(self, should_stop: Callable[[], bool] | None) -> list[UserResult]:
         cfg, U = self.cfg, self.U

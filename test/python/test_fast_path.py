@@ -104,7 +104,7 @@ def test_left_padded_rows_keep_their_attention_mask():
 
 def test_compiled_layers_train_the_same_adapters_and_are_undone(monkeypatch):
     # the codegen-free backend checks tracing and autograd through RSource; GPUs use inductor
-    monkeypatch.setattr(fast_path, "COMPILE_OPTIONS", {"backend": "aot_eager", "dynamic": False})
+    monkeypatch.setattr(fast_path, "COMPILE_OPTIONS", {"backend": "aot_eager"})
     model, source, _ = tiny_decoder()
     tasks = [UserTask("a", pattern_blocks(5, 3), steps=5, lr=1e-2, seed=1, batch_size=2),
              UserTask("b", pattern_blocks(7, 40), steps=5, lr=1e-2, seed=2, batch_size=2)]
