@@ -6,7 +6,12 @@ Features (each can be named alone, for benchmarks; `TrainConfig.fast` turns on a
 - no-mask: right-padded rows are fed without an attention mask. Under causal attention a real
   token only sees earlier positions, which are all real, so its output is the same; the loss
   already ignores padded positions. Without a mask, attention runs the fused causal kernel;
-- compile: each decoder layer through torch.compile (elementwise work fused, fewer launches).
+- no-sync: the host never waits for the GPU inside a step: inputs go through pinned memory,
+  the positions that carry a loss are found from the host's copy of the mask, and per-user
+  losses are read back in batches (every 32 steps, before evaluations, at the end), so the CPU
+  queues the next step while the GPU still runs this one;
+- compile: each decoder layer through torch.compile (elementwise work fused, fewer launches),
+  and the loss chunks too.
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .fused_loss import linear_cross_entropy
+from .fused_loss import chunk_nll_and_grad, linear_cross_entropy
 
-FEATURES = ("fused-branch", "chunked-loss", "no-mask", "compile")
+FEATURES = ("fused-branch", "chunked-loss", "no-mask", "no-sync", "compile")
 COMPILE_OPTIONS: dict = {}  # default: static shapes first, one dynamic recompile when batch sizes vary; tests swap in a codegen-free backend
 
 
@@ -61,24 +66,30 @@ def right_padded(mask: torch.Tensor) -> bool:
 class CausalLMLoss:
     """Per-example next-token NLL sums of a causal LM, through chunked-loss and/or no-mask."""
 
-    def __init__(self, body: nn.Module, head: nn.Linear, compute_dtype: torch.dtype, chunked: bool, no_mask: bool):
+    def __init__(self, body: nn.Module, head: nn.Linear, compute_dtype: torch.dtype, chunked: bool, no_mask: bool,
+                 to_device: Callable[[torch.Tensor], torch.Tensor], compiled: bool = False):
         self.body, self.head, self.chunked, self.no_mask = body, head, chunked, no_mask
         self.weight = head.weight.detach().to(compute_dtype)  # frozen: cast once
         self.compute_dtype = compute_dtype
+        self.to_device = to_device
+        self.chunk_fn = torch.compile(chunk_nll_and_grad, **COMPILE_OPTIONS) if compiled else None
 
     def __call__(self, ids: torch.Tensor, mask: torch.Tensor, mask_host: torch.Tensor,
                  example_weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         B, T = ids.shape
         attention = None if self.no_mask and right_padded(mask_host) else mask
-        hidden = self.body(input_ids=ids, attention_mask=attention).last_hidden_state  # [B, T, H]
-        valid = (mask[:, 1:] * mask[:, :-1]).bool()  # position t predicts token t + 1
-        counts = valid.sum(1).float()
-        rows = torch.arange(B, device=ids.device)[:, None].expand(B, T - 1)[valid]
-        h = hidden[:, :-1][valid].to(self.compute_dtype)  # [N, H]: real positions only
-        targets = ids[:, 1:][valid]
-        w = example_weights[rows] if example_weights is not None else torch.zeros(len(rows), device=ids.device)
+        hidden = self.body(input_ids=ids, attention_mask=attention, use_cache=False).last_hidden_state  # [B, T, H]
+        # Positions whose next token is real, found on the host (no GPU round trip): flat b·T + t.
+        valid = (mask_host[:, 1:] * mask_host[:, :-1]).bool()
+        b, t = valid.nonzero(as_tuple=True)
+        pos = self.to_device(b * T + t)
+        rows = self.to_device(b)
+        counts = self.to_device(valid.sum(1).float())
+        h = hidden.reshape(B * T, -1).index_select(0, pos).to(self.compute_dtype)  # [N, H]: real positions only
+        targets = ids.reshape(-1).index_select(0, pos + 1)
+        w = example_weights.index_select(0, rows) if example_weights is not None else torch.zeros(len(b), device=ids.device)
         if self.chunked:
-            objective, nll = linear_cross_entropy(h, self.weight, targets, w)
+            objective, nll = linear_cross_entropy(h, self.weight, targets, w, chunk_fn=self.chunk_fn)
         else:
             nll = torch.nn.functional.cross_entropy((h @ self.weight.T).float(), targets, reduction="none")
             objective = (nll * w).sum()

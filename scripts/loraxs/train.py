@@ -257,9 +257,17 @@ class MultiUserTrainer:
         self.features = pick_features(cfg.fast, cfg.compile, cfg.features, self.device)
         self.fast_lm = None
         parts = decoder_parts(model) if family == "decoder" else None
+        self.no_sync = "no-sync" in self.features
         if parts is not None and self.features & {"chunked-loss", "no-mask"}:
             dtype = torch.bfloat16 if self.use_autocast else next(model.parameters()).dtype
-            self.fast_lm = CausalLMLoss(*parts, dtype, "chunked-loss" in self.features, "no-mask" in self.features)
+            self.fast_lm = CausalLMLoss(*parts, dtype, "chunked-loss" in self.features, "no-mask" in self.features,
+                                        self._to_device, compiled="compile" in self.features)
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """Host → device; through pinned memory when the host must not wait for the GPU."""
+        if self.no_sync and self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
 
     # -- one forward over a list of (user index, example indices) -------------------------------
     def _forward(self, rows: torch.Tensor, data: Blocks | Examples,
@@ -270,7 +278,7 @@ class MultiUserTrainer:
         self.source.set(self.table[rows])  # [B, M, r, r]: each example its own user's R
         try:
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.use_autocast):
-                ids, mask = data.ids.to(dev, non_blocking=True), data.mask.to(dev, non_blocking=True)
+                ids, mask = self._to_device(data.ids), self._to_device(data.mask)
                 if self.family == "decoder" and self.fast_lm is not None:
                     return self.fast_lm(ids, mask, data.mask, example_weights)
                 if self.family == "decoder":
@@ -342,6 +350,16 @@ class MultiUserTrainer:
         history: list[list[dict]] = [[] for _ in range(U)]
         has_val = [t.val is not None for t in self.tasks]
         total = int(steps.max())
+        pending: list[tuple[list[int], torch.Tensor]] = []  # (active users, per-user losses on the device)
+
+        def read_losses() -> None:  # one device → host copy for all pending steps
+            if pending:
+                host = torch.stack([loss for _, loss in pending]).cpu()
+                for (users, _), row in zip(pending, host):
+                    for u in users:
+                        recent[u] = (recent[u] + [float(row[u])])[-cfg.eval_every :]
+                pending.clear()
+
         bar = None
         if cfg.progress:
             from tqdm import tqdm
@@ -360,7 +378,7 @@ class MultiUserTrainer:
                 idx = self.streams[u].take(self.tasks[u].batch_size)
                 rows_l += [u] * len(idx)
                 parts.append(self._gather(u, idx, "train"))
-            rows = torch.tensor(rows_l, device=self.device)
+            rows = self._to_device(torch.tensor(rows_l))
             batch = self._cat(parts)
             sums = torch.zeros(U, device=self.device)
             counts = torch.zeros(U, device=self.device)
@@ -379,18 +397,19 @@ class MultiUserTrainer:
             self.opt.clip_(cfg.grad_clip)
             done += active.long()
             step_lr = torch.tensor([lr_at(int(done[u]), int(steps[u]), float(lrs[u]), cfg) if active[u] else 0.0 for u in range(U)])
-            act_dev = active.to(self.device)
-            group_lrs = [step_lr.to(self.device, torch.float32)]
+            act_dev = self._to_device(active)
+            group_lrs = [self._to_device(step_lr.float())]
             if self.family == "encoder":  # heads follow the same schedule at their own base rate
                 head = torch.tensor([lr_at(int(done[u]), int(steps[u]), cfg.head_lr, cfg) if active[u] else 0.0 for u in range(U)])
-                group_lrs += [head.to(self.device, torch.float32)] * 2
+                group_lrs += [self._to_device(head.float())] * 2
             self.opt.step(act_dev, group_lrs)
             self.opt.zero_grad()
-            losses = (sums / counts.clamp(min=1)).cpu()
-            for u in act:
-                recent[u] = (recent[u] + [float(losses[u])])[-cfg.eval_every :]
+            pending.append((act, sums / counts.clamp(min=1)))
             # Held-out evaluation and per-user early stopping.
             to_eval = [u for u in act if has_val[u] and (int(done[u]) % cfg.eval_every == 0 or done[u] == steps[u])]
+            show = bar is not None and (s % 10 == 0 or s == total - 1)
+            if not self.no_sync or to_eval or show or len(pending) >= 32:
+                read_losses()
             if to_eval:
                 for u, vl in self.evaluate(to_eval).items():
                     history[u].append({"step": int(done[u]), "val_loss": vl, "train_loss": sum(recent[u]) / len(recent[u])})
@@ -403,8 +422,10 @@ class MultiUserTrainer:
                             stopped[u] = True
             if bar is not None:
                 bar.update(1)
-                mean = sum(float(losses[u]) for u in act) / len(act)
-                bar.set_postfix(users=len(act), loss=f"{mean:.4f}")
+                if show:
+                    mean = sum(recent[u][-1] for u in act) / len(act)
+                    bar.set_postfix(users=len(act), loss=f"{mean:.4f}")
+        read_losses()
         if bar is not None:
             bar.close()
         last = self._snapshot()
@@ -429,9 +450,9 @@ class MultiUserTrainer:
         return results
 
     def _weights(self, rows: torch.Tensor, batch: Blocks | Examples) -> torch.Tensor:
-        if isinstance(batch, Blocks):
-            m = batch.mask.to(self.device)
-            return (m[:, 1:] * m[:, :-1]).sum(1).float()
+        if isinstance(batch, Blocks):  # on the host: the count of target tokens of each example
+            m = batch.mask
+            return self._to_device((m[:, 1:] * m[:, :-1]).sum(1).float())
         return torch.ones(len(rows), device=self.device)
 
     @staticmethod

@@ -9,13 +9,13 @@ from test_train import RANK, VOCAB, cfg, pattern_blocks, tiny_decoder, tiny_enco
 
 from loraxs import fast_path
 from loraxs.data import Blocks
-from loraxs.fused_loss import linear_cross_entropy
+from loraxs.fused_loss import chunk_nll_and_grad, linear_cross_entropy
 from loraxs.lora_xs import adapted_modules
 from loraxs.train import MultiUserTrainer, UserTask
 
 
-@pytest.mark.parametrize("chunk", [1, 7, 64, None])
-def test_chunked_linear_cross_entropy_matches_the_plain_loss_and_gradient(chunk):
+@pytest.mark.parametrize("chunk,compiled", [(1, False), (7, False), (64, False), (None, False), (7, True)])
+def test_chunked_linear_cross_entropy_matches_the_plain_loss_and_gradient(chunk, compiled):
     g = torch.Generator().manual_seed(0)
     N, H, V = 37, 16, 50
     hidden = torch.randn(N, H, generator=g, dtype=torch.float64, requires_grad=True)
@@ -23,7 +23,9 @@ def test_chunked_linear_cross_entropy_matches_the_plain_loss_and_gradient(chunk)
     targets = torch.randint(0, V, (N,), generator=g)
     w = torch.rand(N, generator=g, dtype=torch.float64)
     w[::5] = 0  # ignored tokens
-    loss, nll = linear_cross_entropy(hidden, weight, targets, w, chunk=chunk)
+    # the compile-friendly chunk (traced here without code generation) must equal the in-place one
+    fn = torch.compile(chunk_nll_and_grad, backend="aot_eager") if compiled else None
+    loss, nll = linear_cross_entropy(hidden, weight, targets, w, chunk=chunk, chunk_fn=fn)
     (grad,) = torch.autograd.grad(loss * 3.0, hidden)  # the upstream gradient is applied too
 
     ref_h = hidden.detach().clone().requires_grad_(True)
@@ -75,13 +77,17 @@ def test_fast_and_plain_trainers_give_the_same_adapters_and_losses():
              UserTask("b", pattern_blocks(7, 40), steps=7, lr=3e-3, seed=2, batch_size=3),
              UserTask("c", short, steps=10, lr=5e-3, seed=3, batch_size=2)]
     plain = MultiUserTrainer(model, source, "decoder", tasks, cfg(fast=False, eval_every=5)).train()
+    # no-sync reads losses in batches: the per-user losses and histories must still be exact
     trainer = MultiUserTrainer(model, source, "decoder", tasks, cfg(eval_every=5))
-    assert trainer.features == {"fused-branch", "chunked-loss", "no-mask"}  # compile: CUDA only by default
+    assert trainer.features == {"fused-branch", "chunked-loss", "no-mask", "no-sync"}  # compile: CUDA only by default
     fast = trainer.train()
     for p, f in zip(plain, fast):
         assert (p.R - f.R).abs().max() <= 1e-5 * p.R.abs().max(), p.user
         assert f.train_loss == pytest.approx(p.train_loss, rel=1e-5)
     assert fast[0].val_loss == pytest.approx(plain[0].val_loss, rel=1e-5)
+    assert [h["step"] for h in fast[0].history] == [h["step"] for h in plain[0].history] == [5, 10]
+    for hp, hf in zip(plain[0].history, fast[0].history):
+        assert hf["train_loss"] == pytest.approx(hp["train_loss"], rel=1e-5)
     assert source.fused is False and source.R is None  # the model is left as it was given
 
 
@@ -92,7 +98,7 @@ def test_left_padded_rows_keep_their_attention_mask():
     ids = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(5))
     mask = torch.ones_like(ids)
     mask[0, :4] = 0  # left padding: real tokens after padding must not attend to it
-    loss = fast_path.CausalLMLoss(*fast_path.decoder_parts(model), torch.float32, chunked=True, no_mask=True)
+    loss = fast_path.CausalLMLoss(*fast_path.decoder_parts(model), torch.float32, chunked=True, no_mask=True, to_device=lambda t: t)
     with torch.no_grad():
         s, c, _ = loss(ids, mask, mask, None)
         logits = model(input_ids=ids, attention_mask=mask).logits
