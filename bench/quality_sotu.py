@@ -594,6 +594,7 @@ class Run:
         fk, nk = method_key("loraxs", targets, rank), method_key("naive", targets, rank)
         if self.methods.get(fk, {}).get("status") != "done":
             self.methods[nk] = {"kind": "naive", "status": "skipped", "reason": f"{fk} did not finish"}
+            log(f"== {nk}: skipped: {fk} did not finish")
             return
         self.loraxs(targets, rank, naive=True)
         if self.methods.get(nk, {}).get("status") != "done":
@@ -675,8 +676,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-limit", type=float, default=0, help="seconds since start after which no method starts or "
                    "continues (0 = none)")
     p.add_argument("--max-batch", type=int, default=160, help="examples in one forward of the multi-user trainer")
-    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto", help="TrainConfig.compile (auto = the "
-                   "trainer's default)")
+    p.add_argument("--compile", choices=["auto", "on", "off"], default="off", help="TrainConfig.compile (auto = the "
+                   "trainer's default: on for CUDA). Off by default here: the grid builds a new model for every factor set "
+                   "and trains it at two batch shapes, so compiling would recompile about a dozen times for a few dozen "
+                   "steps each")
     p.add_argument("--eval-every", type=int, default=0, help="LoRA-XS early stopping: evaluate each user's validation "
                    "split every N steps and keep its best snapshot (0 = off: train all --steps, keep the last)")
     p.add_argument("--patience", type=int, default=3, help="evaluations without improvement before a user stops")
