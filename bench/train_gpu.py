@@ -275,6 +275,16 @@ def main() -> int:
             got = run(users, U, FAST)
             add(f"LoRA-XS r={args.rank}: fast path, {users} user{'s' * (users > 1)}", per_user, got and got[0],
                 tokens=got[1] if got else 0, users=users, batch=f"{U}x{T}")
+        # The worker loads GGUF/safetensors weights as fp32 and trains under bf16 autocast: the same
+        # fast path with the frozen base stored in fp32 (last: it changes the model for good).
+        model.float()
+        got = run(U, U, FAST)
+        add(f"LoRA-XS r={args.rank}: fast path, base stored in fp32", per_user, got and got[0], tokens=got[1] if got else 0,
+            users=U, batch=f"{U}x{T}")
+        model.to(torch.bfloat16)
+        for m in model.modules():  # the factors stay fp32, as inject() made them
+            if hasattr(m, "down") and hasattr(m, "up") and hasattr(m, "source"):
+                m.down, m.up = m.down.float(), m.up.float()
         if args.profile and dev == "cuda":
             for label, feats in (("naive", ()), ("fast", FAST)):
                 guarded(profile_step, model, source, feats, B, T, dev, Path(args.profile), f"{name} {label}", args.user_tokens)
