@@ -227,6 +227,7 @@ def main() -> int:
     p.add_argument("--user-tokens", type=int, default=20_000, help="each user's data (its last block is padded)")
     p.add_argument("--epochs", type=int, default=2, help="users per GPU-hour = tokens/s × 3600 / (user-tokens × epochs)")
     p.add_argument("--ladder", default="all", help="'all' or comma-separated ladder row numbers (0 = naive)")
+    p.add_argument("--ladder-only", action="store_true", help="skip the anchor-batch, users and fp32 rows")
     p.add_argument("--profile", default=None, help="write the profiler's top operators of the naive and fast trainer here")
     p.add_argument("--out", default=None)
     args = p.parse_args()
@@ -264,29 +265,30 @@ def main() -> int:
         for label, feats in ladder:
             got = run(B, B, feats)
             add(f"LoRA-XS r={args.rank}: {label}", per_user, got and got[0], tokens=got[1] if got else 0, users=B)
-        A = args.anchor_batch
+        A = 0 if args.ladder_only else args.anchor_batch
         if A:
             for label, feats in (LADDER[0], LADDER[-1]):
                 got = run(A, A, feats)
                 add(f"LoRA-XS r={args.rank}: {label}", per_user, got and got[0], tokens=got[1] if got else 0, users=A,
                     batch=f"{A}x{T}")
         U = max(args.users, B)
-        for users in (1, U):
+        for users in () if args.ladder_only else (1, U):
             got = run(users, U, FAST)
             add(f"LoRA-XS r={args.rank}: fast path, {users} user{'s' * (users > 1)}", per_user, got and got[0],
                 tokens=got[1] if got else 0, users=users, batch=f"{U}x{T}")
         # The worker loads GGUF/safetensors weights as fp32 and trains under bf16 autocast: the same
         # fast path with the frozen base stored in fp32 (last: it changes the model for good).
         model.float()
-        got = run(U, U, FAST)
-        add(f"LoRA-XS r={args.rank}: fast path, base stored in fp32", per_user, got and got[0], tokens=got[1] if got else 0,
-            users=U, batch=f"{U}x{T}")
+        got = None if args.ladder_only else run(U, U, FAST)
+        if got is not None:
+            add(f"LoRA-XS r={args.rank}: fast path, base stored in fp32", per_user, got[0], tokens=got[1], users=U,
+                batch=f"{U}x{T}")
         model.to(torch.bfloat16)
         for m in model.modules():  # the factors stay fp32, as inject() made them
             if hasattr(m, "down") and hasattr(m, "up") and hasattr(m, "source"):
                 m.down, m.up = m.down.float(), m.up.float()
         if args.profile and dev == "cuda":
-            for label, feats in (("naive", ()), ("fast", FAST)):
+            for label, feats in (("fast", FAST),):  # the naive trainer's profile barely changes between runs
                 guarded(profile_step, model, source, feats, B, T, dev, Path(args.profile), f"{name} {label}", args.user_tokens)
         del model, source
         if dev == "cuda":
