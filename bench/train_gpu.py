@@ -1,6 +1,6 @@
 """Training throughput on a GPU: the LoRA-XS trainer, optimisation by optimisation, vs PEFT LoRA.
 
-    npm run bench:trainer -- [--configs smollm2-135m,llama-1b] [--profile ops.txt] [--out rows.json]
+    npm run bench:train -- [--configs smollm2-135m,llama-1b] [--profile ops.txt] [--out rows.json]
     PYTHONPATH=scripts python3 bench/train_gpu.py …          (a GPU machine without Node)
 
 Real architectures with random bf16 weights (throughput does not depend on the values), bf16
