@@ -382,6 +382,20 @@ class Run:
             return lora_steps * PRIOR_LORA_STEP_S.get(targets, max(PRIOR_LORA_STEP_S.values()))
         return tokens / PRIOR_XS_TOKENS_PER_S.get(targets, min(PRIOR_XS_TOKENS_PER_S.values()))
 
+    def plan(self, order: list[tuple[str, str, int]]) -> list[tuple[str, float]]:
+        """Estimated seconds of each method in `order` ((kind, targets, rank)) before anything is measured."""
+        a, U = self.args, len(self.users)
+        n_lrs, n_lora_lrs = len(a.lrs.split(",")), len(a.lora_lrs.split(","))
+        out = []
+        for kind, targets, rank in order:
+            if kind == "lora":
+                runs = (min(a.lora_sweep_users, U) * n_lora_lrs if n_lora_lrs > 1 else 0) + U
+                out.append((method_key(kind, targets, rank), self.estimate("lora", targets, 0, runs * a.steps)))
+            else:
+                sweep = min(a.sweep_users, U) * n_lrs if n_lrs > 1 and kind == "loraxs" else 0
+                out.append((method_key(kind, targets, rank), self.estimate("loraxs", targets, (sweep + U) * self.budget)))
+        return out
+
     def skip(self, key: str, meta: dict, estimate: float) -> bool:
         if self.clock.fits(estimate):
             return False
@@ -729,19 +743,33 @@ def main(argv: list[str] | None = None) -> int:
     # Order = priority: what a cut run loses first comes last.
     shipped = (manifest.get("targets") or "q_proj,v_proj", int(manifest["rank"]))
     ranks = sorted(args.rank_list, key=lambda r: (r != shipped[1], r))
-    run.base()
+    order = []
     for targets in args.target_sets:
         for i, rank in enumerate(ranks):
-            run.loraxs(targets, rank)
+            order.append(("loraxs", targets, rank))
             if i == 0 and not args.skip_lora:
-                run.lora(targets)
-            run.update_goal()
-            run.write()
-    if args.compare_naive:
-        if shipped[0] in args.target_sets and shipped[1] in args.rank_list:
-            run.compare_naive(*shipped)
+                order.append(("lora", targets, LORA_RANK))
+    naive = args.compare_naive and shipped[0] in args.target_sets and shipped[1] in args.rank_list
+    if naive:
+        order.append(("naive", *shipped))
+    plan = run.plan(order)
+    run.summary["plan_estimate_s"] = {k: round(v, 1) for k, v in plan}
+    log("plan (training estimates before measuring: LoRA-XS "
+        + ", ".join(f"{k} {v:,.0f} tokens/s" for k, v in PRIOR_XS_TOKENS_PER_S.items()) + "; PEFT "
+        + ", ".join(f"{k} {1000 * v:.0f} ms/step" for k, v in PRIOR_LORA_STEP_S.items()) + "): "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in plan) + f"; {sum(v for _, v in plan):.0f} s in all")
+    run.base()
+    for kind, targets, rank in order:
+        if kind == "loraxs":
+            run.loraxs(targets, rank)
+        elif kind == "lora":
+            run.lora(targets)
         else:
-            log(f"--compare-naive: the shipped set (r={shipped[1]}, {shipped[0]}) is not in the grid; skipped")
+            run.compare_naive(targets, rank)
+        run.update_goal()
+        run.write()
+    if args.compare_naive and not naive:
+        log(f"--compare-naive: the shipped set (r={shipped[1]}, {shipped[0]}) is not in the grid; skipped")
     run.update_goal()
     run.write()
     run.tables()
