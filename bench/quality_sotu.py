@@ -23,25 +23,31 @@ with the same schedule (AdamW, warm-up + cosine to 10 %, clip 1.0) and no early 
 
 Learning rates are picked on a seeded 5 % validation split of each user's training blocks, never
 on the held-out addresses, and cheaply:
-- LoRA-XS: one extra multi-user run per (rank, module set) whose users are the first
-  --sweep-users presidents (evenly spread) at every rate of --lrs at once (tasks "name@lr"; the
-  multi-user trainer keeps every task independent), then the rate with the lowest mean log
-  validation perplexity trains all users. Costs about (sweep-users × rates / users) of a full run.
-- PEFT LoRA: once per module set, on --lora-sweep-users presidents × --lora-lrs.
+- LoRA-XS: one extra multi-user run per (rank, module set) that trains --sweep-users presidents
+  (spread over the list) at every rate of --lrs at once (tasks "name@lr"; the multi-user trainer
+  keeps every task independent), then the rate with the lowest mean log validation perplexity
+  trains all users. Costs about (sweep-users × rates / users) of a full run: 3 × 6 / 33 here.
+  Per (rank, module set) rather than once for all ranks, because the best rate falls as rank and
+  module count grow (each R entry moves by about lr per Adam step, and r = 64 on all linear
+  layers has 16× the entries of r = 16 on each of 3.5× the modules).
+- PEFT LoRA (r = 8 only): once per module set, on --lora-sweep-users presidents × --lora-lrs.
 The chosen rates, every rate's validation score, and whether the pick sat at the edge of the
 range are printed and written to results.json.
 
 Budget: the defaults (32 steps × 8 blocks × 256 tokens = 65,536 tokens a user, 33 users) make
-the whole grid about 7 minutes on one H200 (estimate from BENCHMARKS.md's trainer throughput:
-LoRA-XS ~150 k tokens/s on q,v; PEFT LoRA trains one user at a time, ~40–70 ms a step at this
-batch). The earlier plan's 100 k tokens would need ~10 minutes, mostly PEFT's per-user loop.
+the whole grid about 7 minutes on one H200, model load included (estimate from BENCHMARKS.md's
+trainer throughput: LoRA-XS ~150 k tokens/s on q,v, assumed 90 k on all linear layers; PEFT LoRA
+trains one user at a time, assumed 45 / 75 ms a step at this batch; the run prints its plan).
+The earlier plan's ~100 k tokens would need ~10 minutes, mostly PEFT's per-user loop; at 65 k
+tokens a user sees 0.5 to 5 epochs of his training addresses (13 k to 127 k tokens).
 --time-limit skips the methods whose estimated time no longer fits (recorded as skipped) and
 interrupts one that runs past the limit; each finished method's rows are printed at once and
 results.json is rewritten after every method.
 
 --compare-naive also trains the shipped set with TrainConfig(fast=False, compile=False) (the
 plain trainer) at the same budget and learning rate and reports held-out perplexity of the
-plain vs the default (fast) trainer per user.
+plain vs the fast trainer per user (the grid's own run of that set: fast path on, torch.compile
+as --compile says, off by default).
 """
 
 from __future__ import annotations
