@@ -13,6 +13,10 @@ check, reference fixtures, manifest). Then it writes
   the seeded model: each external tensor is a parameter or buffer (possibly transposed) of the
   seeded PyTorch model, or a few small constants stored in `extra.bin`; sha256 per tensor.
 
+`train` (here, CPU, ~5 min): the training step `model.train.onnx` for that model through
+`loraxs.export_train_step` (1 x 128 tokens by default, weights shared with `model.onnx.data`, so
+the recipe rebuilds them too), checked against PyTorch autograd and added to the manifest.
+
 `unpack` (GPU machine, which has the same torch/transformers): rebuilds the seeded model, injects
 the carried factors, writes `model.onnx.data` from the recipe and checks every tensor's sha256
 and the whole file's digest against the manifest.
@@ -88,6 +92,14 @@ def build(out: Path) -> None:
     write_recipe(out)
     base = base_model()
     base.model.config.save_pretrained(str(out / "hf"))  # config.json for transformers.js
+
+
+def train_step(out: Path, batch: int = 1, seq: int = 128) -> None:
+    """model.train.onnx for the seeded model (export_train_step reads the manifest's source)."""
+    from loraxs import export_train_step, models
+
+    models.load_source = lambda source, model_id, dtype=torch.float32: base_model(int(source.get("seed", SEED)))  # noqa: ARG005
+    export_train_step.main(["--dir", str(out), "--batch", str(batch), "--seq", str(seq)])
 
 
 def write_plain(out: Path) -> None:
@@ -235,10 +247,15 @@ def unpack(folder: Path) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=["build", "unpack", "plain", "merged", "recipe"])
+    p.add_argument("command", choices=["build", "train", "unpack", "plain", "merged", "recipe"])
     p.add_argument("--out", "--dir", dest="dir", required=True)
+    p.add_argument("--train-shape", default="1x128", help="train: batch x seq of the step graph")
     a = p.parse_args()
     d = Path(a.dir)
+    if a.command == "train":
+        batch, seq = (int(x) for x in a.train_shape.split("x"))
+        train_step(d, batch, seq)
+        return 0
     steps = {"build": build, "unpack": unpack, "plain": write_plain, "merged": write_merged, "recipe": write_recipe}
     steps[a.command](d)
     return 0

@@ -2,8 +2,12 @@
 # On the GPU machine, from the repository root: unpack bench/webgpu/.carry, rebuild the model's
 # 545 MB data file from the seeded model (python3 with torch), run the benchmark.
 #   bash bench/webgpu/.carry/run.sh [bench options]      (npm run bench:webgpu -- run …)
-# The report goes to $OUT/webgpu.json when OUT is set (the device tool's output folder).
+#   bash bench/webgpu/.carry/run.sh --train [train options]   (the on-device training step, train.mjs)
+# The report goes to $OUT/webgpu.json (--train: $OUT/train.json) when OUT is set (the device
+# tool's output folder).
 set -eo pipefail
+MODE=bench
+if [ "$1" = "--train" ]; then MODE=train; shift; fi
 C=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$C/../../.." && pwd)
 W=${WG_DIR:-/tmp/wg}
@@ -27,6 +31,14 @@ tar -C "$W/model" -xJf "$C/model.tar.xz"
 echo "unpacked in $(( $(date +%s) - t0 )) s"
 PY=${PYTHON:-python3}
 PYTHONPATH="$REPO/scripts" $PY "$REPO/bench/webgpu/make_model.py" unpack --dir "$W/model"
+if [ "$MODE" = train ]; then
+  [ -f "$W/model/model.train.onnx" ] || { echo "the carry has no model.train.onnx: npm run bench:webgpu -- build --train"; exit 2; }
+  cp "$C/train.mjs" "$C/sotu.json" "$W/"
+  echo "model ready after $(( $(date +%s) - t0 )) s"
+  "$W/bin/node" "$W/train.mjs" --root "$W" --model "$W/model" --texts "$W/sotu.json" --out "${OUT:-$W}/train.json" "$@"
+  echo "done after $(( $(date +%s) - t0 )) s"
+  exit 0
+fi
 # The merged-R graph with its stacked weights folded in (bench/webgpu/merge_graph.py).
 (cd "$W/model" && $PY "$REPO/bench/webgpu/merge_graph.py" model.onnx merged-folded.onnx --gather --fold)
 echo "model ready after $(( $(date +%s) - t0 )) s"
