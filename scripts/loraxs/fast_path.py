@@ -97,6 +97,32 @@ class CausalLMLoss:
         return sums, counts, objective if example_weights is not None else None
 
 
+BASE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def store_frozen_base(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Stores the frozen base model's parameters in `dtype` (bf16 on a GPU: half the memory and
+    traffic; autocast runs the products in bf16 either way). Buffers — the LoRA-XS factors,
+    rotary tables — keep their dtype, so R still multiplies fp32 factors in the plain path."""
+    for p in model.parameters():
+        if p.requires_grad:
+            raise ValueError("store_frozen_base: the model has trainable parameters; only a frozen base may be cast")
+        p.data = p.data.to(dtype)
+    for m in model.modules():  # cached casts of the factors were made for the old dtype
+        if hasattr(m, "_cast"):
+            m._cast = {}
+    return model
+
+
+def base_dtype(name: str, device: str) -> torch.dtype:
+    """`auto` = bf16 on CUDA, fp32 elsewhere (CPUs have no fast bf16 products)."""
+    if name == "auto":
+        return torch.bfloat16 if device == "cuda" else torch.float32
+    if name not in BASE_DTYPES:
+        raise ValueError(f"base dtype {name!r} is not one of auto, {', '.join(BASE_DTYPES)}")
+    return BASE_DTYPES[name]
+
+
 def compile_layers(model: nn.Module) -> Callable[[], None]:
     """torch.compile each decoder layer in place; returns the undo. Layers share one compiled code
     (same class), so a 30-layer model compiles once per shape."""

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Blocks, DataError, JobOptions, LabelData, TextData, parse_job_data, parse_options, split_blocks, text_blocks
-from .fast_path import CausalLMLoss, compile_layers, decoder_parts, pick_features
+from .fast_path import CausalLMLoss, base_dtype, compile_layers, decoder_parts, pick_features, store_frozen_base
 from .lora_xs import RSource, init_R
 
 
@@ -595,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    p.add_argument("--base-dtype", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="storage of the frozen base model (auto: bf16 on CUDA, fp32 on CPU)")
     p.add_argument("--source", default="worker", choices=["worker", "import"], help="adapter metadata `source`")
     p.add_argument("--note", default=None)
     p.add_argument("--no-progress", action="store_true")
@@ -608,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--user names one user but {len(files)} data files were given")
     cli = {k: getattr(args, k) for k in ("steps", "lr", "seq_len", "batch_size", "seed") if getattr(args, k) is not None}
     base, factors, source, manifest = load_prepared(args.model_dir)
+    store_frozen_base(base.model, base_dtype(args.base_dtype, args.device))
     if args.device == "cuda":
         base.model.to("cuda")
         _fast_attention(base.model)

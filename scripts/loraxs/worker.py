@@ -90,6 +90,7 @@ class Worker:
     grace: float = GRACE_S
     poll: float = 5.0
     val_frac: float = 0.1
+    base_dtype: str = "auto"  # frozen base storage: auto = bf16 on CUDA (fast_path.base_dtype)
     models: list[str] | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     deadline: float = float("inf")
@@ -126,7 +127,10 @@ class Worker:
             folder = self.models_dir / model
             if not (folder / "manifest.json").is_file():
                 raise FileNotFoundError(f"model {model!r} has no prepared folder at {folder}")
+            from .fast_path import base_dtype, store_frozen_base
+
             base, factors, source, manifest = load_prepared(folder)
+            store_frozen_base(base.model, base_dtype(self.base_dtype, self.device))
             base.model.to(self.device)
             if self.device == "cuda":
                 _fast_attention(base.model)
@@ -264,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grace", type=float, default=GRACE_S, help="seconds to finish the batch after SIGTERM")
     p.add_argument("--poll", type=float, default=5.0, help="seconds between claims when the queue is empty")
     p.add_argument("--val-frac", type=float, default=0.1, help="held-out fraction per user for early stopping")
+    p.add_argument("--base-dtype", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="storage of the frozen base model (auto: bf16 on CUDA, fp32 on CPU)")
     args = p.parse_args(argv)
     if not args.token:
         p.error("--token (or LORAXS_WORKER_TOKEN) is required")
@@ -272,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     client = ApiClient(args.api, args.token, log=log)
     worker = Worker(client, Path(args.models_dir), device=args.device, max_jobs=args.max_jobs,
                     lease_seconds=args.lease_seconds, grace=args.grace, poll=args.poll, val_frac=args.val_frac,
+                    base_dtype=args.base_dtype,
                     models=args.models.split(",") if args.models else None)
     worker.install_signals()
     torch.manual_seed(0)
