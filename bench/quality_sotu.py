@@ -13,9 +13,9 @@ most recent addresses are held out (data.sotu_presidents), never trained or vali
 Methods, each on every module set of --targets (default q_proj,v_proj and all-linear):
 - LoRA-XS at every rank of --ranks (default 4, 16, 64). The shipped set (the manifest's rank and
   targets: r = 16 on q_proj, v_proj) uses the committed factors of --model-dir (digest checked)
-  and writes each user's adapter (<name>.safetensors, the demo users); every other set gets its
-  factors from loraxs.svd (randomized SVD, the options prepare uses) of the same dequantized
-  base weights. Each set trains on its own clean copy of the base model (deep copy, inject).
+  and writes each user's adapter (<name>.safetensors, the demo users; into --adapter-dir, by
+  default --out-dir); every other set gets its factors from loraxs.svd (randomized SVD, the
+  options prepare uses) of the same dequantized base weights. Each set trains on its own clean copy of the base model (deep copy, inject).
   All users train together in one multi-user run.
 - PEFT LoRA r = 8 (alpha 16) on exactly the same modules, one user at a time.
 Every method trains the same steps × batch × seq_len tokens per user, in the same example order,
@@ -347,6 +347,7 @@ def chunked(cfg: TrainConfig, examples: int, cap: int) -> TrainConfig:
 class Run:
     def __init__(self, args, users: list[User], clean, manifest: dict, committed: Factors, out: Path):
         self.args, self.users, self.clean, self.manifest, self.committed, self.out = args, users, clean, manifest, committed, out
+        self.adapters = Path(args.adapter_dir) if args.adapter_dir else out
         self.dev = args.device
         self.clock = Clock(args.time_limit)
         self.budget = args.steps * args.batch * args.seq_len
@@ -516,7 +517,7 @@ class Run:
                     note = (f"SOTU {u.name}: trained on {u.info['train_years']} ({u.info['train_tokens']} tokens), held out "
                             f"{u.info['heldout_years']}; held-out ppl {u.ppl[key]:.2f} vs base {u.ppl['base']:.2f}")
                     data = encode_result(r, self.manifest, source="worker", created=created, note=note)
-                    (self.out / f"{u.name.replace('_', '-')}.safetensors").write_bytes(data)  # user ids have no '_'
+                    (self.adapters / f"{u.name.replace('_', '-')}.safetensors").write_bytes(data)  # user ids have no '_'
                 if args.eval_every and not naive:
                     u.info.setdefault("best_step", {})[key] = r.best_step
         except InterruptedError as e:
@@ -705,7 +706,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patience", type=int, default=3, help="evaluations without improvement before a user stops")
     p.add_argument("--progress", action="store_true", help="training progress bar on stderr")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out-dir", required=True)
+    p.add_argument("--out-dir", required=True, help="results.json (rewritten after every method)")
+    p.add_argument("--adapter-dir", default=None, help="where the shipped set's adapters go, one file per user "
+                   "(default: --out-dir)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     args.rank_list = [int(x) for x in args.ranks.split(",") if x.strip()]
@@ -713,6 +716,8 @@ def main(argv: list[str] | None = None) -> int:
     dev = args.device
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if args.adapter_dir:
+        Path(args.adapter_dir).mkdir(parents=True, exist_ok=True)
 
     from loraxs.models import SMOLLM2_GGUF, load_base, package_folder
 
@@ -765,6 +770,7 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{k} {1000 * v:.0f} ms/step" for k, v in PRIOR_LORA_STEP_S.items()) + "): "
         + ", ".join(f"{k} {v:.0f} s" for k, v in plan) + f"; {sum(v for _, v in plan):.0f} s in all")
     run.base()
+    run.write()  # results.json exists before any adapter file
     for kind, targets, rank in order:
         if kind == "loraxs":
             run.loraxs(targets, rank)

@@ -138,7 +138,7 @@ def test_tiny_grid_end_to_end(tiny_dir, tmp_path):
                   "--steps", "2", "--batch", "1", "--seq-len", "16", "--eval-seq-len", "16", "--ranks", "2,16",
                   "--targets", "q_proj,v_proj;all-linear", "--lrs", "1e-2,3e-2", "--sweep-users", "1",
                   "--lora-lrs", "1e-3,3e-3", "--lora-sweep-users", "1", "--compare-naive", "--out-dir", str(out),
-                  "--device", "cpu"])
+                  "--adapter-dir", str(tmp_path / "adapters"), "--device", "cpu"])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     m = res["methods"]
@@ -151,8 +151,10 @@ def test_tiny_grid_end_to_end(tiny_dir, tmp_path):
     assert m["loraxs-r2-all"]["trainable_per_user"] == 14 * 2 * 2
     assert m["naive-r16-qv"]["lr"] == m["loraxs-r16-qv"]["lr"]
     assert set(m["loraxs-r2-qv"]["sweep"]) == {"0.01", "0.03"}
-    # only the shipped set writes adapters (the demo users), one per president
-    assert sorted(p.name for p in out.glob("*.safetensors")) == ["alpha-one.safetensors", "beta-two.safetensors"]
+    # only the shipped set writes adapters (the demo users), one per president, into --adapter-dir
+    assert sorted(p.name for p in (tmp_path / "adapters").glob("*.safetensors")) == ["alpha-one.safetensors",
+                                                                                     "beta-two.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["results.json"]
     assert {(g["targets"], g["rank"]) for g in res["goal"]} == {(t, r) for t in ("q_proj,v_proj", "all-linear") for r in (2, 16)}
     for g in res["goal"]:
         assert g["bytes_ratio"] == pytest.approx(m[qs.method_key("lora", g["targets"], 8)]["bytes_per_user"]
