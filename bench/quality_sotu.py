@@ -15,8 +15,8 @@ Methods, each on every module set of --targets (default q_proj,v_proj and all-li
   targets: r = 16 on q_proj, v_proj) uses the committed factors of --model-dir (digest checked)
   and writes each user's adapter (<name>.safetensors, the demo users; into --adapter-dir, by
   default --out-dir); every other set gets its factors from loraxs.svd (randomized SVD, the
-  options prepare uses) of the same dequantized base weights. Each set trains on its own clean copy of the base model (deep copy, inject).
-  All users train together in one multi-user run.
+  options prepare uses) of the same dequantized base weights. Each set trains on its own clean
+  copy of the base model (deep copy, inject). All users train together in one multi-user run.
 - PEFT LoRA r = 8 (alpha 16) on exactly the same modules, one user at a time.
 Every method trains the same steps × batch × seq_len tokens per user, in the same example order,
 with the same schedule (AdamW, warm-up + cosine to 10 %, clip 1.0) and no early stopping.
@@ -35,11 +35,12 @@ The chosen rates, every rate's validation score, and whether the pick sat at the
 range are printed and written to results.json.
 
 Budget: the defaults (32 steps × 8 blocks × 256 tokens = 65,536 tokens a user, 33 users) make
-the whole grid about 7 minutes on one H200, model load included (estimate from BENCHMARKS.md's
-trainer throughput: LoRA-XS ~150 k tokens/s on q,v, assumed 90 k on all linear layers; PEFT LoRA
-trains one user at a time, assumed 45 / 75 ms a step at this batch; the run prints its plan).
-The earlier plan's ~100 k tokens would need ~10 minutes, mostly PEFT's per-user loop; at 65 k
-tokens a user sees 0.5 to 5 epochs of his training addresses (13 k to 127 k tokens).
+the whole grid about 11 minutes on one H200, model load included, more than one 9-minute call:
+run --targets q_proj,v_proj (about 5 minutes) and --targets all-linear (about 7) apart. Measured
+on the H200 (2026-11-28, sweep and evaluation included): LoRA-XS ~130 k tokens/s on q,v and
+~100 k on all linear layers; PEFT LoRA, one user at a time, 130 ms a step on q,v; all linear
+layers assumed 220 ms (not measured yet). The run prints its plan. At 65 k tokens a user sees
+0.5 to 5 epochs of his training addresses (13 k to 127 k tokens).
 --time-limit skips the methods whose estimated time no longer fits (recorded as skipped) and
 interrupts one that runs past the limit; each finished method's rows are printed at once and
 results.json is rewritten after every method.
@@ -89,9 +90,11 @@ T_START = time.time()
 GOAL_FRACTION = 0.80  # LoRA-XS closes ≥ 80 % of LoRA's log-perplexity improvement ...
 GOAL_BYTES_RATIO = 20.0  # ... at ≥ 20× fewer bytes per user
 LORA_RANK, LORA_ALPHA = 8, 16
-# Time estimates before a method of the same kind has been measured (H200, bf16, seq_len 256).
-PRIOR_XS_TOKENS_PER_S = {"q_proj,v_proj": 150_000.0, "all-linear": 90_000.0}
-PRIOR_LORA_STEP_S = {"q_proj,v_proj": 0.045, "all-linear": 0.075}
+# Time estimates before a method of the same kind has been measured (H200, seq_len 256, batch 8, 33 users;
+# whole methods, sweep and evaluation included). Measured 2026-11-28 except PEFT on all linear layers
+# (q,v's x 1.7, the ratio of the earlier priors 75 / 45 ms).
+PRIOR_XS_TOKENS_PER_S = {"q_proj,v_proj": 130_000.0, "all-linear": 100_000.0}
+PRIOR_LORA_STEP_S = {"q_proj,v_proj": 0.13, "all-linear": 0.22}
 
 
 def log(msg: str = "") -> None:
@@ -385,9 +388,13 @@ class Run:
         rate = self.measured.get((kind, targets))
         if rate is not None:
             return rate * tokens
-        if kind == "lora":
-            return lora_steps * PRIOR_LORA_STEP_S.get(targets, max(PRIOR_LORA_STEP_S.values()))
-        return tokens / PRIOR_XS_TOKENS_PER_S.get(targets, min(PRIOR_XS_TOKENS_PER_S.values()))
+        # seconds per unit before measuring: per step (PEFT) or per token (LoRA-XS)
+        prior = PRIOR_LORA_STEP_S if kind == "lora" else {t: 1 / v for t, v in PRIOR_XS_TOKENS_PER_S.items()}
+        own = prior.get(targets, max(prior.values()))
+        for (k, t), r in self.measured.items():
+            if k == kind and t in prior:  # another module set of this kind was measured: scale by the priors' ratio
+                return r * tokens * own / prior[t]
+        return own * (lora_steps if kind == "lora" else tokens)
 
     def plan(self, order: list[tuple[str, str, int]]) -> list[tuple[str, float]]:
         """Estimated seconds of each method in `order` ((kind, targets, rank)) before anything is measured."""

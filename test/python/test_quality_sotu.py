@@ -74,6 +74,18 @@ def test_clock_skips_what_does_not_fit():
     assert qs.Clock(0, start=0.0, now=lambda: 1e9).fits(1e9)  # 0 = no limit
 
 
+def test_estimate_scales_a_measured_module_set():
+    run = object.__new__(qs.Run)
+    run.measured = {}
+    qv, al = qs.PRIOR_LORA_STEP_S["q_proj,v_proj"], qs.PRIOR_LORA_STEP_S["all-linear"]
+    assert run.estimate("lora", "all-linear", 1000, 10) == pytest.approx(10 * al)
+    assert run.estimate("loraxs", "q_proj,v_proj", 1000) == pytest.approx(1000 / qs.PRIOR_XS_TOKENS_PER_S["q_proj,v_proj"])
+    run.measured[("lora", "q_proj,v_proj")] = 2e-6
+    assert run.estimate("lora", "q_proj,v_proj", 1000, 10) == pytest.approx(2e-3)
+    assert run.estimate("lora", "all-linear", 1000, 10) == pytest.approx(2e-3 * al / qv)
+    assert run.estimate("loraxs", "all-linear", 1000) == pytest.approx(1000 / qs.PRIOR_XS_TOKENS_PER_S["all-linear"])
+
+
 def _tiny_llama():
     from transformers import LlamaConfig, LlamaForCausalLM
 
