@@ -450,6 +450,17 @@ class Run:
             m["trained_tokens_per_s"] = round(trained_tokens / seconds)
         self.methods[key] = m
 
+    def sweep_pick(self, key: str, meta: dict, scores: dict[float, float], sweep_idx: list[int], since: float) -> float:
+        """The rate of a learning-rate sweep (`scores`: mean log validation ppl per rate), put in `meta` and logged."""
+        lr, edge = pick_lr(scores)
+        seconds = time.time() - since
+        meta.update(lr=lr, lr_at_edge=edge, sweep={f"{k:g}": {"mean_val_ppl": math.exp(v)} for k, v in scores.items()},
+                    sweep_users=[self.users[i].name for i in sweep_idx], sweep_seconds=round(seconds, 1))
+        log(f"   {key} lr sweep on {len(sweep_idx)} users ({seconds:.0f} s): "
+            + ", ".join(f"{k:g} -> {math.exp(v):.3f}" for k, v in scores.items())
+            + f"; picked {lr:g}{' (edge of the range)' if edge else ''}")
+        return lr
+
     # -- methods -----------------------------------------------------------------------------
     def base(self) -> None:
         t0 = time.time()
@@ -496,12 +507,7 @@ class Run:
                     vals = [heldout_ppl(model, source, self.users[i].val, by_name[sweep_name(self.users[i].name, lr)].R,
                                         self.dev) for i in sweep_idx]
                     scores[lr] = statistics.fmean(math.log(v) for v in vals)
-                lr, edge = pick_lr(scores)
-                meta.update(lr=lr, lr_at_edge=edge, sweep={f"{k:g}": {"mean_val_ppl": math.exp(v)} for k, v in scores.items()},
-                            sweep_users=[self.users[i].name for i in sweep_idx], sweep_seconds=round(time.time() - ts, 1))
-                log(f"   {key} lr sweep on {len(sweep_idx)} users ({time.time() - ts:.0f} s): "
-                    + ", ".join(f"{k:g} -> {math.exp(v):.3f}" for k, v in scores.items())
-                    + f"; picked {lr:g}{' (edge of the range)' if edge else ''}")
+                lr = self.sweep_pick(key, meta, scores, sweep_idx, ts)
             else:
                 lr = lrs[0]
                 meta["lr"] = lr
@@ -570,12 +576,7 @@ class Run:
                         vals.append(math.log(plain_ppl(m, u.val, self.dev)))
                         del m
                     scores[lr] = statistics.fmean(vals)
-                lr, edge = pick_lr(scores)
-                meta.update(lr=lr, lr_at_edge=edge, sweep={f"{k:g}": {"mean_val_ppl": math.exp(v)} for k, v in scores.items()},
-                            sweep_users=[self.users[i].name for i in sweep_idx], sweep_seconds=round(time.time() - t0, 1))
-                log(f"   {key} lr sweep on {len(sweep_idx)} users ({time.time() - t0:.0f} s): "
-                    + ", ".join(f"{k:g} -> {math.exp(v):.3f}" for k, v in scores.items())
-                    + f"; picked {lr:g}{' (edge of the range)' if edge else ''}")
+                lr = self.sweep_pick(key, meta, scores, sweep_idx, t0)
             else:
                 lr = lrs[0]
                 meta["lr"] = lr
