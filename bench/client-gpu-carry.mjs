@@ -14,7 +14,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { build } from "esbuild";
+import { bundleForNode } from "./webgpu/bundle.mjs";
 
 const REPO = resolve(import.meta.dirname, "..");
 const OUT = join(REPO, ".cache", "gpu-carry");
@@ -97,19 +97,7 @@ if (tok === undefined)
   throw new Error("no SmolLM2 tokenizer in .cache/models (run the tiny-llama prepare first)");
 for (const f of ["tokenizer.json", "tokenizer_config.json"])
   copyFileSync(join(tok, f), join(OUT, "tok", f));
-await build({
-  entryPoints: [join(REPO, "bench", "client-gpu.ts")],
-  outfile: join(OUT, "bench.mjs"),
-  bundle: true,
-  format: "esm",
-  platform: "node",
-  target: "node22",
-  external: ["onnxruntime-web", "onnxruntime-web/*", "onnxruntime-node"],
-  banner: {
-    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-  },
-  logLevel: "warning",
-});
+await bundleForNode(join(REPO, "bench", "client-gpu.ts"), join(OUT, "bench.mjs"));
 writeFileSync(
   join(OUT, "setup.sh"),
   `#!/bin/bash

@@ -20,7 +20,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join, resolve } from "node:path";
-import { build } from "esbuild";
+import { bundleForNode } from "./bundle.mjs";
 
 const HERE = import.meta.dirname;
 const REPO = resolve(HERE, "..", "..");
@@ -104,36 +104,12 @@ if (readdirSync(join(OUT, "debs")).length === 0) {
 }
 
 // The benchmark with the client, bundled; onnxruntime-web stays a package the carry provides.
-await build({
-  entryPoints: [join(HERE, "bench.ts")],
-  outfile: join(OUT, "bench.mjs"),
-  bundle: true,
-  format: "esm",
-  platform: "node",
-  target: "node22",
-  external: ["onnxruntime-web", "onnxruntime-web/*", "onnxruntime-node"],
-  banner: {
-    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-  },
-  logLevel: "warning",
-});
+await bundleForNode(join(HERE, "bench.ts"), join(OUT, "bench.mjs"));
 
 // The training benchmark (train.ts: the client's own training code), bundled the same way, and
 // ~25k tokens of State of the Union text to personalize on (Barack Obama, 2009-2011: addresses
 // that quality_on_device.py keeps for training).
-await build({
-  entryPoints: [join(HERE, "train.ts")],
-  outfile: join(OUT, "train.mjs"),
-  bundle: true,
-  format: "esm",
-  platform: "node",
-  target: "node22",
-  external: ["onnxruntime-web", "onnxruntime-web/*", "onnxruntime-node"],
-  banner: {
-    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-  },
-  logLevel: "warning",
-});
+await bundleForNode(join(HERE, "train.ts"), join(OUT, "train.mjs"));
 const SOTU = join(REPO, "node_modules", "@stdlib", "datasets-sotu", "data");
 const SOTU_FILES = [2009, 2010, 2011].map((y) => `${y}_barack_obama_d.txt`);
 writeFileSync(
@@ -151,13 +127,7 @@ if (!existsSync(TJS))
   throw new Error(
     `${TJS} is missing: npm install --prefix ${join(WORK, "tjs")} -E --ignore-scripts --omit=optional @huggingface/transformers@${TJS_VERSION}`,
   );
-await build({
-  entryPoints: [join(TJS, "src", "transformers.js")],
-  outfile: join(OUT, "transformers.mjs"),
-  bundle: true,
-  format: "esm",
-  platform: "node",
-  target: "node22",
+await bundleForNode(join(TJS, "src", "transformers.js"), join(OUT, "transformers.mjs"), {
   minify: true,
   external: ["onnxruntime-web", "onnxruntime-web/*"],
   plugins: [
@@ -179,10 +149,6 @@ await build({
       },
     },
   ],
-  banner: {
-    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-  },
-  logLevel: "warning",
 });
 
 // The model folder without its data file (rebuilt there from recipe.json), xz'd.
