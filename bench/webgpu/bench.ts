@@ -18,7 +18,7 @@ import {
   maxAbsDiff,
   readReference,
 } from "../../test/node/client/helpers/reference.ts";
-import { installDawn } from "./dawn.ts";
+import { tryDawn } from "./dawn.ts";
 import { type DecodeTiming, rawDecode } from "./raw.ts";
 import { table } from "./table.ts";
 import { tjsDecode } from "./tjs.ts";
@@ -60,13 +60,7 @@ const median = (xs: number[]) =>
 const log = (...a: unknown[]) => console.log(...a);
 const results: Record<string, unknown> = { node: process.version, prompt: PROMPT, tokens: TOKENS };
 
-const adapter =
-  args.root === undefined
-    ? null
-    : await installDawn(args.root).catch((error: unknown) => {
-        log("no WebGPU:", String(error));
-        return null;
-      });
+const adapter = await tryDawn(args.root, log);
 results.adapter = adapter;
 log("ADAPTER", JSON.stringify(adapter));
 

@@ -35,3 +35,15 @@ export async function installDawn(root: string): Promise<AdapterSummary | null> 
     fallback: i.isFallbackAdapter ?? false,
   };
 }
+
+/** installDawn when there is a root; null without one, and null (logged) when it fails. */
+export async function tryDawn(
+  root: string | undefined,
+  log: (...a: unknown[]) => void,
+): Promise<AdapterSummary | null> {
+  if (root === undefined) return null;
+  return installDawn(root).catch((error: unknown) => {
+    log("no WebGPU:", String(error));
+    return null;
+  });
+}

@@ -26,7 +26,7 @@ import {
   type Row,
   rowsFromTexts,
 } from "../../src/client/train/index.ts";
-import { installDawn } from "./dawn.ts";
+import { installDawn, tryDawn } from "./dawn.ts";
 
 const T0 = performance.now();
 const { values: args } = parseArgs({
@@ -130,13 +130,7 @@ const resetPeak = () => {
 };
 
 // ---- WebGPU through Dawn
-const adapter =
-  args.root === undefined || !DEVICES.includes("webgpu")
-    ? null
-    : await installDawn(args.root).catch((error: unknown) => {
-        log("no WebGPU:", String(error));
-        return null;
-      });
+const adapter = DEVICES.includes("webgpu") ? await tryDawn(args.root, log) : null;
 results.adapter = adapter;
 log("ADAPTER", JSON.stringify(adapter));
 
