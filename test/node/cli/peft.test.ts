@@ -39,6 +39,11 @@ beforeAll(async () => {
   adapter = await writeAdapter(model, "user.safetensors", R, "F32");
 });
 
+/** `loraxs import-peft --peft <dir> --model <manifest> --out <file> [extra…]`. */
+function importPeft(peft: string, manifest: string, out: string, ...extra: string[]) {
+  return cli(["import-peft", "--peft", peft, "--model", manifest, "--out", out, ...extra]);
+}
+
 describe("loraxs export-peft", () => {
   it("writes lora_A = R·down, lora_B = up under PEFT's names, with alpha = r", async () => {
     const out = join(model.dir, "peft-exact");
@@ -164,18 +169,7 @@ describe("loraxs import-peft", () => {
     const out = join(model.dir, "peft-rt");
     await cli(["export-peft", "--adapter", adapter, "--model", model.manifestPath, "--out", out]);
     const back = join(model.dir, "back.safetensors");
-    const r = await cli([
-      "import-peft",
-      "--peft",
-      out,
-      "--model",
-      model.manifestPath,
-      "--out",
-      back,
-      "--dtype",
-      "f32",
-      "--json",
-    ]);
+    const r = await importPeft(out, model.manifestPath, back, "--dtype", "f32", "--json");
     expect(r.code, r.stderr).toBe(EXIT.ok);
     const report = JSON.parse(r.stdout);
     expect(report.residual).toBeLessThan(1e-6);
@@ -208,18 +202,7 @@ describe("loraxs import-peft", () => {
     }));
     await writeFile(join(out, "adapter_model.safetensors"), encodeSafetensorsF32(halved, {}));
     const back = join(model.dir, "alpha.safetensors");
-    const r = await cli([
-      "import-peft",
-      "--peft",
-      out,
-      "--model",
-      model.manifestPath,
-      "--out",
-      back,
-      "--dtype",
-      "f32",
-      "--json",
-    ]);
+    const r = await importPeft(out, model.manifestPath, back, "--dtype", "f32", "--json");
     expect(r.code, r.stderr).toBe(EXIT.ok);
     expect(JSON.parse(r.stdout).residual).toBeLessThan(1e-6);
     const imported = decodeAdapter(new Uint8Array(await readFile(back)));
@@ -259,18 +242,7 @@ describe("loraxs import-peft", () => {
       }),
     );
     const back = join(model.dir, "random.safetensors");
-    const r = await cli([
-      "import-peft",
-      "--peft",
-      dir,
-      "--model",
-      model.manifestPath,
-      "--out",
-      back,
-      "--dtype",
-      "f32",
-      "--json",
-    ]);
+    const r = await importPeft(dir, model.manifestPath, back, "--dtype", "f32", "--json");
     expect(r.code, r.stderr).toBe(EXIT.ok);
     const report = JSON.parse(r.stdout);
     expect(report.residual).toBeGreaterThan(0.1);
@@ -301,27 +273,9 @@ describe("loraxs import-peft", () => {
       }
       expect(report.modules[i].residual).toBeCloseTo(Math.sqrt(e2 / d2), 5);
     }
-    const text = await cli([
-      "import-peft",
-      "--peft",
-      dir,
-      "--model",
-      model.manifestPath,
-      "--out",
-      back,
-    ]);
+    const text = await importPeft(dir, model.manifestPath, back);
     expect(text.stdout).toContain("total residual");
-    const strict = await cli([
-      "import-peft",
-      "--peft",
-      dir,
-      "--model",
-      model.manifestPath,
-      "--out",
-      back,
-      "--max-residual",
-      "0.01",
-    ]);
+    const strict = await importPeft(dir, model.manifestPath, back, "--max-residual", "0.01");
     expect(strict.code).toBe(EXIT.invalid);
     expect(strict.stderr).toContain("exceeds --max-residual 0.01");
   });
@@ -349,16 +303,12 @@ describe("loraxs import-peft", () => {
       values: new Float64Array(128).fill(0.5),
     });
     await writeFile(join(out, "adapter_model.safetensors"), encodeSafetensorsF32(tensors, {}));
-    const r = await cli([
-      "import-peft",
-      "--peft",
+    const r = await importPeft(
       out,
-      "--model",
       model.manifestPath,
-      "--out",
       join(model.dir, "extra.safetensors"),
       "--json",
-    ]);
+    );
     expect(r.code, r.stderr).toBe(EXIT.ok);
     const report = JSON.parse(r.stdout);
     expect(report.dropped).toEqual([
@@ -378,41 +328,21 @@ describe("loraxs import-peft", () => {
       join(out, "adapter_config.json"),
       JSON.stringify({ ...config, use_dora: true }),
     );
-    const dora = await cli([
-      "import-peft",
-      "--peft",
-      out,
-      "--model",
-      model.manifestPath,
-      "--out",
-      join(model.dir, "d.safetensors"),
-    ]);
+    const dora = await importPeft(out, model.manifestPath, join(model.dir, "d.safetensors"));
     expect(dora.code).toBe(EXIT.invalid);
     expect(dora.stderr).toContain("use_dora is true");
-    const missing = await cli([
-      "import-peft",
-      "--peft",
+    const missing = await importPeft(
       join(model.dir, "nope"),
-      "--model",
       model.manifestPath,
-      "--out",
       join(model.dir, "d.safetensors"),
-    ]);
+    );
     expect(missing.code).toBe(EXIT.invalid);
     expect(missing.stderr).toContain(
       `cannot read PEFT config ${join(model.dir, "nope", "adapter_config.json")}: ENOENT`,
     );
     const wide = await makeModel({ id: "tiny-test", seed: 3, width: 24 });
     await writeFile(join(out, "adapter_config.json"), JSON.stringify(config));
-    const shapes = await cli([
-      "import-peft",
-      "--peft",
-      out,
-      "--model",
-      wide.manifestPath,
-      "--out",
-      join(wide.dir, "d.safetensors"),
-    ]);
+    const shapes = await importPeft(out, wide.manifestPath, join(wide.dir, "d.safetensors"));
     expect(shapes.code).toBe(EXIT.invalid);
     expect(shapes.stderr).toContain(
       "model.layers.0.self_attn.q_proj has lora_A [4, 16] and lora_B [16, 4]; the model's module is 24 × 24",
