@@ -30,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from loraxs.data import Blocks, pack_blocks  # noqa: E402
+from loraxs.fast_path import store_frozen_base  # noqa: E402
 from loraxs.lora_xs import Factors, find_target_modules, inject  # noqa: E402
 from loraxs.train import MultiUserTrainer, TrainConfig, UserTask, lm_losses  # noqa: E402
 
@@ -276,17 +277,12 @@ def main() -> int:
             got = run(users, U, FAST)
             add(f"LoRA-XS r={args.rank}: fast path, {users} user{'s' * (users > 1)}", per_user, got and got[0],
                 tokens=got[1] if got else 0, users=users, batch=f"{U}x{T}")
-        # The worker loads GGUF/safetensors weights as fp32 and trains under bf16 autocast: the same
-        # fast path with the frozen base stored in fp32 (last: it changes the model for good).
-        model.float()
-        got = None if args.ladder_only else run(U, U, FAST)
-        if got is not None:
-            add(f"LoRA-XS r={args.rank}: fast path, base stored in fp32", per_user, got[0], tokens=got[1], users=U,
-                batch=f"{U}x{T}")
-        model.to(torch.bfloat16)
-        for m in model.modules():  # the factors stay fp32, as inject() made them
-            if hasattr(m, "down") and hasattr(m, "up") and hasattr(m, "source"):
-                m.down, m.up = m.down.float(), m.up.float()
+        if not args.ladder_only:  # the fast path with the frozen base stored in fp32 (`--base-dtype fp32`)
+            store_frozen_base(model, torch.float32)  # parameters only: the factors stay as inject() made them
+            got = run(U, U, FAST)
+            add(f"LoRA-XS r={args.rank}: fast path, base stored in fp32", per_user, got and got[0],
+                tokens=got[1] if got else 0, users=U, batch=f"{U}x{T}")
+            store_frozen_base(model, torch.bfloat16)
         if args.profile and dev == "cuda":
             for label, feats in (("fast", FAST),):  # the naive trainer's profile barely changes between runs
                 guarded(profile_step, model, source, feats, B, T, dev, Path(args.profile), f"{name} {label}", args.user_tokens)

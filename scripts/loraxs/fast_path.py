@@ -68,7 +68,7 @@ class CausalLMLoss:
 
     def __init__(self, body: nn.Module, head: nn.Linear, compute_dtype: torch.dtype, chunked: bool, no_mask: bool,
                  to_device: Callable[[torch.Tensor], torch.Tensor], compiled: bool = False):
-        self.body, self.head, self.chunked, self.no_mask = body, head, chunked, no_mask
+        self.body, self.chunked, self.no_mask = body, chunked, no_mask
         self.weight = head.weight.detach().to(compute_dtype)  # frozen: cast once
         self.compute_dtype = compute_dtype
         self.to_device = to_device
@@ -108,9 +108,6 @@ def store_frozen_base(model: nn.Module, dtype: torch.dtype) -> nn.Module:
         if p.requires_grad:
             raise ValueError("store_frozen_base: the model has trainable parameters; only a frozen base may be cast")
         p.data = p.data.to(dtype)
-    for m in model.modules():  # cached casts of the factors were made for the old dtype
-        if hasattr(m, "_cast"):
-            m._cast = {}
     return model
 
 
