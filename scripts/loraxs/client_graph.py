@@ -1,0 +1,282 @@
+"""The client's decoder graph, built node by node from weights (numpy + onnx; no PyTorch, no tracing).
+
+Fused onnxruntime contrib ops, the layout onnxruntime-genai's model builder emits for Llama:
+packed QKV (one matmul), GroupQueryAttention with the rotary embedding inside,
+SkipSimplifiedLayerNormalization (residual add + RMSNorm), packed gate/up, MatMulNBits for
+block-quantized weights. Per adapted module the LoRA-XS branch `y += ((x downᵀ) Rᵀ) upᵀ` is in
+the graph with `R` a required input (docs/contracts.md):
+
+- `down` of every adapted module of a packed matmul are stacked into one [in, a·r] matmul, R's
+  blocks applied as one block-diagonal [a·r, a·r] matrix (built from R once per run for all
+  layers), then one [a·r, out_packed] matmul places each module's `up` on its own output rows;
+- for Q4 weights the exact per-block offset (`block_quant`) rides in the same first and last
+  matmuls: `x @ [blocksum | downᵀ]`, then `@ [cᵀ ; upᵀ]`, so a layer's adapter and offset
+  cost three small matmuls and one add.
+
+Inputs/outputs: `input_ids`, `attention_mask` (1 = attend; rows right-padded: GroupQueryAttention
+takes each row's length from the mask's sum, positions follow from it), `R` (when adapted),
+`past_key_values.{i}.key|value` [B, kv_heads, P, head_dim] -> `logits`, `present.{i}.key|value`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from .block_quant import BLOCK, Q4Weight, Q8Weight, pack_nbits, q8_codes
+from .gguf_llama import LlamaWeights
+
+OPSET = 21
+IR_VERSION = 10  # onnxruntime 1.30 reads up to IR 11; 10 is what opset 21 needs
+MS = "com.microsoft"
+QKV = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
+GATE_UP = ("mlp.gate_proj", "mlp.up_proj")
+
+
+@dataclass
+class Branch:
+    """The LoRA-XS factors in manifest order: `down[i]` [r, in], `up[i]` [out, r]."""
+
+    names: list[str]
+    down: list[np.ndarray]
+    up: list[np.ndarray]
+
+    @property
+    def rank(self) -> int:
+        return self.down[0].shape[0]
+
+
+class _Graph:
+    def __init__(self):
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._names: set[str] = set()
+
+    def const(self, name: str, array: np.ndarray) -> str:
+        assert name not in self._names, name
+        self._names.add(name)
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], name: str, outputs: int | list[str] = 1, domain: str = "",
+           **attrs) -> list[str]:
+        outs = [f"{name}/out{i}" if i else f"{name}/out" for i in range(outputs)] if isinstance(outputs, int) else outputs
+        self.nodes.append(helper.make_node(op_type, inputs, outs, name=name, domain=domain or None, **attrs))
+        return outs
+
+    def one(self, op_type: str, inputs: list[str], name: str, domain: str = "", **attrs) -> str:
+        return self.op(op_type, inputs, name, 1, domain, **attrs)[0]
+
+
+def _rotary_caches(head_dim: int, theta: float, positions: int) -> tuple[np.ndarray, np.ndarray]:
+    # As transformers computes them (float32 inverse frequencies and products).
+    inv = (1.0 / (np.float32(theta) ** (np.arange(0, head_dim, 2, dtype=np.int64).astype(np.float32) / head_dim)))
+    freqs = np.arange(positions, dtype=np.float32)[:, None] * inv.astype(np.float32)[None, :]
+    return np.cos(freqs).astype(np.float32), np.sin(freqs).astype(np.float32)
+
+
+def _block_sum_matrix(k: int) -> np.ndarray:
+    """[k, k/32] of ones: `x @ it` is each block's sum of x."""
+    m = np.zeros((k, k // BLOCK), np.float32)
+    m[np.arange(k), np.arange(k) // BLOCK] = 1.0
+    return m
+
+
+class ClientGraphBuilder:
+    def __init__(self, weights: LlamaWeights, branch: Branch | None, max_positions: int | None = None):
+        self.w = weights
+        self.s = weights.shape
+        self.branch = branch
+        self.g = _Graph()
+        self.max_positions = max_positions or self.s.max_positions
+        self.index = {n: i for i, n in enumerate(branch.names)} if branch else {}
+        known = {f"model.layers.{i}.{s}" for i in range(self.s.layers) for s in (*QKV, "self_attn.o_proj", *GATE_UP, "mlp.down_proj")}
+        stray = [n for n in self.index if n not in known]
+        if stray:
+            raise ValueError(f"adapted modules the client graph cannot place: {stray[:3]} "
+                             "(it adapts the Llama attention and MLP projections only)")
+        self.groups = [(i, parts) for i in range(self.s.layers)
+                       for parts in (QKV, ("self_attn.o_proj",), GATE_UP, ("mlp.down_proj",))]
+        adapted = {len(self._adapted(i, parts)) for i, parts in self.groups} - {0}
+        if len(adapted) > 1:
+            raise ValueError("every adapted matmul must adapt the same number of modules "
+                             f"(found {sorted(adapted)}); adapt the same projections in every layer")
+        self.per_group = adapted.pop() if adapted else 0
+        self.block_diag: dict[tuple[int, tuple[str, ...]], str] = {}
+
+    def _adapted(self, layer: int, parts: tuple[str, ...]) -> list[str]:
+        return [f"model.layers.{layer}.{p}" for p in parts if f"model.layers.{layer}.{p}" in self.index]
+
+    # -- R, once per run: one block-diagonal matrix per adapted matmul -------------------------
+    def _build_block_diagonals(self) -> None:
+        if not self.index:
+            return
+        g, r, a = self.g, self.branch.rank, self.per_group
+        order = [(i, parts) for i, parts in self.groups if self._adapted(i, parts)]
+        idx = np.array([self.index[n] for i, parts in order for n in self._adapted(i, parts)], np.int64)
+        rsel = "R" if np.array_equal(idx, np.arange(len(self.index))) else g.one(
+            "Gather", ["R", g.const("r/order", idx)], "r/gather", axis=0)
+        rt = g.one("Transpose", [rsel], "r/transpose", perm=[0, 2, 1])
+        n = len(order)
+        blocks = g.one("Reshape", [rt, g.const("r/shape5", np.array([n, a, r, 1, r], np.int64))], "r/reshape5")
+        eye = np.eye(a, dtype=np.float32).reshape(1, a, 1, a, 1)
+        diag = g.one("Mul", [blocks, g.const("r/eye", eye)], "r/mask")
+        diag = g.one("Reshape", [diag, g.const("r/shape3", np.array([n, a * r, a * r], np.int64))], "r/blockdiag")
+        if self._quantized:
+            # The offset columns (block sums) come first and pass through: identity for them.
+            sizes = {self._in_dim(parts) // BLOCK for _, parts in order}
+            if len(sizes) > 1:
+                raise ValueError("adapted matmuls with different input sizes are not supported with Q4 weights")
+            kb = sizes.pop()
+            pads = g.const("r/pads", np.array([0, kb, kb, 0, 0, 0], np.int64))
+            diag = g.one("Pad", [diag, pads], "r/pad")
+            ident = np.zeros((1, kb + a * r, kb + a * r), np.float32)
+            ident[0, :kb, :kb] = np.eye(kb, dtype=np.float32)
+            diag = g.one("Add", [diag, g.const("r/identity", ident)], "r/with_offsets")
+        outs = [f"r/blockdiag.{i}.{parts[0].split('.')[-1]}" for i, parts in order]
+        g.op("Split", [diag], "r/split", outs, axis=0, num_outputs=n) if n > 1 else g.op("Identity", [diag], "r/one", outs)
+        self.block_diag = {key: name for key, name in zip(order, outs)}
+
+    @property
+    def _quantized(self) -> bool:
+        return isinstance(next(iter(self.w.linear.values())), Q4Weight)
+
+    def _in_dim(self, parts: tuple[str, ...]) -> int:
+        return self.w.linear[f"model.layers.0.{parts[0]}"].shape[1]
+
+    # -- one packed matmul with its offset and adapter --------------------------------------
+    def linear(self, x: str, layer: int, parts: tuple[str, ...], label: str) -> str:
+        g = self.g
+        names = [f"model.layers.{layer}.{p}" for p in parts]
+        ws = [self.w.linear[n] for n in names]
+        outs = [w.shape[0] for w in ws]
+        k, n_out = ws[0].shape[1], sum(outs)
+        pre = f"model.layers.{layer}.{label}"
+        if isinstance(ws[0], Q4Weight):
+            q = np.concatenate([w.q for w in ws])
+            d = np.concatenate([w.d for w in ws])
+            y = g.one("MatMulNBits", [x, g.const(f"{pre}.qweight", pack_nbits(q, 4)), g.const(f"{pre}.scales", d.reshape(-1))],
+                      f"{pre}/MatMulNBits", MS, K=k, N=n_out, bits=4, block_size=BLOCK, accuracy_level=0)
+            left = [_block_sum_matrix(k)]
+            right = [np.concatenate([w.c for w in ws]).T]  # [k/32, out]
+        else:
+            wt = np.concatenate(ws).T.astype(np.float32)
+            y = g.one("MatMul", [x, g.const(f"{pre}.weight_t", np.ascontiguousarray(wt))], f"{pre}/MatMul")
+            left, right = [], []
+        adapted = self._adapted(layer, parts)
+        for name in adapted:
+            i = self.index[name]
+            left.append(self.branch.down[i].T.astype(np.float32))  # [in, r]
+            placed = np.zeros((self.branch.rank, n_out), np.float32)
+            start = sum(outs[: names.index(name)])
+            placed[:, start:start + outs[names.index(name)]] = self.branch.up[i].T
+            right.append(placed)
+        if not left:
+            return y
+        z = g.one("MatMul", [x, g.const(f"{pre}.aux_in", np.ascontiguousarray(np.concatenate(left, 1)))], f"{pre}/aux_in")
+        if adapted:
+            z = g.one("MatMul", [z, self.block_diag[(layer, parts)]], f"{pre}/aux_R")
+        z = g.one("MatMul", [z, g.const(f"{pre}.aux_out", np.ascontiguousarray(np.concatenate(right, 0)))], f"{pre}/aux_out")
+        return g.one("Add", [y, z], f"{pre}/aux_add")
+
+    def _embedding(self) -> tuple[str, str | None]:
+        """Token embedding lookup; for Q8 the codes are shared with the (tied) output head."""
+        g, e = self.g, self.w.embedding
+        if isinstance(e, Q8Weight):
+            codes = g.const("model.embed_tokens.qweight", pack_nbits(q8_codes(e), 8).reshape(e.shape[0], -1, BLOCK))
+            scales = g.const("model.embed_tokens.scales", e.d.reshape(e.shape[0], -1, 1))
+            rows = g.one("Gather", [codes, "input_ids"], "emb/gather_codes", axis=0)
+            vals = g.one("Sub", [g.one("Cast", [rows], "emb/cast", to=TensorProto.FLOAT), self._q8_zero()], "emb/center")
+            vals = g.one("Mul", [vals, g.one("Gather", [scales, "input_ids"], "emb/gather_scales", axis=0)], "emb/scale")
+            h = g.one("Reshape", [vals, g.const("emb/shape", np.array([0, 0, -1], np.int64))], "emb/rows")
+            return h, codes
+        table = g.const("model.embed_tokens.weight", e.astype(np.float32))
+        return g.one("Gather", [table, "input_ids"], "emb/gather", axis=0), None
+
+    def _q8_zero(self) -> str:
+        if "q8/zero_point" not in self.g._names:
+            self.g.const("q8/zero_point", np.array(128, np.float32))
+        return "q8/zero_point"
+
+    def _head(self, h: str) -> str:
+        g, e = self.g, self.w.embedding
+        if isinstance(e, Q8Weight):
+            # Dequantized from the same codes by nodes of constants only: onnxruntime folds them into
+            # one fp32 [hidden, vocab] matrix when the session starts (8-bit MatMulNBits has no fast
+            # CPU kernel at fp32 accuracy: 85 ms a token; this matmul takes ~6 ms). Download stays 8-bit.
+            table = g.one("Mul", [g.one("Sub", [g.one("Cast", ["model.embed_tokens.qweight"], "lm_head/cast", to=TensorProto.FLOAT),
+                                               self._q8_zero()], "lm_head/center"), "model.embed_tokens.scales"], "lm_head/dequantize")
+            table = g.one("Reshape", [table, g.const("lm_head/table_shape", np.array([e.shape[0], e.shape[1]], np.int64))], "lm_head/table")
+            table_t = g.one("Transpose", [table], "lm_head/transpose", perm=[1, 0])
+            return g.op("MatMul", [h, table_t], "lm_head/MatMul", ["logits"])[0]
+        # Gemm(transB) reads the tied table as it is (no transposed copy).
+        flat = g.one("Reshape", [h, g.const("lm_head/flat", np.array([-1, self.s.hidden], np.int64))], "lm_head/flatten")
+        y = g.one("Gemm", [flat, "model.embed_tokens.weight"], "lm_head/Gemm", transB=1)
+        shape = g.one("Concat", [g.one("Shape", ["input_ids"], "lm_head/ids_shape"), g.const("lm_head/vocab", np.array([self.s.vocab], np.int64))],
+                      "lm_head/shape", axis=0)
+        return g.op("Reshape", [y, shape], "lm_head/unflatten", ["logits"])[0]
+
+    def build(self) -> onnx.ModelProto:
+        g, s = self.g, self.s
+        self._build_block_diagonals()
+        # Lengths for GroupQueryAttention: each row's attended length - 1, and the total length.
+        lengths = g.one("ReduceSum", ["attention_mask", g.const("attn/axis1", np.array([1], np.int64))], "attn/mask_sum", keepdims=0)
+        seqlens = g.one("Cast", [g.one("Sub", [lengths, g.const("attn/one", np.array(1, np.int64))], "attn/minus_one")],
+                        "attn/seqlens_k", to=TensorProto.INT32)
+        total = g.one("Gather", [g.one("Shape", ["attention_mask"], "attn/mask_shape"), g.const("attn/index1", np.array(1, np.int64))],
+                      "attn/total_gather", axis=0)
+        total = g.one("Cast", [total], "attn/total_sequence_length", to=TensorProto.INT32)
+        cos, sin = _rotary_caches(s.head_dim, s.rope_theta, self.max_positions)
+        cos, sin = g.const("attn/cos_cache", cos), g.const("attn/sin_cache", sin)
+
+        h, _ = self._embedding()
+        residual = h
+        normed = g.one("SimplifiedLayerNormalization", [h, g.const("model.layers.0.input_layernorm.weight", self.w.attn_norm[0])],
+                       "model.layers.0/input_layernorm", axis=-1, epsilon=s.rms_eps, stash_type=1)
+        for i in range(s.layers):
+            pre = f"model.layers.{i}"
+            qkv = self.linear(normed, i, QKV, "self_attn.qkv_proj")
+            attn = g.op("GroupQueryAttention", [qkv, "", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value", seqlens, total, cos, sin],
+                        f"{pre}/GroupQueryAttention", [f"{pre}/attn", f"present.{i}.key", f"present.{i}.value"], MS,
+                        num_heads=s.heads, kv_num_heads=s.kv_heads, do_rotary=1, rotary_interleaved=0,
+                        scale=float(1.0 / np.sqrt(s.head_dim)))[0]
+            o = self.linear(attn, i, ("self_attn.o_proj",), "self_attn.o_proj")
+            normed, _, _, residual = g.op("SkipSimplifiedLayerNormalization", [o, residual, g.const(f"{pre}.post_attention_layernorm.weight", self.w.ffn_norm[i])],
+                                          f"{pre}/post_attention_layernorm", [f"{pre}/ln2", "", "", f"{pre}/resid2"], MS, epsilon=s.rms_eps)
+            gate_up = self.linear(normed, i, GATE_UP, "mlp.gate_up_proj")
+            gate, up = g.op("Split", [gate_up], f"{pre}/mlp.split", 2, axis=-1, num_outputs=2)
+            act = g.one("Mul", [gate, g.one("Sigmoid", [gate], f"{pre}/mlp.sigmoid")], f"{pre}/mlp.silu")
+            down = self.linear(g.one("Mul", [act, up], f"{pre}/mlp.gated"), i, ("mlp.down_proj",), "mlp.down_proj")
+            if i + 1 < s.layers:
+                gamma, label = self.w.attn_norm[i + 1], f"model.layers.{i + 1}.input_layernorm"
+            else:
+                gamma, label = self.w.final_norm, "model.norm"
+            normed, _, _, residual = g.op("SkipSimplifiedLayerNormalization", [down, residual, g.const(f"{label}.weight", gamma)],
+                                          f"{label}/SkipSimplifiedLayerNormalization", [f"{label}/out", "", "", f"{label}/resid"], MS,
+                                          epsilon=s.rms_eps)
+        self._head(normed)
+
+        f32, i64 = TensorProto.FLOAT, TensorProto.INT64
+        kv = ["batch", s.kv_heads, "past_sequence_length", s.head_dim]
+        inputs = [helper.make_tensor_value_info("input_ids", i64, ["batch", "sequence_length"]),
+                  helper.make_tensor_value_info("attention_mask", i64, ["batch", "total_sequence_length"])]
+        if self.index:
+            inputs.append(helper.make_tensor_value_info("R", f32, [len(self.index), self.branch.rank, self.branch.rank]))
+        outputs = [helper.make_tensor_value_info("logits", f32, ["batch", "sequence_length", s.vocab])]
+        for i in range(s.layers):
+            for kind in ("key", "value"):
+                inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", f32, kv))
+                outputs.append(helper.make_tensor_value_info(f"present.{i}.{kind}", f32,
+                                                             ["batch", s.kv_heads, "total_sequence_length", s.head_dim]))
+        graph = helper.make_graph(g.nodes, "loraxs-client", inputs, outputs, g.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)],
+                                  producer_name="loraxs-edge", ir_version=IR_VERSION)
+        return model
+
+
+def build_client_graph(weights: LlamaWeights, branch: Branch | None, max_positions: int | None = None) -> onnx.ModelProto:
+    """The decoder graph; `branch` None leaves the adapter out (no `R` input: the plain base model)."""
+    return ClientGraphBuilder(weights, branch, max_positions).build()

