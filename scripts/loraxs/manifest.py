@@ -18,6 +18,8 @@ from loraxs.adapter import MAX_MODEL_ID_BYTES, MAX_MODULES, MAX_RANK, AdapterExp
 
 MANIFEST_SCHEMA_VERSION = 1
 # `onnx-train` and `reference` are fetched by clients only on request.
+# Where a graph variant runs (docs/manifest.md, `graphs`): the client's backends.
+GRAPH_DEVICES = ("webgpu", "wasm", "cpu")
 FILE_ROLES = ("onnx", "onnx-data", "onnx-train", "factors", "tokenizer", "tokenizer-config", "reference")
 # The training-step graph's input and output names (docs/on-device-training.md).
 TRAIN_INPUTS = ("input_ids", "attention_mask", "labels", "R")
@@ -322,6 +324,33 @@ def _check_manifest(d: Any) -> list[ManifestIssue]:
             "check": _req(train_check),
         },
     )
+    graph_check = lambda p, v: v is None or c.obj(  # noqa: E731
+        p,
+        v,
+        {
+            "runtime": _req(text),
+            "reference": _req(text),
+            "max_abs_error": _req(lambda p2, v2: c.num(p2, v2, lo=0)),
+            "greedy_equal": _req(c.bool_),
+            "cases": _req(count),
+        },
+    )
+    graph = lambda p, v: c.obj(  # noqa: E731
+        p,
+        v,
+        {
+            "name": _req(lambda p2, v2: c.str_(p2, v2, _MODEL_ID, "a graph name: lowercase letters, digits, '.', '_', '-'")),
+            "file": _req(name),
+            "data_files": _req(lambda p2, v2: c.array(p2, v2, name)),
+            "devices": _req(lambda p2, v2: c.array(p2, v2, lambda p3, v3: c.one_of(p3, v3, GRAPH_DEVICES), lo=1)),
+            "dtype": _req(lambda p2, v2: c.one_of(p2, v2, ("float32", "float16"))),
+            "weights_dtype": _req(lambda p2, v2: c.one_of(p2, v2, WEIGHTS_DTYPES)),
+            "quantization": _req(text),
+            "opset": _req(positive),
+            "inputs": _req(lambda p2, v2: c.array(p2, v2, text, lo=1)),
+            "check": _req(graph_check),
+        },
+    )
     spec = {
         "schema_version": _req(lambda p, v: c.one_of(p, v, (MANIFEST_SCHEMA_VERSION,))),
         "id": _req(lambda p, v: c.str_(p, v, _MODEL_ID, "a model id: lowercase letters, digits, '.', '_', '-'",
@@ -341,6 +370,7 @@ def _check_manifest(d: Any) -> list[ManifestIssue]:
         "files": _req(lambda p, v: c.array(p, v, file_entry)),
         "check": _req(check),
         "onnx_train": _opt(onnx_train),
+        "graphs": _opt(lambda p, v: c.array(p, v, graph, lo=1)),
         "created": _req(lambda p, v: c.str_(p, v, _CREATED, "UTC ISO 8601 like 2026-11-28T00:00:00Z")),
     }
     if not c.obj([], d, spec) or c.issues:
@@ -391,6 +421,23 @@ def _check_consistency(c: _Checker, m: dict) -> None:
                   f'files does not list {_show(train["file"])} with role "onnx-train"')
         if train["data_file"] is not None and train["data_file"] not in names:
             c.add(["onnx_train", "data_file"], "inconsistent", f"files does not list {_show(train['data_file'])}")
+    _check_graphs(c, m)
+
+
+def _check_graphs(c: _Checker, m: dict) -> None:
+    roles = {f["name"]: f["role"] for f in m["files"]}
+    seen: set[str] = set()
+    for i, g in enumerate(m.get("graphs") or []):
+        if g["name"] in seen:
+            c.add(["graphs", i, "name"], "inconsistent", f"graph {_show(g['name'])} is listed twice")
+        seen.add(g["name"])
+        if roles.get(g["file"]) != "onnx":
+            c.add(["graphs", i, "file"], "inconsistent", f'files does not list {_show(g["file"])} with role "onnx"')
+        for j, n in enumerate(g["data_files"]):
+            if roles.get(n) != "onnx-data":
+                c.add(["graphs", i, "data_files", j], "inconsistent", f'files does not list {_show(n)} with role "onnx-data"')
+        if "R" not in g["inputs"]:
+            c.add(["graphs", i, "inputs"], "inconsistent", 'the graph\'s inputs do not name the "R" input')
 
 
 def validate_manifest(d: Any) -> list[ManifestIssue]:
@@ -419,6 +466,7 @@ class Manifest:
     check: dict | None
     created: str
     onnx_train: dict | None = None  # optional key: absent (None here) when no training step was exported
+    graphs: list | None = None  # optional key: the graph variants per device (absent: `onnx` is the only graph)
 
     def __post_init__(self) -> None:
         issues = validate_manifest(self.to_dict())
@@ -427,8 +475,9 @@ class Manifest:
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        if d["onnx_train"] is None:
-            del d["onnx_train"]
+        for key in ("onnx_train", "graphs"):
+            if d[key] is None:
+                del d[key]
         return d
 
     @classmethod

@@ -62,12 +62,14 @@ const factors = z.strictObject({
   }),
 });
 
+const WEIGHTS_DTYPES = ["F32", "F16", "BF16", "Q8", "Q4"] as const;
+
 const onnx = z
   .strictObject({
     file: fileName,
     data_file: fileName.nullable(),
     opset: positive,
-    weights_dtype: z.enum(["F32", "F16", "BF16", "Q8", "Q4"]),
+    weights_dtype: z.enum(WEIGHTS_DTYPES),
     quantization: text,
   })
   .nullable();
@@ -96,6 +98,31 @@ const onnxTrain = z.strictObject({
       grad_rel_error: z.number().min(0),
       grad_abs_max: z.number().min(0),
       tolerance: z.strictObject({ loss: z.number().gt(0), grad: z.number().gt(0) }),
+    })
+    .nullable(),
+});
+
+/** Where a graph variant runs: the client's backends (docs/manifest.md, `graphs`). */
+export const GRAPH_DEVICES = ["webgpu", "wasm", "cpu"] as const;
+
+/** One graph variant: its files, the devices it is for, its number types and its check. */
+const graph = z.strictObject({
+  name: z.string().regex(MODEL_ID, "expected a graph name: lowercase letters, digits, '.', '_', '-'"),
+  file: fileName,
+  data_files: z.array(fileName),
+  devices: z.array(z.enum(GRAPH_DEVICES)).min(1),
+  dtype: z.enum(["float32", "float16"]),
+  weights_dtype: z.enum(WEIGHTS_DTYPES),
+  quantization: text,
+  opset: positive,
+  inputs: z.array(text).min(1),
+  check: z
+    .strictObject({
+      runtime: text,
+      reference: text,
+      max_abs_error: z.number().min(0),
+      greedy_equal: z.boolean(),
+      cases: count,
     })
     .nullable(),
 });
@@ -171,6 +198,7 @@ const fields = {
   files: z.array(file),
   check,
   onnx_train: onnxTrain.optional(),
+  graphs: z.array(graph).min(1).optional(),
   created: z.string().regex(CREATED, "expected UTC ISO 8601 like 2026-11-28T00:00:00Z"),
 };
 
@@ -239,6 +267,33 @@ function consistent(
     if (data !== null && !names.has(data))
       issue(["onnx_train", "data_file"], `files does not list ${JSON.stringify(data)}`);
   }
+  consistentGraphs(m, issue);
+}
+
+/** Each graph variant's files are listed with the right roles; names are unique; R is an input. */
+function consistentGraphs(
+  m: z.infer<typeof decoder> | z.infer<typeof encoder>,
+  issue: (path: (string | number)[], message: string) => void,
+): void {
+  const roles = new Map(m.files.map((f) => [f.name, f.role]));
+  const seen = new Set<string>();
+  (m.graphs ?? []).forEach((g, i) => {
+    if (seen.has(g.name))
+      issue(["graphs", i, "name"], `graph ${JSON.stringify(g.name)} is listed twice`);
+    seen.add(g.name);
+    if (roles.get(g.file) !== "onnx")
+      issue(["graphs", i, "file"], `files does not list ${JSON.stringify(g.file)} with role "onnx"`);
+    g.data_files.forEach((name, j) => {
+      if (roles.get(name) !== "onnx-data") {
+        issue(
+          ["graphs", i, "data_files", j],
+          `files does not list ${JSON.stringify(name)} with role "onnx-data"`,
+        );
+      }
+    });
+    if (!g.inputs.includes("R"))
+      issue(["graphs", i, "inputs"], 'the graph\'s inputs do not name the "R" input');
+  });
 }
 
 const decoder = z.strictObject({ ...fields, family: z.literal("decoder"), config: decoderConfig });
