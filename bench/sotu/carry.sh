@@ -4,7 +4,7 @@
 #   .carry1/gguf.part1     first half of SmolLM2-135M-Instruct.Q4_1.gguf (call A keeps it in /root/keep)
 #   .carry2/gguf.part2     second half (call B joins the halves and checks bench/sotu/gguf.sha256)
 #   .carry2/pylib/         the pure-Python gguf package with its dist-info (transformers reads GGUF with it)
-#   .carry2/sotu.json.gz   the presidents of data.sotu_presidents (no node_modules on the GPU machine)
+#   .carry2/corpora.json.gz  the presidents and the Brown genres (no node_modules on the GPU machine)
 # Usage: bash bench/sotu/carry.sh        (from anywhere; PYTHON overrides .venv/bin/python)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,15 +26,7 @@ cp bench/sotu/gguf.sha256 .carry2/gguf.sha256
 [ "$(cat .carry1/gguf.part1 .carry2/gguf.part2 | sha256sum | cut -d' ' -f1)" = "$want" ] || { echo "split check failed" >&2; exit 1; }
 cp -r "$SITE/gguf" "$SITE"/gguf-*.dist-info .carry2/pylib/
 find .carry2/pylib -name __pycache__ -type d -prune -exec rm -rf {} +
-PYTHONPATH=scripts $PY - <<'PY'
-import dataclasses, gzip, json
-from loraxs.data import sotu_presidents
-rows = [dataclasses.asdict(p) for p in sotu_presidents(min_words=20_000)]
-# mtime 0: the same presidents give the same bytes
-with open(".carry2/sotu.json.gz", "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as g:
-    g.write(json.dumps(rows).encode())
-print(f"sotu.json.gz: {len(rows)} presidents")
-PY
+PYTHONPATH=scripts $PY bench/quality.py --write-corpora .carry2/corpora.json.gz
 tracked=$(git ls-files -z | xargs -0 stat -c %s | awk '{s+=$1} END {print s}')
 for c in .carry1 .carry2; do
   n=$(du -sb "$c" | cut -f1)
