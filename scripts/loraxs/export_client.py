@@ -51,18 +51,18 @@ def locate_gguf(manifest: dict) -> Path | None:
     return None
 
 
-def weights_from_torch(folder: Path, manifest: dict) -> LlamaWeights:
-    """Models without a GGUF (the random presets, HF folders): Q4_1/Q8_0-quantized like llama.cpp."""
+def weights_from_torch(manifest: dict) -> LlamaWeights:
+    """Models without a GGUF (the random presets, HF folders), fp32 as PyTorch has them."""
     from .gguf_llama import from_state_dict
     from .models import load_source
 
     base = load_source(manifest["source"], manifest["id"])
     state = {k: v.detach().float().numpy() for k, v in base.model.state_dict().items()}
-    w = from_state_dict(state, base.model.config.to_dict())
-    return quantize(w)
+    return from_state_dict(state, base.model.config.to_dict())
 
 
 def quantize(w: LlamaWeights) -> LlamaWeights:
+    """Q4_1 linear weights and a Q8_0 embedding, rounded as llama.cpp rounds them (tests)."""
     w.linear = {k: quantize_q4_1(v) for k, v in w.linear.items()}
     if isinstance(w.embedding, np.ndarray):
         e = w.embedding.reshape(w.embedding.shape[0], -1, 32)
@@ -71,11 +71,6 @@ def quantize(w: LlamaWeights) -> LlamaWeights:
         q = np.clip(np.round(e * inv[..., None]), -127, 127).astype(np.int8).reshape(w.embedding.shape)
         w.embedding = Q8Weight(q, d)
     return w
-
-
-def load_weights(folder: Path, manifest: dict) -> LlamaWeights:
-    gguf = locate_gguf(manifest)
-    return read_gguf(gguf) if gguf is not None else weights_from_torch(folder, manifest)
 
 
 def load_branch(folder: Path, manifest: dict) -> Branch:
@@ -133,6 +128,12 @@ def write_split(model: onnx.ModelProto, folder: Path, stem: str, chunk_bytes: in
     return names
 
 
+def graph_file_entries(folder: Path, names: list[str]) -> list[dict]:
+    """`files` entries of a graph and its data files (roles onnx, onnx-data)."""
+    return [{"name": n, "role": "onnx" if n.endswith(".onnx") else "onnx-data", "sha256": sha256_file(folder / n),
+             "bytes": (folder / n).stat().st_size} for n in names]
+
+
 def _session(path: Path):
     import onnxruntime as ort
 
@@ -170,11 +171,10 @@ def greedy(sess, prompt: list[int], steps: int, R, shape: dict) -> tuple[np.ndar
     return first, tokens
 
 
-def check(folder: Path, graph: Path, log=print) -> dict:
+def check(folder: Path, graph: Path, manifest: dict, log=print) -> dict:
     """The graph on the reference cases: max |logit - reference| and greedy tokens vs the references."""
     from safetensors.numpy import load_file
 
-    manifest = json.loads((folder / "manifest.json").read_text())
     ref = json.loads((folder / "reference.json").read_text())
     Rs = load_file(str(folder / "reference-R.safetensors"))
     sess = _session(graph)
@@ -194,44 +194,80 @@ def check(folder: Path, graph: Path, log=print) -> dict:
             "cases": len(cases)}
 
 
-def export_variant(folder: Path, name: str = "q4", adapter: bool = True, weights: LlamaWeights | None = None,
-                   max_positions: int | None = None, log=print) -> dict:
-    """Build and write one variant; returns its manifest `graphs` entry (without the check)."""
-    folder = Path(folder)
-    manifest = json.loads((folder / "manifest.json").read_text())
+def variant_entry(name: str, file: str, data: list[str], weights_dtype: str, quantization: str, opset: int,
+                  inputs: list[str], check_block: dict | None = None) -> dict:
+    """A manifest `graphs` entry (docs/manifest.md)."""
+    return {"name": name, "file": file, "data_files": data, "devices": ["webgpu", "wasm", "cpu"], "dtype": "float32",
+            "weights_dtype": weights_dtype, "quantization": quantization, "opset": opset, "inputs": inputs,
+            "check": check_block}
+
+
+def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: str, adapter: bool = True,
+                   log=print) -> tuple[dict, int]:
+    """Build and write one variant; returns its `graphs` entry (check null) and its node count."""
     if manifest["family"] != "decoder":
         raise ValueError(f"{folder}: the client graph builder makes decoder graphs; this is an {manifest['family']}")
     t = time.perf_counter()
-    weights = weights or load_weights(folder, manifest)
     branch = load_branch(folder, manifest) if adapter else None
-    model = build_client_graph(weights, branch, max_positions)
+    model = build_client_graph(weights, branch)
     stem = graph_stem(name)
     data = write_split(model, folder, stem)
-    seconds = time.perf_counter() - t
     files = [f"{stem}.onnx", *data]
     size = sum((folder / f).stat().st_size for f in files)
-    log(f"export_client: {stem}.onnx: {len(model.graph.node)} nodes, {size / 1e6:.1f} MB in {len(files)} files, {seconds:.1f} s")
-    return {"name": name, "file": f"{stem}.onnx", "data_files": data, "devices": ["webgpu", "wasm", "cpu"],
-            "dtype": "float32", "weights_dtype": "Q4", "quantization": "gguf-q4_1-exact+q8_0-embedding",
-            "opset": OPSET, "layout": "fused", "adapter": adapter, "nodes": len(model.graph.node), "seconds": seconds}
+    log(f"export_client: {stem}.onnx: {len(model.graph.node)} nodes, {size / 1e6:.1f} MB in {len(files)} files, "
+        f"{time.perf_counter() - t:.1f} s")
+    quantized = isinstance(weights.embedding, Q8Weight)
+    inputs = [i.name for i in model.graph.input]
+    inputs = [n for n in inputs if not n.startswith("past_key_values.")] + ["past_key_values.{i}.key", "past_key_values.{i}.value"]
+    entry = variant_entry(name, f"{stem}.onnx", data, "Q4" if quantized else "F32",
+                          "q4_1 linear + q8_0 embedding, exact (block 32)" if quantized else "none", OPSET, inputs)
+    return entry, len(model.graph.node)
+
+
+def client_graphs(folder: Path, manifest: dict, weights: LlamaWeights | None = None, log=print) -> tuple[list[dict], list[str]]:
+    """The `graphs` a prepared decoder gets and the files to list: the fused graph first (Q4 from a
+    GGUF's own blocks, else fp32 weights), then the traced fp32 graph (`onnx`) as the "fp32" option."""
+    folder = Path(folder)
+    gguf = locate_gguf(manifest)
+    if weights is None:
+        weights = read_gguf(gguf) if gguf is not None else weights_from_torch(manifest)
+    name = "q4" if isinstance(weights.embedding, Q8Weight) else "fused"
+    entry, _ = export_variant(folder, manifest, weights, name, True, log)
+    if (folder / "reference.json").is_file():
+        entry["check"] = check(folder, folder / entry["file"], manifest, log)
+    files = [entry["file"], *entry["data_files"]]
+    graphs = [entry]
+    onnx_block = manifest.get("onnx")
+    if onnx_block is not None:
+        graphs.append(variant_entry("fp32", onnx_block["file"], [onnx_block["data_file"]] if onnx_block["data_file"] else [],
+                                    "F32", "none", onnx_block["opset"],
+                                    [i for i in manifest["io"]["inputs"]], None))
+    return graphs, files
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .manifest import write_manifest
+
     p = argparse.ArgumentParser(prog="export_client", description=__doc__.split("\n\n")[0])
-    p.add_argument("folder", help="a prepared decoder folder (manifest.json, factors)")
-    p.add_argument("--plain", action="store_true", help="also write model.q4-plain.onnx: the same graph without the adapter")
-    p.add_argument("--no-check", action="store_true")
+    p.add_argument("folder", help="a prepared decoder folder (manifest.json, factors; reference.json for the check)")
+    p.add_argument("--plain", action="store_true",
+                   help="also write model.<name>-plain.onnx: the same graph without the adapter (benchmarks; not in the manifest)")
     args = p.parse_args(argv)
     folder = Path(args.folder)
     manifest = json.loads((folder / "manifest.json").read_text())
-    weights = load_weights(folder, manifest)
-    entry = export_variant(folder, "q4", True, weights)
+    gguf = locate_gguf(manifest)
+    weights = read_gguf(gguf) if gguf is not None else weights_from_torch(manifest)
+    graphs, files = client_graphs(folder, manifest, weights)
     if args.plain:
-        export_variant(folder, "q4-plain", False, weights)
-    if not args.no_check and (folder / "reference.json").is_file():
-        entry["check"] = check(folder, folder / entry["file"])
-    print(json.dumps({k: v for k, v in entry.items() if k != "data_files"}))
-    return 0
+        export_variant(folder, manifest, weights, f"{graphs[0]['name']}-plain", False)
+    stale = {n for g in manifest.get("graphs", []) for n in [g["file"], *g["data_files"]]} - {
+        n for g in graphs for n in [g["file"], *g["data_files"]]}
+    manifest["files"] = [f for f in manifest["files"] if f["name"] not in stale and f["name"] not in files]
+    manifest["files"] += graph_file_entries(folder, files)
+    manifest["graphs"] = graphs
+    write_manifest(folder / "manifest.json", manifest)
+    print(json.dumps({k: v for k, v in graphs[0].items() if k != "data_files"}))
+    return 0 if graphs[0]["check"] is None or graphs[0]["check"]["greedy_equal"] else 1
 
 
 if __name__ == "__main__":

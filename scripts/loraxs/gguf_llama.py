@@ -154,5 +154,7 @@ def from_state_dict(state: dict[str, np.ndarray], config: dict) -> LlamaWeights:
         w.attn_norm.append(state[f"model.layers.{i}.input_layernorm.weight"])
         w.ffn_norm.append(state[f"model.layers.{i}.post_attention_layernorm.weight"])
         for suffix in LINEAR_NAMES:
-            w.linear[f"model.layers.{i}.{suffix}"] = state[f"model.layers.{i}.{suffix}.weight"]
+            name = f"model.layers.{i}.{suffix}"
+            # A model with the LoRA-XS branch injected keeps the frozen weight as `<module>.base`.
+            w.linear[name] = state[f"{name}.weight"] if f"{name}.weight" in state else state[f"{name}.base.weight"]
     return w

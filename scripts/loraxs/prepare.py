@@ -59,6 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reuse-onnx", action="store_true",
                    help="keep an existing model.onnx(+.data) from an earlier run with the same factors; still check it")
     p.add_argument("--no-reference", action="store_true", help="do not write reference fixtures")
+    p.add_argument("--no-client-graph", action="store_true",
+                   help="decoders: skip the fused client graph (model.q4.onnx or model.fused.onnx, listed in graphs)")
     p.add_argument("--train-step", metavar="BxT", nargs="?", const="1x128",
                    help="decoders: also export the on-device training step for batch B, length T "
                         "(model.train.onnx, listed in the manifest as onnx_train; weights shared with model.onnx.data; default 1x128)")
@@ -146,14 +148,21 @@ ROLES = {
     "model.onnx": "onnx",
     "model.onnx.data": "onnx-data",
     "model.train.onnx": "onnx-train",
+    **{f"model.{n}.onnx": "onnx" for n in ("q4", "fused")},
     FACTORS_FILE: "factors",
     "tokenizer.json": "tokenizer",
     "tokenizer_config.json": "tokenizer-config",
 }
 
 
+def _role(name: str) -> str:
+    if name in ROLES:
+        return ROLES[name]
+    return "onnx-data" if ".onnx.data." in name else "reference"
+
+
 def file_entries(out: Path, names: list[str]) -> list[dict]:
-    return [{"name": n, "role": ROLES.get(n, "reference"), "sha256": file_digest(out / n), "bytes": (out / n).stat().st_size}
+    return [{"name": n, "role": _role(n), "sha256": file_digest(out / n), "bytes": (out / n).stat().st_size}
             for n in names]
 
 
@@ -173,6 +182,19 @@ def write_manifest(out: Path, manifest: dict) -> None:
         manifest_module.write_manifest(out / "manifest.json", manifest)
     else:
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _client_graphs(out: Path, manifest: dict, base: BaseModel) -> tuple[list[dict], list[str]]:
+    """The fused client graph (docs/prepare.md, "Client graph"): from the GGUF's own blocks when
+    the source is one, else from the loaded model's fp32 weights."""
+    from .export_client import client_graphs, locate_gguf
+    from .gguf_llama import from_state_dict
+
+    weights = None
+    if locate_gguf(manifest) is None:
+        state = {k: v.detach().float().numpy() for k, v in base.model.state_dict().items()}
+        weights = from_state_dict(state, base.model.config.to_dict())
+    return client_graphs(out, manifest, weights, log=log)
 
 
 def prepare(args: argparse.Namespace) -> Path:
@@ -288,6 +310,11 @@ def prepare(args: argparse.Namespace) -> Path:
     }
     if train is not None:
         manifest["onnx_train"] = train
+    if base.family == "decoder" and onnx_block is not None and not args.no_client_graph:
+        t = time.perf_counter()
+        manifest["graphs"], graph_files = _client_graphs(out, manifest, base)
+        manifest["files"] += file_entries(out, graph_files)
+        timings["client-graph"] = time.perf_counter() - t
     write_manifest(out, manifest)
     timings["total"] = time.perf_counter() - t_start
     log("prepare: timings " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))

@@ -1,0 +1,144 @@
+"""The fused client graph (loraxs.client_graph, export_client): against PyTorch through prepare's
+reference fixtures, Q4 blocks against their own dequantized weights, the GGUF row order, the
+split data files, and the errors for models it cannot build."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from loraxs.block_quant import Q4Weight, quantize_q4_1
+from loraxs.client_graph import Branch, build_client_graph
+from loraxs.export_client import check, export_variant, quantize, write_split
+from loraxs.gguf_llama import from_state_dict, unpermute_rows
+from loraxs.models import load_base
+from loraxs.prepare import main as prepare_main
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny-llama")
+    assert prepare_main(["--preset", "tiny-llama", "--out", str(out)]) == 0
+    return out
+
+
+def manifest_of(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def tiny_weights():
+    base = load_base("tiny-llama")
+    state = {k: v.detach().float().numpy() for k, v in base.model.state_dict().items()}
+    return from_state_dict(state, base.model.config.to_dict())
+
+
+def logits_of(model_or_path, R: np.ndarray | None, ids: list[int], layers: int, kv: int, hd: int) -> np.ndarray:
+    src = model_or_path if isinstance(model_or_path, (str, Path)) else model_or_path.SerializeToString()
+    sess = ort.InferenceSession(str(src) if isinstance(src, Path) else src, providers=["CPUExecutionProvider"])
+    feeds = {"input_ids": np.array([ids], np.int64), "attention_mask": np.ones((1, len(ids)), np.int64)}
+    if R is not None:
+        feeds["R"] = R
+    for i in range(layers):
+        for k in ("key", "value"):
+            feeds[f"past_key_values.{i}.{k}"] = np.zeros((1, kv, 0, hd), np.float32)
+    return sess.run(["logits"], feeds)[0]
+
+
+def test_prepare_lists_the_fused_graph_first_and_it_matches_pytorch(tiny):
+    m = manifest_of(tiny)
+    assert [g["name"] for g in m["graphs"]] == ["fused", "fp32"]
+    fused = m["graphs"][0]
+    listed = {f["name"]: f["role"] for f in m["files"]}
+    assert listed[fused["file"]] == "onnx" and all(listed[d] == "onnx-data" for d in fused["data_files"])
+    assert "position_ids" not in fused["inputs"] and "R" in fused["inputs"]
+    # Greedy decoding with the KV cache reproduces PyTorch's tokens; logits within fp32 rounding.
+    assert fused["check"]["greedy_equal"] is True and fused["check"]["max_abs_error"] < 1e-4
+    assert fused["check"]["cases"] == 3
+
+
+def test_the_check_sees_a_broken_graph(tiny, tmp_path):
+    # The same weights with the adapter left out cannot match the adapted reference cases.
+    m = manifest_of(tiny)
+    for name in ("reference.json", "reference-R.safetensors", "factors.safetensors", "manifest.json"):
+        (tmp_path / name).write_bytes((tiny / name).read_bytes())
+    entry, _ = export_variant(tmp_path, m, tiny_weights(), "plain", adapter=False, log=lambda *_: None)
+    result = check(tmp_path, tmp_path / entry["file"], m, log=lambda *_: None)
+    assert result["greedy_equal"] is False and result["max_abs_error"] > 1e-2
+
+
+def test_q4_graph_computes_its_own_blocks_exactly(tiny):
+    """MatMulNBits packing, scales and the per-block offset: the Q4 graph equals an fp32 graph of
+    the dequantized weights (same branch, random R)."""
+    m = manifest_of(tiny)
+    q = quantize(tiny_weights())
+    assert isinstance(q.linear["model.layers.0.mlp.up_proj"], Q4Weight)
+    deq = tiny_weights()
+    deq.linear = {k: v.dequantize() for k, v in q.linear.items()}
+    deq.embedding = q.embedding.dequantize()
+    from loraxs.export_client import load_branch
+
+    branch = load_branch(tiny, m)
+    R = np.random.default_rng(0).normal(0, 0.5, m["io"]["R"]["shape"]).astype(np.float32)
+    c = m["config"]
+    ids = [5, 17, 300, 4000, 12, 9]
+    a = logits_of(build_client_graph(q, branch), R, ids, c["num_layers"], c["num_kv_heads"], c["head_dim"])
+    b = logits_of(build_client_graph(deq, branch), R, ids, c["num_layers"], c["num_kv_heads"], c["head_dim"])
+    zero = logits_of(build_client_graph(q, branch), np.zeros_like(R), ids, c["num_layers"], c["num_kv_heads"], c["head_dim"])
+    assert np.abs(a - b).max() < 1e-4 * max(1.0, np.abs(b).max())
+    assert np.abs(a - zero).max() > 1e-2  # R reaches the output
+
+
+def test_q4_1_blocks_round_like_ggml_and_keep_offsets():
+    w = np.random.default_rng(1).normal(0.3, 1.0, (8, 64)).astype(np.float32)
+    q = quantize_q4_1(w)
+    err = np.abs(q.dequantize() - w)
+    step = (w.reshape(8, 2, 32).max(-1) - w.reshape(8, 2, 32).min(-1)) / 15
+    assert (err.reshape(8, 2, 32) <= step[..., None] * 0.5 + 1e-3).all()
+    const = quantize_q4_1(np.full((1, 32), 0.75, np.float32))  # d = 0: every weight is the offset
+    assert np.allclose(const.dequantize(), 0.75, atol=1e-3)
+
+
+def test_gguf_rows_go_back_to_hugging_face_order():
+    def llama_cpp_permute(w, n_head):  # what llama.cpp's converter does to q_proj / k_proj
+        return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+    w = np.arange(24 * 3, dtype=np.float32).reshape(24, 3)
+    for heads in (1, 2, 3):
+        assert np.array_equal(llama_cpp_permute(w, heads)[unpermute_rows(heads, 24)], w)
+
+
+def test_data_files_hold_whole_tensors_under_the_limit_and_are_reproducible(tiny, tmp_path):
+    model = build_client_graph(quantize(tiny_weights()), None)
+    names = write_split(model, tmp_path, "model.x", chunk_bytes=1 << 20)
+    per_file: dict[str, int] = {}
+    for t in model.graph.initializer:
+        loc = {e.key: e.value for e in t.external_data}.get("location")
+        if loc:
+            per_file[loc] = per_file.get(loc, 0) + 1
+    assert len(names) > 1 and sorted(per_file) == sorted(names)
+    # Over the limit only when one tensor alone is bigger (the Q8 embedding here).
+    assert all((tmp_path / n).stat().st_size <= 1 << 20 or per_file[n] == 1 for n in names)
+    first = {n: hashlib.sha256((tmp_path / n).read_bytes()).hexdigest() for n in [*names, "model.x.onnx"]}
+    names2 = write_split(build_client_graph(quantize(tiny_weights()), None), tmp_path, "model.x", chunk_bytes=1 << 20)
+    assert names2 == names
+    assert first == {n: hashlib.sha256((tmp_path / n).read_bytes()).hexdigest() for n in [*names, "model.x.onnx"]}
+
+
+def test_models_it_cannot_build_are_refused_clearly(tiny):
+    w = tiny_weights()
+    m = manifest_of(tiny)
+    r = m["rank"]
+    down, up = np.zeros((r, 64), np.float32), np.zeros((64, r), np.float32)
+    with pytest.raises(ValueError, match="cannot place"):
+        build_client_graph(w, Branch(["model.embed_tokens"], [down], [up]))
+    uneven = Branch(["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj", "model.layers.1.self_attn.q_proj"],
+                    [down] * 3, [up, np.zeros((32, r), np.float32), up])
+    with pytest.raises(ValueError, match="same number of modules"):
+        build_client_graph(w, uneven)
+    with pytest.raises(ValueError, match="decoder graphs"):
+        export_variant(tiny, {**m, "family": "encoder"}, w, "x")
