@@ -24,7 +24,12 @@ export interface ClientManifest {
   rank: number;
   modules: { name: string; in: number; out: number }[];
   factors: { file: string; sha256: string };
-  onnx: { file: string; data_file?: string | null };
+  onnx: {
+    file: string;
+    data_file?: string | null;
+    weights_dtype?: string;
+    quantization?: string;
+  } | null;
   io: {
     inputs: string[];
     outputs: string[];
@@ -45,6 +50,22 @@ export interface ClientManifest {
   files: ManifestFile[];
   /** The training-step graph (decoders prepared with --train-step; docs/on-device-training.md). */
   onnx_train?: OnnxTrain;
+  /** Graph variants per device (absent in older manifests: `onnx` is the only graph). */
+  graphs?: GraphVariant[];
+}
+
+/** One graph variant (docs/manifest.md, `graphs`). */
+export interface GraphVariant {
+  name: string;
+  file: string;
+  data_files: string[];
+  devices: string[];
+  dtype: string;
+  weights_dtype: string;
+  quantization: string;
+  opset: number;
+  inputs: string[];
+  check: Record<string, unknown> | null;
 }
 
 export interface OnnxTrain {
@@ -79,6 +100,15 @@ export function checkManifest(json: unknown): ClientManifest {
     if (!SHA256_PATTERN.test(f.sha256)) fail(`files[${i}].sha256`, f.sha256, "sha256:<64 hex>");
     if (!Number.isSafeInteger(f.bytes) || f.bytes < 0)
       fail(`files[${i}].bytes`, f.bytes, "a byte count");
+  }
+  if (m.graphs !== undefined) {
+    if (!Array.isArray(m.graphs)) fail("graphs", m.graphs, "an array");
+    for (const [i, g] of m.graphs.entries()) {
+      if (typeof g.name !== "string" || typeof g.file !== "string")
+        fail(`graphs[${i}]`, g, "{name, file, data_files, devices, …}");
+      if (!Array.isArray(g.data_files)) fail(`graphs[${i}].data_files`, g.data_files, "an array");
+      if (!Array.isArray(g.devices)) fail(`graphs[${i}].devices`, g.devices, "an array");
+    }
   }
   const shape = m.io?.R?.shape;
   if (!Array.isArray(shape) || shape.length !== 3) fail("io.R.shape", shape, "[M, r, r]");

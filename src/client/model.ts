@@ -14,6 +14,7 @@ import { type DecodeOptions, DecoderRunner } from "./generate/decoder.ts";
 import { applyHead, EncoderRunner, padRows } from "./generate/encoder.ts";
 import { TextStream } from "./generate/stream-text.ts";
 import { loadTokenizer, type TextTokenizer } from "./generate/tokenizer.ts";
+import { chooseGraph, type GraphChoice, graphFileFilter } from "./graph-choice.ts";
 import { type LoadTimings, loadModelFiles, modelSource, type Progress } from "./loader/index.ts";
 import type { ClientManifest } from "./manifest.ts";
 import { RSlot } from "./r-slot.ts";
@@ -28,6 +29,11 @@ export interface LoadModelOptions extends BackendOptions {
   reverifyCache?: boolean;
   /** Also fetch and cache the training-step graph (role `onnx-train`) for OnDeviceTrainer. */
   train?: boolean;
+  /**
+   * A graph variant by name (the manifest's `graphs`, e.g. "fp32"); default: the first one
+   * listed for the backend's device. `model.graph` says which ran and why.
+   */
+  graph?: string;
 }
 
 export interface ModelTimings extends LoadTimings {
@@ -59,6 +65,8 @@ export class PersonalModel {
   readonly timings: ModelTimings;
   readonly tokenizer: TextTokenizer | undefined;
   readonly cache: BlobCache;
+  /** The graph variant this model runs, and why it was picked. */
+  readonly graph: GraphChoice;
   private readonly session: InferenceSession;
   private readonly r: RSlot;
   private readonly decoder: DecoderRunner | undefined;
@@ -72,7 +80,9 @@ export class PersonalModel {
     tokenizer: TextTokenizer | undefined;
     timings: ModelTimings;
     cache: BlobCache;
+    graph: GraphChoice;
   }) {
+    this.graph = parts.graph;
     this.manifest = parts.manifest;
     this.backend = parts.backend;
     this.session = parts.session;
@@ -320,30 +330,34 @@ export async function loadModel(
   const cache = options.cache ?? (await defaultCache());
   const source = modelSource(location, options.fetch);
   const byPath = backend.runtime === "onnxruntime-node" && cache.localPath !== undefined;
+  let choice: GraphChoice | undefined;
   const loaded = await loadModelFiles(source, {
     cache,
     onProgress: options.onProgress,
     signal: options.signal,
     reverifyCache: options.reverifyCache,
     train: options.train,
+    includeFor: (m) => {
+      choice = chooseGraph(m, backend.device, options.graph);
+      return graphFileFilter(m, choice, options.train);
+    },
     pathOnly: (f) =>
       byPath && (f.role === "onnx" || f.role === "onnx-data" || f.role === "onnx-train"),
   });
   const { manifest, files } = loaded;
-  const onnx = files.get(manifest.onnx.file);
+  const graph = choice as GraphChoice | undefined;
+  if (graph === undefined) throw new Error("unreachable: the loader reads the manifest first");
+  const onnx = files.get(graph.file);
   if (onnx === undefined) {
-    throw new ClientError(
-      "manifest_incomplete",
-      `manifest files lack the graph ${manifest.onnx.file}`,
-    );
+    throw new ClientError("manifest_incomplete", `manifest files lack the graph ${graph.file}`);
   }
-  const dataName = manifest.onnx.data_file ?? undefined;
-  const data = dataName === undefined ? undefined : files.get(dataName);
-  if (dataName !== undefined && data === undefined) {
-    throw new ClientError(
-      "manifest_incomplete",
-      `manifest files lack the external data ${dataName}`,
-    );
+  const externalData: { path: string; data: Uint8Array }[] = [];
+  for (const name of graph.dataFiles) {
+    const data = files.get(name);
+    if (data === undefined) {
+      throw new ClientError("manifest_incomplete", `manifest files lack the external data ${name}`);
+    }
+    if (data.bytes !== undefined) externalData.push({ path: name, data: data.bytes });
   }
   t = now();
   const { session, backend: ready } = await createSession(
@@ -351,10 +365,7 @@ export async function loadModel(
     {
       path: onnx.path,
       bytes: onnx.bytes,
-      externalData:
-        dataName !== undefined && data?.bytes !== undefined
-          ? [{ path: dataName, data: data.bytes }]
-          : undefined,
+      externalData: externalData.length > 0 ? externalData : undefined,
     },
     {
       outputsOnGpu:
@@ -388,6 +399,7 @@ export async function loadModel(
     session,
     tokenizer,
     cache,
+    graph,
     timings: { ...loaded.timings, backendMs, sessionMs, tokenizerMs, totalMs: now() - start },
   });
 }

@@ -17,6 +17,8 @@ export interface LoadOptions {
   train?: boolean;
   /** Which files to fetch (default: all but roles `reference` and `onnx-train`; see `train`). */
   include?: (file: ManifestFile) => boolean;
+  /** A further filter decided from the manifest once it is read (e.g. the chosen graph's files). */
+  includeFor?: (manifest: ClientManifest) => (file: ManifestFile) => boolean;
 }
 
 /**
@@ -120,7 +122,9 @@ export async function loadModelFiles(
   const manifest = await fetchManifest(source, cache, signal);
   timings.manifestMs = now() - t;
   const files = new Map<string, LoadedFile>();
-  const include = options.include ?? defaultInclude(options.train);
+  const base = options.include ?? defaultInclude(options.train);
+  const extra = options.includeFor?.(manifest);
+  const include = (f: ManifestFile) => base(f) && (extra === undefined || extra(f));
   for (const file of manifest.files) {
     signal?.throwIfAborted();
     if (!include(file)) continue;

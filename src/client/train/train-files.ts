@@ -80,8 +80,11 @@ export async function loadTrainFiles(
   const loaded = await loadModelFiles(modelSource(location, init.fetch), {
     cache,
     signal: init.signal,
-    include: (f) => f.role === "onnx-train",
-    pathOnly: (f) => f.role === "onnx-train" && cache.localPath !== undefined,
+    // The step graph and the fp32 weights it reads (not fetched by a model running another graph).
+    include: (f) => f.role === "onnx-train" || f.role === "onnx-data",
+    includeFor: (m) => (f) => f.role === "onnx-train" || f.name === m.onnx_train?.data_file,
+    pathOnly: (f) =>
+      (f.role === "onnx-train" || f.role === "onnx-data") && cache.localPath !== undefined,
   });
   const info = checkTrainInfo(loaded.manifest, model.id, model.factors);
   const file = loaded.files.get(info.onnx_train.file);

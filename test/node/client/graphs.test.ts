@@ -1,0 +1,144 @@
+// Graph variants (manifest `graphs`): the client runs the first one listed for its device, fetches
+// only that graph's files, runs another by name, refuses an unknown name, and old manifests
+// (no `graphs`) keep loading their `onnx` graph. With SmolLM2 prepared, its Q4 graph reproduces
+// PyTorch's greedy tokens in both Node runtimes.
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { chooseGraph } from "../../../src/client/graph-choice.ts";
+import {
+  ClientError,
+  type ClientManifest,
+  fsCache,
+  loadModel,
+  memoryCache,
+  type Progress,
+} from "../../../src/client/index.ts";
+import { ensureModel } from "./helpers/models.ts";
+import { caseAdapter, maxAbsDiff, type Reference, readReference } from "./helpers/reference.ts";
+import { type StaticServer, startStaticServer } from "./helpers/static-server.ts";
+
+let dir: string;
+let ref: Reference;
+let server: StaticServer;
+let manifest: ClientManifest;
+
+beforeAll(async () => {
+  dir = await ensureModel("tiny-llama");
+  ref = readReference(dir);
+  server = await startStaticServer(dir);
+  manifest = (await (await fetch(`${server.url}/manifest.json`)).json()) as ClientManifest;
+});
+afterAll(async () => {
+  await server?.close();
+});
+
+async function fetchedFiles(graph?: string): Promise<{ files: Set<string>; name: string }> {
+  const files = new Set<string>();
+  const model = await loadModel(`${server.url}/manifest.json`, {
+    device: "wasm",
+    cache: memoryCache(),
+    graph,
+    onProgress: (p: Progress) => files.add(p.file),
+  });
+  const name = model.graph.name;
+  const c = ref.cases[1];
+  if (c === undefined) throw new Error("no case");
+  model.setAdapter(caseAdapter(dir, c, ref), c.name);
+  const [logits] = await model.forward(c.input_ids, c.attention_mask);
+  expect(maxAbsDiff(logits as Float32Array, c.logits_last?.[0] as number[])).toBeLessThan(5e-5);
+  await model.dispose();
+  return { files, name };
+}
+
+describe("graph variants", () => {
+  it("runs the fused graph by default and fetches none of the fp32 graph's files", async () => {
+    const { files, name } = await fetchedFiles();
+    expect(name).toBe("fused");
+    const fused = manifest.graphs?.[0];
+    expect(fused?.name).toBe("fused");
+    for (const f of [fused?.file, ...(fused?.data_files ?? [])])
+      expect(files.has(f as string)).toBe(true);
+    expect(files.has("model.onnx")).toBe(false);
+    expect(files.has("model.onnx.data")).toBe(false);
+  });
+
+  it("runs the traced fp32 graph when asked, fetching only its files", async () => {
+    const { files, name } = await fetchedFiles("fp32");
+    expect(name).toBe("fp32");
+    expect(files.has("model.onnx.data")).toBe(true);
+    expect(files.has(manifest.graphs?.[0]?.file as string)).toBe(false);
+  });
+
+  it("refuses a graph name the manifest does not have, listing the ones it has", async () => {
+    await expect(
+      loadModel(`${server.url}/manifest.json`, {
+        device: "wasm",
+        cache: memoryCache(),
+        graph: "q2",
+      }),
+    ).rejects.toThrow(/no graph "q2"; it has: fused, fp32/);
+    expect(() => chooseGraph(manifest, "wasm", "q2")).toThrow(ClientError);
+  });
+
+  it("picks by device, and an old manifest without graphs runs its onnx graph", () => {
+    const onlyGpu = {
+      ...manifest,
+      graphs: [{ ...(manifest.graphs?.[0] as never), name: "gpu-only", devices: ["webgpu"] }],
+    } as ClientManifest;
+    expect(chooseGraph(onlyGpu, "webgpu").name).toBe("gpu-only");
+    const fallback = chooseGraph(onlyGpu, "cpu");
+    expect([fallback.name, fallback.file]).toEqual(["default", "model.onnx"]);
+    expect(fallback.reason).toMatch(/no graph lists cpu/);
+    const old = { ...manifest, graphs: undefined } as ClientManifest;
+    expect(chooseGraph(old, "wasm")).toMatchObject({
+      name: "default",
+      file: "model.onnx",
+      dataFiles: ["model.onnx.data"],
+    });
+  });
+});
+
+// SmolLM2 when `npm run prepare-model -- --preset smollm2-135m` has run (not part of CI: 0.5 GB).
+const smol = join(process.cwd(), "models", "smollm2-135m");
+const haveSmol =
+  existsSync(join(smol, "model.q4.onnx")) && existsSync(join(smol, "reference.json"));
+
+describe.skipIf(!haveSmol).each(["cpu", "wasm"] as const)("SmolLM2 q4 graph on %s", (device) => {
+  let cacheDir: string;
+  let smolServer: StaticServer;
+  beforeAll(async () => {
+    smolServer = await startStaticServer(smol);
+    cacheDir = mkdtempSync(join(tmpdir(), "loraxs-smol-"));
+  });
+  afterAll(async () => {
+    await smolServer?.close();
+    rmSync(cacheDir, { recursive: true, force: true });
+  });
+
+  it("greedy tokens equal PyTorch's on every reference case, logits within 1e-3", async () => {
+    const smolRef = readReference(smol);
+    const model = await loadModel(`${smolServer.url}/manifest.json`, {
+      device,
+      cache: await fsCache(cacheDir),
+    });
+    expect(model.graph.name).toBe("q4");
+    for (const c of smolRef.cases) {
+      model.setAdapter(caseAdapter(smol, c, smolRef), c.name);
+      const [logits] = await model.forward(c.input_ids, c.attention_mask);
+      expect(maxAbsDiff(logits as Float32Array, c.logits_last?.[0] as number[])).toBeLessThan(1e-3);
+      const tokens: number[] = [];
+      for await (const t of model.tokens(
+        { ids: c.input_ids[0] as number[] },
+        {
+          maxTokens: c.greedy?.length ?? 8,
+          stopIds: new Set(),
+        },
+      ))
+        tokens.push(t);
+      expect(tokens).toEqual(c.greedy);
+    }
+    await model.dispose();
+  }, 300_000);
+});
