@@ -7,7 +7,7 @@
 //
 // Models come from .cache/models/<id> (npm run prepare-model -- --preset <id> --out .cache/models/<id>).
 // WebGPU here is SwiftShader (software): it always runs tiny-llama, and its timings are not GPU speed.
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -20,6 +20,7 @@ import { startPageServer } from "../test/browser/server.ts";
 import { ensureModel, MODELS_DIR } from "../test/node/client/helpers/models.ts";
 import { caseAdapter, maxAbsDiff, readReference } from "../test/node/client/helpers/reference.ts";
 import { startStaticServer } from "../test/node/client/helpers/static-server.ts";
+import { recordClientGraph } from "./client-graph-results.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -51,6 +52,17 @@ if (!hasOnnx(modelId))
   throw new Error(
     `${modelDir} has no model.onnx; run npm run prepare-model -- --preset ${modelId} --out ${modelDir}`,
   );
+
+/** Old graph (the traced fp32 one) then the manifest's default for the device, when it has graphs. */
+const manifestGraphs = (
+  JSON.parse(readFileSync(join(modelDir, "manifest.json"), "utf8")) as {
+    graphs?: { name: string }[];
+  }
+).graphs;
+const GRAPHS: (string | undefined)[] =
+  manifestGraphs === undefined
+    ? [undefined]
+    : ["fp32", (manifestGraphs[0] as { name: string }).name];
 
 const median = (xs: number[]) =>
   [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
@@ -100,17 +112,17 @@ const results: Record<string, unknown> = {
   tokens: TOKENS,
 };
 
-// ---- Node, onnxruntime-node (CPU) ----
-if (!args["skip-node"]) {
+// ---- Node, onnxruntime-node (CPU): each graph variant ----
+async function nodeRows(graph: string | undefined) {
   const server = await startStaticServer(modelDir);
   const cacheDir = mkdtempSync(join(tmpdir(), "loraxs-bench-"));
   try {
     const url = `${server.url}/manifest.json`;
-    const cold = await loadModel(url, { device: "cpu", cache: await fsCache(cacheDir) });
+    const cold = await loadModel(url, { device: "cpu", cache: await fsCache(cacheDir), graph });
     const ids = cold.encodePrompt([{ role: "user", content: PROMPT }]);
     const firstToken = await decodeRun(cold, ids, 1);
     await cold.dispose();
-    const warm = await loadModel(url, { device: "cpu", cache: await fsCache(cacheDir) });
+    const warm = await loadModel(url, { device: "cpu", cache: await fsCache(cacheDir), graph });
     const warmFirst = await decodeRun(warm, ids, 1);
     // The real model against PyTorch, when prepare wrote its fixtures (a check, not a timing).
     const referenceErrors: Record<string, number> = {};
@@ -147,7 +159,8 @@ if (!args["skip-node"]) {
     }
     const b0 = summarize(base);
     const p0 = summarize(personal);
-    results["node-cpu"] = {
+    const row = {
+      graph: warm.graph.name,
       runtime: "onnxruntime-node 1.30.0, CPU EP",
       promptTokens: ids.length,
       adapterBytes: a.byteLength,
@@ -175,12 +188,20 @@ if (!args["skip-node"]) {
       },
       maxAbsLogitErrorVsPytorch: referenceErrors,
     };
-    console.log(JSON.stringify({ "node-cpu": results["node-cpu"] }, null, 1));
+    console.log(JSON.stringify({ "node-cpu": row }, null, 1));
     await warm.dispose();
+    return row;
   } finally {
     await server.close();
     rmSync(cacheDir, { recursive: true, force: true });
   }
+}
+
+const graphs = GRAPHS;
+if (!args["skip-node"]) {
+  const rows = [];
+  for (const g of graphs) rows.push(await nodeRows(g));
+  results["node-cpu"] = rows;
 }
 
 // ---- Chromium: WASM (same model) and WebGPU on SwiftShader (tiny-llama) ----
@@ -213,14 +234,22 @@ if (!args["skip-browser"] && hasChromium()) {
       promptIds: number[],
       tokens: number,
       repeats: number,
+      graph?: string,
     ) => {
       const folder = prefix === "main" ? "/models/main" : "/models/tiny";
       const page = browser.page;
       const t0 = Date.now();
-      const cold = await page.evaluate(
-        ([d, f]) => (window as unknown as Page).loraxsPage.load(`${f}/manifest.json`, d as "wasm"),
-        [device, folder] as const,
-      );
+      const load = () =>
+        page.evaluate(
+          ([d, f, g]) =>
+            (window as unknown as Page).loraxsPage.load(
+              `${f}/manifest.json`,
+              d as "wasm",
+              g as string | undefined,
+            ),
+          [device, folder, graph] as const,
+        );
+      const cold = await load();
       const coldWall = Date.now() - t0;
       const first = await page.evaluate(
         ([p]) => (window as unknown as Page).loraxsPage.decodeTiming(p as number[], 1),
@@ -255,14 +284,12 @@ if (!args["skip-browser"] && hasChromium()) {
           ),
         [adapterA, adapterB, SWAP_ROUNDS] as const,
       );
-      const warm = await page.evaluate(
-        ([d, f]) => (window as unknown as Page).loraxsPage.load(`${f}/manifest.json`, d as "wasm"),
-        [device, folder] as const,
-      );
+      const warm = await load();
       const b0 = summarize(base);
       const p0 = summarize(personal);
       return {
         model: prefix === "main" ? modelId : "tiny-llama",
+        graph: cold.graph,
         reason: cold.reason,
         promptTokens: promptIds.length,
         coldStart: {
@@ -277,6 +304,7 @@ if (!args["skip-browser"] && hasChromium()) {
         },
         warmStart: {
           downloadedMB: round(warm.timings.downloadedBytes / 2 ** 20, 1),
+          downloadedBytes: warm.timings.downloadedBytes,
           cacheReadMs: round(warm.timings.cacheReadMs, 0),
           sessionMs: round(warm.timings.sessionMs, 0),
           loadTotalMs: round(warm.timings.totalMs, 0),
@@ -291,8 +319,12 @@ if (!args["skip-browser"] && hasChromium()) {
         },
       };
     };
-    results["chromium-wasm"] = await runBackend("wasm", "main", ids, TOKENS, REPEATS);
-    console.log(JSON.stringify({ "chromium-wasm": results["chromium-wasm"] }, null, 1));
+    const wasmRows = [];
+    for (const g of graphs) {
+      wasmRows.push(await runBackend("wasm", "main", ids, TOKENS, REPEATS, g));
+      console.log(JSON.stringify({ "chromium-wasm": wasmRows.at(-1) }, null, 1));
+    }
+    results["chromium-wasm"] = wasmRows;
     results["chromium-webgpu-swiftshader"] = await runBackend(
       "webgpu",
       "tiny",
@@ -315,5 +347,6 @@ if (!args["skip-browser"] && hasChromium()) {
   }
 }
 
+await recordClientGraph(modelDir, results);
 if (args.out !== undefined) writeFileSync(args.out, `${JSON.stringify(results, null, 1)}\n`);
 console.log(JSON.stringify(results));

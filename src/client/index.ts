@@ -26,6 +26,7 @@ export { DEFAULT_MAX_TOKENS, type DecodeOptions } from "./generate/decoder.ts";
 export { createRng } from "./generate/prng.ts";
 export { argmax, createSampler, type SamplingOptions } from "./generate/sampling.ts";
 export { TextStream } from "./generate/stream-text.ts";
+export { chooseGraph, type GraphChoice, graphFileFilter } from "./graph-choice.ts";
 export { type Progress, SKIPPED_ROLES, sha256Digest } from "./loader/index.ts";
 export type { ClientManifest, ManifestFile, OnnxTrain } from "./manifest.ts";
 export {

@@ -44,6 +44,9 @@ const CHROMIUM_FLAGS = [
 type DemoStatus = {
   ready: boolean;
   device: string;
+  graph: string;
+  downloadedBytes: number;
+  cachedFiles: number;
   user: string;
   version: number;
   generations: number;
@@ -134,6 +137,35 @@ describe("demo page on npm start's server", () => {
     expect((await page.textContent("#backend-note"))?.length).toBeGreaterThan(10);
     expect(await page.textContent("#load-status")).toMatch(/^ready in [\d.]+ s .*tiny-llama/);
     expect(await page.isHidden("#token-form")).toBe(true);
+    // The fused graph (the manifest's first for this device), downloaded on this first visit.
+    expect(status.graph).toBe("fused");
+    expect(status.downloadedBytes).toBeGreaterThan(1_000_000);
+  });
+
+  it("a second visit downloads no weights: every file comes from Cache Storage", async () => {
+    const weights = new Set<string>();
+    const onResponse = (r: { url: () => string }) => {
+      if (/\/files\/model\.[^/]*onnx/.test(r.url())) weights.add(r.url());
+    };
+    page.on("response", onResponse);
+    await page.reload();
+    await page.waitForFunction(
+      () => {
+        const d = (globalThis as unknown as { demo?: DemoStatus }).demo;
+        return d?.ready === true || Boolean(d?.error);
+      },
+      null,
+      { timeout: 120_000 },
+    );
+    page.off("response", onResponse);
+    const status = await demo();
+    expect(status.error).toBe("");
+    expect(status.downloadedBytes).toBe(0);
+    expect(status.cachedFiles).toBeGreaterThanOrEqual(3); // graph, its data files, tokenizer, factors
+    expect([...weights]).toEqual([]);
+    expect(await page.textContent("#load-status")).toMatch(
+      /from this browser's Cache Storage, nothing downloaded/,
+    );
   });
 
   it("chooses a user and shows their adapter", async () => {

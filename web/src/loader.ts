@@ -1,6 +1,9 @@
 import {
   type BlobCache,
+  type ClientManifest,
+  chooseGraph,
   defaultCache,
+  graphFileFilter,
   loadModel,
   type PersonalModel,
   type Progress,
@@ -40,10 +43,6 @@ async function tolerantCache(skipped: string[]): Promise<BlobCache> {
   };
 }
 
-interface ManifestFiles {
-  files: { name: string; role: string; bytes: number }[];
-}
-
 /** Loads the model from the edge API with a progress bar over all its files (cached after once). */
 export async function loadWithProgress(
   modelUrl: string,
@@ -52,10 +51,12 @@ export async function loadWithProgress(
 ): Promise<PersonalModel> {
   view.box.dataset.state = "loading";
   view.status.textContent = "fetching the manifest…";
-  const manifest = (await (await fetch(modelUrl)).json()) as ManifestFiles;
-  // Roles the loader skips (test fixtures, the training step) are not part of the download.
+  const manifest = (await (await fetch(modelUrl)).json()) as ClientManifest;
+  // Roles the loader skips (test fixtures, the training step) and other devices' graphs are not
+  // part of the download.
+  const wanted = graphFileFilter(manifest, chooseGraph(manifest, device));
   const total = manifest.files
-    .filter((f) => !SKIPPED_ROLES.has(f.role))
+    .filter((f) => !SKIPPED_ROLES.has(f.role) && wanted(f))
     .reduce((sum, f) => sum + f.bytes, 0);
   const done = new Map<string, number>();
   const onProgress = (p: Progress) => {
@@ -81,6 +82,10 @@ export async function loadWithProgress(
     skipped.length === 0
       ? ""
       : ` — not cached in this browser, downloaded again next time: ${skipped.join("; ")}`;
-  view.status.textContent = `ready in ${((performance.now() - started) / 1000).toFixed(1)} s (${formatBytes(total)}; session ${(t.sessionMs / 1000).toFixed(1)} s) — ${model.manifest.id}, ${model.manifest.modules.length} adapted modules, rank ${model.manifest.rank}${uncached}`;
+  const kept =
+    t.downloadedBytes === 0
+      ? `all ${t.cachedFiles} files from this browser's Cache Storage, nothing downloaded`
+      : `downloaded ${formatBytes(t.downloadedBytes)}, kept in this browser's Cache Storage (${t.cachedFiles} files were there already)`;
+  view.status.textContent = `ready in ${((performance.now() - started) / 1000).toFixed(1)} s (${formatBytes(total)}; session ${(t.sessionMs / 1000).toFixed(1)} s) — ${model.manifest.id}, graph ${model.graph.name} (${model.graph.weightsDtype}), ${model.manifest.modules.length} adapted modules, rank ${model.manifest.rank}; ${kept}${uncached}`;
   return model;
 }

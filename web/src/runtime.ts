@@ -32,6 +32,9 @@ export async function startModel(): Promise<void> {
     });
     badge.title = model.backend.reason;
     state.model = model;
+    status.graph = model.graph.name;
+    status.downloadedBytes = model.timings.downloadedBytes;
+    status.cachedFiles = model.timings.cachedFiles;
     if (state.user) await useAdapter();
     byId<HTMLButtonElement>("generate").disabled = false;
     byId("chat-hint").textContent =

@@ -15,6 +15,10 @@ export const state: {
 export const status = {
   ready: false,
   device: "",
+  /** The graph variant the model runs, and what its load downloaded / found in Cache Storage. */
+  graph: "",
+  downloadedBytes: 0,
+  cachedFiles: 0,
   user: "",
   /** The adapter version in use (0: none, the base model). */
   version: 0,

@@ -42,10 +42,11 @@ const page = {
   },
 
   /** Load (or reload) the model; Cache Storage keeps the files between loads. */
-  async load(modelUrl: string, device: Device) {
+  async load(modelUrl: string, device: Device, graph?: string) {
     await model?.dispose();
     model = await loadModel(modelUrl, {
       device,
+      graph,
       wasmPaths: WASM_PATHS,
       cache: await cacheStorageCache("loraxs-test"),
     });
@@ -54,6 +55,7 @@ const page = {
       reason: model.backend.reason,
       timings: model.timings,
       rLocation: model.rLocation,
+      graph: model.graph.name,
     };
   },
 
