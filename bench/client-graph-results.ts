@@ -74,7 +74,8 @@ export function recordClientGraph(modelDir: string, results: Record<string, unkn
   const def = m.graphs?.[0];
   if (def === undefined || results.model === "tiny-llama") return;
   const node = pair(results["node-cpu"]);
-  const wasm = pair(results["chromium-wasm"]);
+  // Chromium's WASM rows when a browser ran, else onnxruntime-web's WASM build in Node.
+  const wasm = pair(results["chromium-wasm"] ?? results["node-wasm"]);
   const decode = (p: { old?: Row; new?: Row }) =>
     p.old === undefined
       ? undefined
@@ -100,6 +101,8 @@ export function recordClientGraph(modelDir: string, results: Record<string, unkn
     },
     node_decode_tok_s: decode(node),
     wasm_decode_tok_s: decode(wasm),
+    wasm_runtime:
+      results["chromium-wasm"] !== undefined ? "chromium" : "node (onnxruntime-web wasm)",
     client_machine: results.machine,
     client_date: results.date,
   };

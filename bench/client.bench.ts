@@ -113,16 +113,16 @@ const results: Record<string, unknown> = {
 };
 
 // ---- Node, onnxruntime-node (CPU): each graph variant ----
-async function nodeRows(graph: string | undefined) {
+async function nodeRows(graph: string | undefined, device: "cpu" | "wasm" = "cpu") {
   const server = await startStaticServer(modelDir);
   const cacheDir = mkdtempSync(join(tmpdir(), "loraxs-bench-"));
   try {
     const url = `${server.url}/manifest.json`;
-    const cold = await loadModel(url, { device: "cpu", cache: await fsCache(cacheDir), graph });
+    const cold = await loadModel(url, { device, cache: await fsCache(cacheDir), graph });
     const ids = cold.encodePrompt([{ role: "user", content: PROMPT }]);
     const firstToken = await decodeRun(cold, ids, 1);
     await cold.dispose();
-    const warm = await loadModel(url, { device: "cpu", cache: await fsCache(cacheDir), graph });
+    const warm = await loadModel(url, { device, cache: await fsCache(cacheDir), graph });
     const warmFirst = await decodeRun(warm, ids, 1);
     // The real model against PyTorch, when prepare wrote its fixtures (a check, not a timing).
     const referenceErrors: Record<string, number> = {};
@@ -161,7 +161,10 @@ async function nodeRows(graph: string | undefined) {
     const p0 = summarize(personal);
     const row = {
       graph: warm.graph.name,
-      runtime: "onnxruntime-node 1.30.0, CPU EP",
+      runtime:
+        device === "cpu"
+          ? "onnxruntime-node 1.30.0, CPU EP"
+          : "onnxruntime-web 1.30.0 in Node, WASM EP, 1 thread",
       promptTokens: ids.length,
       adapterBytes: a.byteLength,
       coldStart: {
@@ -188,7 +191,7 @@ async function nodeRows(graph: string | undefined) {
       },
       maxAbsLogitErrorVsPytorch: referenceErrors,
     };
-    console.log(JSON.stringify({ "node-cpu": row }, null, 1));
+    console.log(JSON.stringify({ [`node-${device}`]: row }, null, 1));
     await warm.dispose();
     return row;
   } finally {
@@ -202,6 +205,10 @@ if (!args["skip-node"]) {
   const rows = [];
   for (const g of graphs) rows.push(await nodeRows(g));
   results["node-cpu"] = rows;
+  // The WASM build without a browser (this machine may have none): one thread, as Node runs it.
+  const wasmRows = [];
+  for (const g of graphs) wasmRows.push(await nodeRows(g, "wasm"));
+  results["node-wasm"] = wasmRows;
 }
 
 // ---- Chromium: WASM (same model) and WebGPU on SwiftShader (tiny-llama) ----
