@@ -107,7 +107,9 @@ export const GRAPH_DEVICES = ["webgpu", "wasm", "cpu"] as const;
 
 /** One graph variant: its files, the devices it is for, its number types and its check. */
 const graph = z.strictObject({
-  name: z.string().regex(MODEL_ID, "expected a graph name: lowercase letters, digits, '.', '_', '-'"),
+  name: z
+    .string()
+    .regex(MODEL_ID, "expected a graph name: lowercase letters, digits, '.', '_', '-'"),
   file: fileName,
   data_files: z.array(fileName),
   devices: z.array(z.enum(GRAPH_DEVICES)).min(1),
@@ -282,7 +284,10 @@ function consistentGraphs(
       issue(["graphs", i, "name"], `graph ${JSON.stringify(g.name)} is listed twice`);
     seen.add(g.name);
     if (roles.get(g.file) !== "onnx")
-      issue(["graphs", i, "file"], `files does not list ${JSON.stringify(g.file)} with role "onnx"`);
+      issue(
+        ["graphs", i, "file"],
+        `files does not list ${JSON.stringify(g.file)} with role "onnx"`,
+      );
     g.data_files.forEach((name, j) => {
       if (roles.get(name) !== "onnx-data") {
         issue(
