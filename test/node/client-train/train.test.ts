@@ -98,7 +98,7 @@ describe.each(["cpu", "wasm"] as const)(
     });
 
     it("shares the inference graph's weights file", () => {
-      expect(trainer.info.onnx_train.data_file).toBe(model.manifest.onnx.data_file);
+      expect(trainer.info.onnx_train.data_file).toBe(model.manifest.onnx?.data_file);
       expect(trainer.info.onnx_train.shapes).toEqual(ref.shapes);
     });
 

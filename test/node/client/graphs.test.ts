@@ -85,7 +85,7 @@ describe("graph variants", () => {
   it("picks by device, and an old manifest without graphs runs its onnx graph", () => {
     const onlyGpu = {
       ...manifest,
-      graphs: [{ ...(manifest.graphs?.[0] as never), name: "gpu-only", devices: ["webgpu"] }],
+      graphs: [{ ...(manifest.graphs?.[0] as object), name: "gpu-only", devices: ["webgpu"] }],
     } as ClientManifest;
     expect(chooseGraph(onlyGpu, "webgpu").name).toBe("gpu-only");
     const fallback = chooseGraph(onlyGpu, "cpu");
