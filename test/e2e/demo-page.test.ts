@@ -347,6 +347,8 @@ describe("demo page on npm start's server", () => {
     );
     expect((await demo()).error).toBe("");
     expect(await page.textContent("#backend")).toBe("WebGPU");
+    // The fused graph lists only wasm and cpu (docs/client.md): WebGPU runs the traced fp32 graph.
+    expect((await demo()).graph).toBe("fp32");
     // SwiftShader (software WebGPU) takes seconds per token: a few tokens prove the path.
     await page.fill("#max-tokens", "3");
     const before = (await demo()).generations;
