@@ -196,10 +196,12 @@ def _check_manifest(d: Any) -> list[ManifestIssue]:
         p,
         v,
         {
-            "method": _req(lambda p2, v2: c.one_of(p2, v2, ("randomized", "exact"))),
+            "method": _req(lambda p2, v2: c.one_of(p2, v2, ("randomized", "exact", "population"))),
             "oversample": _opt(count),
             "niter": _opt(count),
             "seed": _req(lambda p2, v2: c.int_(p2, v2)),
+            "factor_users": _opt(count),
+            "factor_data": _opt(text),
         },
     )
     factors = lambda p, v: c.obj(  # noqa: E731

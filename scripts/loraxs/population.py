@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -98,3 +99,32 @@ def population_factors(clean: nn.Module, deltas: dict[str, list[torch.Tensor]], 
             "population_lora": f"r={POPULATION_LORA_RANK},alpha={POPULATION_LORA_ALPHA}",
             "sigma_last_over_first_median": f"{sorted(spectrum)[len(spectrum) // 2]:.4f}", "model": model_id}
     return Factors(names, down, up, rank, meta, "")
+
+
+def read_factor_data(path: str | Path, tokenizer, seq_len: int, max_tokens: int, seed: int = 0) -> list[FactorUser]:
+    """Factor users from a JSON (or .json.gz) file `{"users": {name: [text, ...]}}`: each user's first
+    `max_tokens` tokens as blocks, a seeded 10 % of them (at least one) its validation split."""
+    import gzip
+    import json
+
+    from .data import DataError, split_blocks, text_blocks
+    from .train import user_seed
+
+    raw = Path(path).read_bytes()
+    doc = json.loads(gzip.decompress(raw) if str(path).endswith(".gz") else raw)
+    users = doc.get("users") if isinstance(doc, dict) else None
+    if not isinstance(users, dict) or not users:
+        raise DataError(f"{path}: expected {{\"users\": {{name: [text, ...]}}}} with at least one user")
+    out = []
+    for name, texts in users.items():
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise DataError(f"{path}: user {name!r}: expected a list of texts")
+        blocks = text_blocks(tokenizer, texts, seq_len)
+        n = max(1, min(len(blocks), max_tokens // seq_len))
+        if n < 2:
+            raise DataError(f"{path}: user {name!r} has {blocks.tokens} tokens; factor users need at least two "
+                            f"blocks of {seq_len}")
+        first = type(blocks)(blocks.ids[:n], blocks.mask[:n])
+        train, val = split_blocks(first, max(0.1, 1.0 / n), user_seed(seed, name))
+        out.append(FactorUser(name, train, val))
+    return out

@@ -50,6 +50,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--targets", help="module names (q_proj,v_proj), re:<regex>, or all-linear "
                    f"(default: {DEFAULT_TARGETS['decoder']} for decoders, {DEFAULT_TARGETS['encoder']} for encoders)")
     p.add_argument("--exact", action="store_true", help="full SVD instead of the randomized one")
+    p.add_argument("--factors", choices=("svd", "population"), default=None,
+                   help="how to make the factors: the weights' own SVD, or the span of factor users' LoRA updates "
+                   "(needs --factor-data); default: keep a matching factors.safetensors, else svd")
+    p.add_argument("--factor-data", help='population factors: JSON(.gz) {"users": {name: [text, ...]}} of factor users '
+                   "(never the users you evaluate on)")
+    p.add_argument("--factor-tokens", type=int, default=65_536, help="population factors: tokens read per factor user")
+    p.add_argument("--factors-from", metavar="FILE", help="import a factors.safetensors made elsewhere (e.g. by "
+                   "bench/quality.py --factors-out); its rank and modules must match")
     p.add_argument("--oversample", type=int, default=SvdOptions.oversample)
     p.add_argument("--niter", type=int, default=SvdOptions.niter, help="power iterations")
     p.add_argument("--seed", type=int, default=0, help="SVD seed (and weights of the random presets)")
@@ -86,14 +94,18 @@ def weights_digest(model: torch.nn.Module, names: list[str]) -> str:
     return f"sha256:{h.hexdigest()}"
 
 
-def reusable_factors(path: Path, base: BaseModel, names: list[str], rank: int) -> tuple[Factors | None, str]:
-    """The existing factor file when it matches (rank, modules, source); else None and why not."""
+def reusable_factors(path: Path, base: BaseModel, names: list[str], rank: int,
+                     kind: str | None = None) -> tuple[Factors | None, str]:
+    """The existing factor file when it matches (rank, modules, source, and `kind` if given); else None and why not."""
     if not path.is_file():
         return None, "no factor file yet"
     try:
         f = load_factors(path)
     except Exception as e:  # unreadable or foreign file: recompute, say why
         return None, f"existing file unreadable ({e})"
+    made = "population" if f.metadata.get("svd") == "population" else "svd"
+    if kind is not None and made != kind:
+        return None, f"the file holds {made} factors; --factors {kind} asked"
     if f.rank != rank:
         return None, f"rank {f.rank} != {rank}"
     if f.names != names:
@@ -117,7 +129,47 @@ def svd_block(f: Factors) -> dict:
     if "niter" in md:
         block["niter"] = int(md["niter"])
     block["seed"] = int(md.get("seed", 0))
+    if "factor_users" in md:
+        block["factor_users"] = int(md["factor_users"])
+    if "factor_data" in md:
+        block["factor_data"] = md["factor_data"]
     return block
+
+
+def build_population(base: BaseModel, names: list[str], args: argparse.Namespace, model_id: str) -> Factors:
+    """Population factors from --factor-data: LoRA r=8 for every factor user, then the span of their updates."""
+    import copy
+
+    from .population import population_factors, read_factor_data, train_factor_users
+    from .train import TrainConfig
+
+    users = read_factor_data(args.factor_data, base.tokenizer, 256, args.factor_tokens, args.seed)
+    steps = max(1, max(len(u.train) for u in users) // 4)  # one pass at 4 blocks a step
+    log(f"prepare: population factors from {len(users)} factor users ({args.factor_data}), {steps} steps")
+    model = copy.deepcopy(base.model).to(args.device)
+    cfg = TrainConfig(device=args.device, progress=False, eval_every=max(1, steps // 8))
+    deltas = train_factor_users(model, names, users, [1e-3, 3e-3, 1e-2], steps, 4, cfg, args.seed,
+                                log=lambda m: log("prepare:" + m))
+    del model
+    desc = f"{Path(args.factor_data).name}: first {args.factor_tokens} tokens of each of {len(users)} users"
+    return population_factors(base.model, deltas, args.rank, model_id, desc)
+
+
+def import_factors(src: Path, dest: Path, base: BaseModel, names: list[str], rank: int, targets: str, model_id: str) -> None:
+    """Copies a factor file made elsewhere into the model folder, checked against this model and re-stamped
+    with its source and weights (so later runs reuse it like their own)."""
+    f = load_factors(src)
+    if f.rank != rank or f.names != names:
+        raise ValueError(f"--factors-from {src}: rank {f.rank} and {len(f.names)} modules; this model needs rank {rank} "
+                         f"and {len(names)} modules ({targets})")
+    for n in names:
+        m = base.model.get_submodule(n)
+        if tuple(f.down[n].shape) != (rank, m.in_features) or tuple(f.up[n].shape) != (m.out_features, rank):
+            raise ValueError(f"--factors-from {src}: shapes differ at {n}")
+    meta = {k: v for k, v in f.metadata.items() if k not in ("format", "model", "rank", "modules", "order")}
+    meta.update(source=canonical_source(base.source), targets=targets, weights=weights_digest(base.model, names))
+    digest = save_factors(dest, Factors(names, f.down, f.up, rank, meta, ""), model_id, meta)
+    log(f"prepare: imported {src} as {dest} ({digest})")
 
 
 def write_tokenizer(tokenizer, family: str, out: Path, max_length: int) -> dict:
@@ -218,22 +270,30 @@ def prepare(args: argparse.Namespace) -> Path:
         f"[{len(names)}, {args.rank}, {args.rank}] = {len(names) * args.rank * args.rank * 2} bytes in F16")
 
     factors_path = out / FACTORS_FILE
+    if args.factors == "population" and not args.factor_data and not args.factors_from:
+        raise ValueError("--factors population needs --factor-data (the factor users' texts) or --factors-from")
+    if args.factors_from:
+        import_factors(Path(args.factors_from), factors_path, base, names, args.rank, targets, model_id)
     factors, why = (None, "--recompute-factors") if args.recompute_factors else reusable_factors(
-        factors_path, base, names, args.rank)
+        factors_path, base, names, args.rank, args.factors)
     timings: dict[str, float] = {"load": time.perf_counter() - t}
     svd_report = None
     if factors is not None:
         log(f"prepare: reusing {factors_path} ({factors.digest}): {why}")
     else:
         log(f"prepare: computing factors ({why})")
-        opts = SvdOptions("exact" if args.exact else "randomized", args.oversample, args.niter, args.seed, args.device)
-        computed, svd_report = compute_factors(base.model, names, args.rank, opts, model_id, log=log)
+        t = time.perf_counter()
+        if args.factors == "population":
+            computed = build_population(base, names, args, model_id)
+        else:
+            opts = SvdOptions("exact" if args.exact else "randomized", args.oversample, args.niter, args.seed, args.device)
+            computed, svd_report = compute_factors(base.model, names, args.rank, opts, model_id, log=log)
         extra = {**computed.metadata, "source": canonical_source(base.source), "targets": targets,
                  "weights": weights_digest(base.model, names)}
         digest = save_factors(factors_path, computed, model_id, extra)
         factors = load_factors(factors_path)
         assert factors.digest == digest
-        timings["svd"] = svd_report.seconds
+        timings["factors"] = svd_report.seconds if svd_report is not None else time.perf_counter() - t
         log(f"prepare: wrote {factors_path} ({factors_path.stat().st_size} bytes, {digest})")
 
     tokenizer_block = write_tokenizer(base.tokenizer, base.family, out, base.config["max_position_embeddings"])

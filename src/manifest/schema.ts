@@ -54,11 +54,14 @@ const factors = z.strictObject({
   file: fileName,
   sha256: digest,
   dtype: z.literal("F32"),
+  // "population": the span of many users' LoRA updates (scripts/loraxs/population.py), not the weight's SVD
   svd: z.strictObject({
-    method: z.enum(["randomized", "exact"]),
+    method: z.enum(["randomized", "exact", "population"]),
     oversample: count.optional(),
     niter: count.optional(),
     seed: z.int(),
+    factor_users: count.optional(),
+    factor_data: text.optional(),
   }),
 });
 

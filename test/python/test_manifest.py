@@ -87,3 +87,13 @@ def test_onnx_train_round_trips_and_stays_absent_when_not_exported(tmp_path):
     assert "onnx_train" not in plain.to_dict()
     write_manifest(tmp_path / "manifest.json", with_train)
     assert load_manifest(tmp_path / "manifest.json").onnx_train == with_train.onnx_train
+
+
+def test_population_factors_validate_like_the_typescript_schema():
+    d = load("decoder.json")
+    d["factors"]["svd"] = {"method": "population", "seed": 0, "factor_users": 16, "factor_data": "sotu+brown factor users"}
+    assert validate_manifest(d) == []
+    d["factors"]["svd"]["method"] = "learned"
+    assert [(i.path, i.code) for i in validate_manifest(d)] == [("factors.svd.method", "invalid")]
+    d["factors"]["svd"].update(method="population", factor_users=-1)
+    assert [(i.path, i.code) for i in validate_manifest(d)] == [("factors.svd.factor_users", "invalid")]

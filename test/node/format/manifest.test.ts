@@ -70,3 +70,26 @@ describe("parseManifest", () => {
     expect(() => decodeAdapter(file("ts-f16"), bert)).toThrow(/model_mismatch/);
   });
 });
+
+describe("population factors in the manifest", () => {
+  type Svd = Record<string, unknown>;
+  const withSvd = (svd: Svd) => {
+    const m = load("decoder.json") as { factors: { svd: Svd } };
+    m.factors.svd = svd;
+    return m;
+  };
+
+  it("accepts method population with its factor users and data", () => {
+    const svd = { method: "population", seed: 0, factor_users: 16, factor_data: "sotu+brown factor users" };
+    expect(parseManifest(withSvd(svd)).factors.svd).toEqual(svd);
+  });
+
+  it("refuses an unknown method and a negative factor-user count", () => {
+    expect(issuesOf(withSvd({ method: "learned", seed: 0 }))).toEqual([
+      expect.objectContaining({ path: "factors.svd.method", code: "invalid" }),
+    ]);
+    expect(issuesOf(withSvd({ method: "population", seed: 0, factor_users: -1 }))).toEqual([
+      expect.objectContaining({ path: "factors.svd.factor_users", code: "invalid" }),
+    ]);
+  });
+});
