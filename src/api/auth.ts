@@ -103,27 +103,55 @@ async function verifyUncached(
   } catch (err) {
     throw mapJoseError(err, env.JWT_AUDIENCE);
   }
-  const role = payload.role;
+  return { identity: checkClaims(payload), exp: payload.exp as number };
+}
+
+const typeOf = (v: unknown) => (v === null ? "null" : Array.isArray(v) ? "array" : typeof v);
+
+/**
+ * Checks the JSON type of every claim this API reads before any of them is used: `sub` and
+ * `role` must be strings (a regex test would stringify an array or a number), `exp` a finite
+ * number, `nbf` and `iat` numbers when present. jose has checked the signature, the audience
+ * and the time claims' values by now.
+ */
+export function checkClaims(payload: JWTPayload): Identity {
+  for (const claim of ["exp", "nbf", "iat"] as const) {
+    const value: unknown = payload[claim];
+    if (value === undefined && claim !== "exp") continue;
+    if (typeof value !== "number" || !Number.isFinite(value)) {
+      throw unauthorized(
+        "auth.bad_claims",
+        `token claim ${JSON.stringify(claim)} must be a finite JSON number; got ${typeOf(value)}`,
+      );
+    }
+  }
+  const role: unknown = payload.role;
   if (typeof role !== "string" || !ROLES.includes(role as Role)) {
     throw unauthorized(
       "auth.bad_role",
-      `token role ${JSON.stringify(role ?? null)} is not one of ${ROLES.join(", ")}`,
+      `token role ${JSON.stringify(role ?? null)} (${typeOf(role)}) is not one of the strings ${ROLES.join(", ")}`,
     );
   }
-  const sub = payload.sub ?? "";
-  if (!USER_ID.test(sub)) {
+  const sub: unknown = payload.sub;
+  if (typeof sub !== "string" || !USER_ID.test(sub)) {
     throw unauthorized(
       "auth.bad_subject",
-      `token sub ${JSON.stringify(sub)} does not match ${USER_ID.source}`,
+      `token sub ${JSON.stringify(sub ?? null)} (${typeOf(sub)}) is not a string matching ${USER_ID.source}`,
     );
   }
-  return { identity: { sub, role: role as Role }, exp: payload.exp ?? 0 };
+  return { sub, role: role as Role };
 }
 
 function mapJoseError(err: unknown, audience: string): ApiError {
   if (err instanceof errors.JWTExpired)
     return unauthorized("auth.token_expired", `token expired: ${err.message}`);
   if (err instanceof errors.JWTClaimValidationFailed) {
+    if (err.claim === "sub") {
+      return unauthorized("auth.bad_subject", "token has no sub claim");
+    }
+    if (err.claim === "nbf" && err.reason === "check_failed") {
+      return unauthorized("auth.token_not_yet_valid", `token is not valid yet: ${err.message}`);
+    }
     if (err.claim === "aud") {
       return unauthorized(
         "auth.wrong_audience",
