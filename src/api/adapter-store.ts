@@ -6,7 +6,7 @@ import { type AdapterKvMeta, kvAdapterKey, r2AdapterKey, r2AdapterPrefix } from 
 import {
   KV_RETRY_MS,
   KV_WRITE_ATTEMPTS,
-  MAX_VERSION_RACE_RETRIES,
+  MAX_HOT_COPY_ROUNDS,
   MAX_VERSIONS_LISTED,
 } from "./limits.ts";
 import type { LoadedManifest } from "./manifests.ts";
@@ -64,10 +64,10 @@ const preconditionFailed = (ifMatch: string[], current: string | null) =>
   );
 
 /**
- * Stores validated bytes as the next version of one user's adapter. D1 decides who wins (the
- * version number is a unique claim, the head moves only from the version the writer saw);
- * R2 then keeps the bytes and KV the hot copy. With If-Match a lost race is a 412; without
- * it the writer takes the next number, so concurrent uploads all land in the history.
+ * Stores validated bytes as the next version of one user's adapter. D1 allocates the number
+ * (head + 1, inside one transaction), so concurrent uploads without If-Match queue and all land
+ * in the history; with If-Match the condition is checked in the same transaction and a lost race
+ * is a 412. R2 then keeps the bytes and KV the hot copy.
  */
 export async function storeVersion(
   env: Bindings,
@@ -78,40 +78,30 @@ export async function storeVersion(
   ifMatch: string[] = [],
 ): Promise<StoredVersion> {
   const etag = await sha256Hex(bytes);
-  for (let attempt = 0; attempt < MAX_VERSION_RACE_RETRIES; attempt++) {
-    const head = await db.getHead(env.DB, model, user);
-    if (ifMatch.length) {
-      const ok = ifMatch.includes("*")
-        ? head !== null
-        : head !== null && ifMatch.includes(head.etag);
-      if (!ok) throw preconditionFailed(ifMatch, head?.etag ?? null);
-    }
-    const previous = head?.version ?? 0;
-    const row = {
-      version: previous + 1,
-      etag,
-      bytes: bytes.byteLength,
-      created: new Date().toISOString(),
-      source,
-    };
-    if (await db.commitVersion(env.DB, model, user, previous, row)) {
-      await env.BUCKET.put(r2AdapterKey(model, user, row.version), bytes, {
-        httpMetadata: { contentType: "application/octet-stream" },
-        customMetadata: { etag, created: row.created, source },
-      });
-      await syncHotCopy(env, model, user, row, bytes);
-      return { version: row.version, etag, bytes: row.bytes, created: row.created };
-    }
-    if (ifMatch.length) {
-      const now = await db.getHead(env.DB, model, user);
-      throw preconditionFailed(ifMatch, now?.etag ?? null);
-    }
-  }
-  throw new ApiError(
-    409,
-    "adapter.write_contention",
-    `gave up after ${MAX_VERSION_RACE_RETRIES} concurrent writers took the next version first`,
+  const created = new Date().toISOString();
+  const condition: db.HeadCondition = !ifMatch.length
+    ? { kind: "none" }
+    : ifMatch.includes("*")
+      ? { kind: "exists" }
+      : { kind: "etag", etags: ifMatch };
+  const version = await db.commitNextVersion(
+    env.DB,
+    model,
+    user,
+    { etag, bytes: bytes.byteLength, created, source },
+    condition,
   );
+  if (version === null) {
+    const now = await db.getHead(env.DB, model, user);
+    throw preconditionFailed(ifMatch, now?.etag ?? null);
+  }
+  const row = { version, etag, bytes: bytes.byteLength, created };
+  await env.BUCKET.put(r2AdapterKey(model, user, version), bytes, {
+    httpMetadata: { contentType: "application/octet-stream" },
+    customMetadata: { etag, created, source },
+  });
+  await syncHotCopy(env, model, user, row, bytes);
+  return row;
 }
 
 /**
@@ -149,7 +139,7 @@ async function syncHotCopy(
 ) {
   let written: AdapterKvMeta = { etag: mine.etag, version: mine.version, created: mine.created };
   await putHotCopy(env, model, user, bytes, written);
-  for (let i = 0; i < MAX_VERSION_RACE_RETRIES; i++) {
+  for (let i = 0; i < MAX_HOT_COPY_ROUNDS; i++) {
     const head = await db.getHead(env.DB, model, user);
     if (!head) {
       // A DELETE ran after our commit: nothing of this adapter may stay readable.

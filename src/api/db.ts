@@ -41,45 +41,66 @@ export function getHead(db: D1Database, model: string, user: string) {
 }
 
 /**
- * Claims version `row.version` and makes it the head, atomically (a D1 batch is one transaction).
- * The versions primary key rejects a second writer of the same number; the head only moves
- * forward from `previous` (0 when there was none). Returns false when another writer won.
+ * What a commit may require of the current head: nothing, that one exists (`If-Match: *`), or
+ * that its etag is one of `etags`.
  */
-export async function commitVersion(
+export type HeadCondition =
+  | { kind: "none" }
+  | { kind: "exists" }
+  | { kind: "etag"; etags: string[] };
+
+/**
+ * Stores the next version of one user's adapter and moves the head to it, in one D1 batch (a
+ * transaction: D1 runs one at a time per database). The version number is allocated inside the
+ * INSERT as head + 1, so concurrent writers queue in D1 instead of racing for a number: every
+ * writer gets its own, gap-free and in commit order. Returns the version, or null when the
+ * head condition did not hold (nothing was written).
+ */
+export async function commitNextVersion(
   db: D1Database,
   model: string,
   user: string,
-  previous: number,
-  row: VersionRow,
-): Promise<boolean> {
-  try {
-    const [, head] = await db.batch([
-      db
-        .prepare(
-          "INSERT INTO adapter_versions (model, user, version, etag, bytes, created, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .bind(model, user, row.version, row.etag, row.bytes, row.created, row.source),
-      db
-        .prepare(
-          `INSERT INTO adapter_heads (model, user, version, etag, updated) VALUES (?1, ?2, ?3, ?4, ?5)
-           ON CONFLICT (model, user) DO UPDATE SET version = excluded.version, etag = excluded.etag, updated = excluded.updated
-           WHERE adapter_heads.version = ?6`,
-        )
-        .bind(model, user, row.version, row.etag, row.created, previous),
-    ]);
-    if (head?.meta.changes === 1) return true;
-    // The head moved past `previous` without claiming our number: undo our version row.
-    await db
+  row: Omit<VersionRow, "version">,
+  condition: HeadCondition,
+): Promise<number | null> {
+  const head = "SELECT 1 FROM adapter_heads WHERE model = ?1 AND user = ?2";
+  const etags = condition.kind === "etag" ? condition.etags : [];
+  const where =
+    condition.kind === "none"
+      ? "1"
+      : condition.kind === "exists"
+        ? `EXISTS (${head})`
+        : `EXISTS (${head} AND etag IN (SELECT value FROM json_each(?7)))`;
+  const [inserted] = await db.batch<{ version: number }>([
+    db
       .prepare(
-        "DELETE FROM adapter_versions WHERE model = ?1 AND user = ?2 AND version = ?3 AND etag = ?4",
+        `INSERT INTO adapter_versions (model, user, version, etag, bytes, created, source)
+         SELECT ?1, ?2, COALESCE((SELECT MAX(version) FROM adapter_versions WHERE model = ?1 AND user = ?2), 0) + 1,
+           ?3, ?4, ?5, ?6
+         WHERE ${where}
+         RETURNING version`,
       )
-      .bind(model, user, row.version, row.etag)
-      .run();
-    return false;
-  } catch (err) {
-    if (String(err).includes("UNIQUE constraint failed")) return false;
-    throw err;
-  }
+      .bind(
+        model,
+        user,
+        row.etag,
+        row.bytes,
+        row.created,
+        row.source,
+        ...(condition.kind === "etag" ? [JSON.stringify(etags)] : []),
+      ),
+    // The head is always the newest version row; unchanged when nothing was inserted.
+    db
+      .prepare(
+        `INSERT INTO adapter_heads (model, user, version, etag, updated)
+         SELECT model, user, version, etag, created FROM adapter_versions
+         WHERE model = ?1 AND user = ?2 ORDER BY version DESC LIMIT 1
+         ON CONFLICT (model, user) DO UPDATE SET version = excluded.version, etag = excluded.etag, updated = excluded.updated
+         WHERE adapter_heads.version <> excluded.version`,
+      )
+      .bind(model, user),
+  ]);
+  return inserted?.results[0]?.version ?? null;
 }
 
 export async function listVersions(db: D1Database, model: string, user: string, limit: number) {

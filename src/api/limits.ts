@@ -43,8 +43,11 @@ export const MAX_VERSIONS_LISTED = 1000;
 /** How long a parsed manifest stays in an isolate's memory before R2 is read again. */
 export const MANIFEST_CACHE_MS = 60_000;
 
-/** Attempts at claiming the next version number when concurrent uploads race (no If-Match). */
-export const MAX_VERSION_RACE_RETRIES = 8;
+/**
+ * Rounds in which a writer that finished out of order re-copies a newer head into KV; each
+ * round copies the head of that moment, so a few suffice even under many concurrent writers.
+ */
+export const MAX_HOT_COPY_ROUNDS = 8;
 
 /** Verified tokens an isolate remembers (about 100 bytes each beside the token). */
 export const VERIFIED_TOKEN_CACHE = 10_000;

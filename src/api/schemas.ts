@@ -31,12 +31,24 @@ export const FileParams = z.object({
     .regex(FILE_NAME)
     .openapi({ param: { name: "name", in: "path" }, example: "model.onnx" }),
 });
+/**
+ * A canonical positive decimal integer: digits only, no leading zero, sign, exponent, fraction
+ * or blank, at most `max` (so "1e3", "01", "+1", "1.0" and " 1" are refused, not read as numbers).
+ */
+export const positiveInt = (max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .regex(/^[1-9][0-9]*$/, "must be a positive integer in canonical decimal form")
+    .refine((s) => s.length <= 16 && Number(s) <= max, `must be at most ${max}`)
+    .transform(Number);
+
 export const VersionParams = UserParams.extend({
-  version: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .openapi({ param: { name: "version", in: "path" }, example: 3 }),
+  version: positiveInt().openapi({
+    param: { name: "version", in: "path" },
+    example: "3",
+    type: "string",
+    pattern: "^[1-9][0-9]*$",
+  }),
 });
 export const JobParams = z.object({
   id: z
@@ -46,7 +58,14 @@ export const JobParams = z.object({
 });
 
 export const VersionsQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(MAX_VERSIONS_LISTED).optional(),
+  limit: positiveInt(MAX_VERSIONS_LISTED)
+    .optional()
+    .openapi({
+      param: { name: "limit", in: "query" },
+      example: "10",
+      type: "string",
+      pattern: "^[1-9][0-9]*$",
+    }),
 });
 
 export const Binary = z.string().openapi({ type: "string", format: "binary" });

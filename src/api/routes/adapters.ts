@@ -69,7 +69,7 @@ const putAdapter = createRoute({
       content: { "application/json": { schema: StoredSchema } },
       headers: adapterHeaders,
     },
-    ...errors(400, 401, 403, 404, 409, 412, 413, 422, 429),
+    ...errors(400, 401, 403, 404, 412, 413, 422, 429),
   },
 });
 
@@ -129,7 +129,7 @@ const restoreVersion = createRoute({
       content: { "application/json": { schema: StoredSchema } },
       headers: adapterHeaders,
     },
-    ...errors(400, 401, 403, 404, 409, 412, 422, 429),
+    ...errors(400, 401, 403, 404, 412, 422, 429),
   },
 });
 
