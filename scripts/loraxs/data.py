@@ -55,6 +55,16 @@ def _clip(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# LoRA-XS on a decoder: the rate tuning users picked at every data size and for both factor kinds
+# (bench/quality.py, docs/training.md). Encoders keep JobOptions.lr, the rate their benchmark used.
+DECODER_LR = 1e-2
+
+
+def job_defaults(family: str) -> JobOptions:
+    """A job's option defaults for a model family (what options a job leaves out get)."""
+    return JobOptions(lr=DECODER_LR) if family == "decoder" else JobOptions()
+
+
 def parse_options(options: object, defaults: JobOptions | None = None) -> JobOptions:
     """Validates a job's `options` object; unknown keys and out-of-range values are errors."""
     base = defaults or JobOptions()

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Blocks, DataError, JobOptions, LabelData, TextData, parse_job_data, parse_options, split_blocks, text_blocks
+from .data import Blocks, DataError, JobOptions, LabelData, job_defaults, TextData, parse_job_data, parse_options, split_blocks, text_blocks
 from .fast_path import CausalLMLoss, base_dtype, compile_layers, decoder_parts, pick_features, store_frozen_base
 from .lora_xs import RSource, init_R
 
@@ -632,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = []
     for f in files:
         data, options = _read_data_file(f)
-        opts = parse_options({**(options or {}), **cli})
+        opts = parse_options({**(options or {}), **cli}, job_defaults(base.family))
         user = args.user or f.stem
         tasks.append(make_task(user, parse_job_data(data, base.family), opts, base.tokenizer, args.val_frac))
     cfg = TrainConfig(val_frac=args.val_frac, eval_every=args.eval_every, patience=args.patience, head_lr=args.head_lr,

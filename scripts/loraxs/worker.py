@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from .api_client import ApiClient, ApiError
-from .data import DataError, parse_job_data, parse_options
+from .data import DataError, job_defaults, parse_job_data, parse_options
 
 DEFAULT_LEASE_S = 300  # the API's default lease
 MAX_JOBS = 32  # jobs per claim round (the API's most): their users train together, 32 × 4 × 256 tokens a step keeps a GPU busy
@@ -208,7 +208,7 @@ class Worker:
                 return None
             raise
         try:
-            opts = parse_options(job.get("options") or {})
+            opts = parse_options(job.get("options") or {}, job_defaults(manifest["family"]))
             task = make_task(job["user"], parse_job_data(data, manifest["family"]), opts, base.tokenizer,
                              self.val_frac)
         except DataError as e:

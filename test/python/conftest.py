@@ -14,3 +14,14 @@ if str(REPO_ROOT / "scripts") not in sys.path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """tiny-llama prepared without export (factors, tokenizer, manifest): the quality benchmarks' smoke runs."""
+    from loraxs import prepare
+
+    out = tmp_path_factory.mktemp("tiny-llama")
+    prepare.prepare(prepare.parse_args(["--preset", "tiny-llama", "--out", str(out), "--device", "cpu",
+                                        "--skip-export", "--no-reference"]))
+    return out

@@ -64,15 +64,6 @@ def test_cut_takes_the_first_tokens_and_refuses_short_users():
     assert q.cut(u, 41 * 8, 8, seed=1) is None
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    from loraxs import prepare
-
-    out = tmp_path_factory.mktemp("tiny-llama")
-    prepare.prepare(prepare.parse_args(["--preset", "tiny-llama", "--out", str(out), "--device", "cpu",
-                                        "--skip-export", "--no-reference"]))
-    return out
-
 
 def test_tiny_run_and_report(tiny_dir, tmp_path):
     words = "the union is strong and the people are free to choose their own way of life under law".split()

@@ -126,15 +126,6 @@ def test_factor_set_uses_the_committed_file_only_for_the_manifest_set(tmp_path):
     assert len(list(tmp_path.glob("factors-r*"))) == 0
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    from loraxs import prepare
-
-    out = tmp_path_factory.mktemp("tiny-llama")
-    prepare.prepare(prepare.parse_args(["--preset", "tiny-llama", "--out", str(out), "--device", "cpu",
-                                        "--skip-export", "--no-reference"]))
-    return out
-
 
 def test_tiny_grid_end_to_end(tiny_dir, tmp_path):
     words = "the union is strong and the people are free to choose their own way of life".split()

@@ -304,3 +304,11 @@ def test_encoder_adapter_carries_head_and_labels(tmp_path):
     assert a.head is not None and a.head.labels == ["a", "b", "c"]
     assert a.head.weight.shape == (3, 32) and a.head.bias.shape == (3,)
     assert torch.allclose(torch.from_numpy(a.head.weight), r.head_weight.half().float())
+
+
+def test_job_defaults_give_decoders_the_tuned_rate_and_keep_explicit_options():
+    from loraxs.data import DECODER_LR, job_defaults
+
+    assert parse_options({}, job_defaults("decoder")).lr == DECODER_LR == 1e-2
+    assert parse_options({}, job_defaults("encoder")).lr == JobOptions().lr == 2e-3
+    assert parse_options({"lr": 0.003}, job_defaults("decoder")).lr == 0.003
