@@ -70,7 +70,7 @@ const putManifest = createRoute({
   },
   responses: {
     201: { description: "Published", content: { "application/json": { schema: Manifest } } },
-    ...errors(400, 401, 403, 413, 422),
+    ...errors(400, 401, 403, 413, 415, 422),
   },
 });
 
