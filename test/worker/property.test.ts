@@ -198,7 +198,7 @@ async function checkInvariants(users: string[], tokens: string[], history: strin
 describe("random sequences of adapter operations", () => {
   it("keep every invariant after every step", async () => {
     await fc.assert(fc.asyncProperty(fc.array(action, { minLength: 1, maxLength: 14 }), run), {
-      numRuns: 20,
+      numRuns: 50,
     });
   }, 300_000);
 });
