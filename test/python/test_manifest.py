@@ -97,3 +97,16 @@ def test_population_factors_validate_like_the_typescript_schema():
     assert [(i.path, i.code) for i in validate_manifest(d)] == [("factors.svd.method", "invalid")]
     d["factors"]["svd"].update(method="population", factor_users=-1)
     assert [(i.path, i.code) for i in validate_manifest(d)] == [("factors.svd.factor_users", "invalid")]
+
+
+def test_smollm2_demo_users_match_the_committed_factors_and_an_older_set_is_refused(repo_root):
+    """The shipped factor set changed (population factors); an adapter pinned to the earlier SVD set must
+    fail with factors_mismatch, never load silently against factors it was not trained on."""
+    m = load_manifest(repo_root / "models" / "smollm2-135m" / "manifest.json")
+    e = expectations_for(m)
+    demo = sorted((repo_root / "models" / "smollm2-135m" / "adapters").glob("*.safetensors"))
+    assert len(demo) == 3 and all(decode_adapter(f.read_bytes(), e).factors == m.factors["sha256"] for f in demo)
+    old = (FIXTURES / "pinned" / "smollm2-svd-factors-barack-obama.safetensors").read_bytes()
+    with pytest.raises(AdapterFormatError) as err:
+        decode_adapter(old, e)
+    assert err.value.code == "factors_mismatch"

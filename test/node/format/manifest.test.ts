@@ -80,7 +80,12 @@ describe("population factors in the manifest", () => {
   };
 
   it("accepts method population with its factor users and data", () => {
-    const svd = { method: "population", seed: 0, factor_users: 16, factor_data: "sotu+brown factor users" };
+    const svd = {
+      method: "population",
+      seed: 0,
+      factor_users: 16,
+      factor_data: "sotu+brown factor users",
+    };
     expect(parseManifest(withSvd(svd)).factors.svd).toEqual(svd);
   });
 
@@ -91,5 +96,23 @@ describe("population factors in the manifest", () => {
     expect(issuesOf(withSvd({ method: "population", seed: 0, factor_users: -1 }))).toEqual([
       expect.objectContaining({ path: "factors.svd.factor_users", code: "invalid" }),
     ]);
+  });
+});
+
+describe("smollm2-135m's committed factor set", () => {
+  it("refuses an adapter pinned to the earlier SVD factors with factors_mismatch", () => {
+    const m = parseManifest(
+      JSON.parse(readFileSync(join(root, "models", "smollm2-135m", "manifest.json"), "utf8")),
+    );
+    const old = readFileSync(
+      join(root, "test", "fixtures", "pinned", "smollm2-svd-factors-barack-obama.safetensors"),
+    );
+    expect(() => decodeAdapter(new Uint8Array(old), expectationsFor(m))).toThrow(
+      /factors_mismatch/,
+    );
+    const demo = readFileSync(
+      join(root, "models", "smollm2-135m", "adapters", "barack-obama.safetensors"),
+    );
+    expect(decodeAdapter(new Uint8Array(demo), expectationsFor(m)).factors).toBe(m.factors.sha256);
   });
 });
