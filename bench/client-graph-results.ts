@@ -17,7 +17,7 @@ interface Row {
 }
 interface ManifestLike {
   files: { name: string; role: string; bytes: number }[];
-  graphs?: { name: string; file: string; data_files: string[] }[];
+  graphs?: { name: string; file: string; data_files: string[]; devices?: string[] }[];
 }
 
 /** Node count of an ONNX file (its graph only; the weights are not read). */
@@ -42,9 +42,16 @@ export function downloadBytes(m: ManifestLike, graph: string): number {
     .reduce((s, f) => s + f.bytes, 0);
 }
 
-function pair(rows: unknown): { old?: Row; new?: Row } {
+/** The manifest's default graph for a device: the first one listing it (the client's choice). */
+export function defaultGraph(m: ManifestLike, device: string): string | undefined {
+  return m.graphs?.find((g) => g.devices?.includes(device))?.name;
+}
+
+/** Old (fp32, the first row) and new (`graph`'s row) of one runtime's rows. */
+function pair(rows: unknown, graph: string | undefined): { old?: Row; new?: Row } {
   if (!Array.isArray(rows) || rows.length < 2) return {};
-  return { old: rows[0] as Row, new: rows[1] as Row };
+  const found = (rows as Row[]).find((r) => r.graph === graph);
+  return { old: rows[0] as Row, new: found ?? (rows[1] as Row) };
 }
 
 function merge(update: Record<string, unknown>): Record<string, unknown> {
@@ -68,14 +75,19 @@ function merge(update: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
-/** bench:client's part: download, nodes, Node and Chromium-WASM old vs new, second visit. */
+/** bench:client's part: download, nodes, Node and Chromium-WASM old vs new, second visit. "New" is
+ * each runtime's default graph (the first listing its device); `default_graph`, `download_bytes`
+ * and `nodes.new` are the WASM default's, `*_cpu` the CPU default's. */
 export function recordClientGraph(modelDir: string, results: Record<string, unknown>): void {
   const m = JSON.parse(readFileSync(join(modelDir, "manifest.json"), "utf8")) as ManifestLike;
-  const def = m.graphs?.[0];
+  const cpuGraph = defaultGraph(m, "cpu");
+  const wasmGraph = defaultGraph(m, "wasm");
+  const def = m.graphs?.find((g) => g.name === wasmGraph);
   if (def === undefined || results.model === "tiny-llama") return;
-  const node = pair(results["node-cpu"]);
+  const node = pair(results["node-cpu"], cpuGraph);
   // Chromium's WASM rows when a browser ran, else onnxruntime-web's WASM build in Node.
-  const wasm = pair(results["chromium-wasm"] ?? results["node-wasm"]);
+  const wasm = pair(results["chromium-wasm"] ?? results["node-wasm"], wasmGraph);
+  const cpuDef = m.graphs?.find((g) => g.name === cpuGraph);
   const decode = (p: { old?: Row; new?: Row }) =>
     p.old === undefined
       ? undefined
@@ -89,11 +101,14 @@ export function recordClientGraph(modelDir: string, results: Record<string, unkn
   const update: Record<string, unknown> = {
     model: results.model,
     default_graph: def.name,
+    default_graph_cpu: cpuGraph,
     download_bytes: downloadBytes(m, def.name),
+    download_bytes_cpu: cpuGraph === undefined ? null : downloadBytes(m, cpuGraph),
     download_bytes_fp32: downloadBytes(m, "fp32"),
     nodes: {
       old: onnxNodes(join(modelDir, "model.onnx")),
       new: onnxNodes(join(modelDir, def.file)),
+      ...(cpuDef !== undefined ? { new_cpu: onnxNodes(join(modelDir, cpuDef.file)) } : {}),
     },
     personal_over_base: {
       ...(node.new ? { node: node.new.personalOverBase } : {}),

@@ -212,11 +212,11 @@ def variant_entry(name: str, file: str, data: list[str], weights_dtype: str, qua
 
 
 # The Q4 graphs a GGUF model gets, in order of preference, and where each runs (bench:client,
-# BENCHMARKS.md "Client graph"): `q4f` folds the 4-bit blocks into fp32 MatMuls at session start
-# (onnxruntime-web's WASM build has no fast MatMulNBits kernel: 6x slower than fp32 there, while the
-# folded graph beats the traced fp32 one on WASM and on onnxruntime CPU); `q4` keeps MatMulNBits
-# (less memory, faster session start; by name).
-Q4_VARIANTS = (("q4f", "folded", FUSED_DEVICES), ("q4", "nbits", ["cpu"]))
+# BENCHMARKS.md "Client graph"): `q4` (MatMulNBits) is the fastest on onnxruntime CPU, so it comes
+# first for `cpu`; onnxruntime-web's WASM build has no fast MatMulNBits kernel (6x slower than fp32
+# there), so `wasm` gets `q4f`, whose 4-bit blocks are folded into fp32 MatMuls at session start
+# (faster than the traced fp32 graph there; `cpu` runs it by name).
+Q4_VARIANTS = (("q4", "nbits", ["cpu"]), ("q4f", "folded", FUSED_DEVICES))
 QUANTIZATION = {"folded": "q4_1 linear (folded to fp32 at session start) + q8_0 embedding, exact (block 32)",
                 "nbits": "q4_1 linear + q8_0 embedding, exact (block 32)"}
 

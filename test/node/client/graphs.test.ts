@@ -107,12 +107,12 @@ const haveSmol =
   existsSync(join(smol, "model.q4.onnx")) &&
   existsSync(join(smol, "reference.json"));
 
-// The default on both devices is q4f (4-bit blocks folded to fp32 at session start); q4
-// (MatMulNBits) is there by name.
+// Defaults: q4 (MatMulNBits) on cpu, q4f (4-bit blocks folded to fp32 at session start) on wasm,
+// where MatMulNBits has no fast kernel; q4f on cpu by name.
 describe.skipIf(!haveSmol).each([
-  ["cpu", undefined, "q4f"],
+  ["cpu", undefined, "q4"],
   ["wasm", undefined, "q4f"],
-  ["cpu", "q4", "q4"],
+  ["cpu", "q4f", "q4f"],
 ] as const)("SmolLM2 graph on %s (asked: %s)", (device, graph, expected) => {
   let cacheDir: string;
   let smolServer: StaticServer;
