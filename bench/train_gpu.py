@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from loraxs.data import Blocks, pack_blocks  # noqa: E402
-from loraxs.fast_path import store_frozen_base  # noqa: E402
+from loraxs.fast_path import compile_layers, store_frozen_base  # noqa: E402
 from loraxs.lora_xs import Factors, find_target_modules, inject  # noqa: E402
 from loraxs.train import MultiUserTrainer, TrainConfig, UserTask, lm_losses  # noqa: E402
 
@@ -99,17 +99,22 @@ def bench_forward(model, ids, mask, warmup, steps) -> float:
     return time_steps(step, warmup, steps)
 
 
-def bench_peft(model, ids, mask, warmup, steps) -> tuple[float, int]:
+def bench_peft(model, ids, mask, warmup, steps, compiled: bool = False) -> tuple[float, int]:
+    """PEFT LoRA r=8 on q,v; `compiled`: what a PEFT user would turn on too, each decoder layer under
+    torch.compile (the same options as the fast path) and the loss compiled, so the peer's ratio
+    measures the method, not the compiler."""
     from peft import LoraConfig, get_peft_model
 
     m = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]))
     params = [p for p in m.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, fused=ids.device.type == "cuda")
+    undo = compile_layers(m.base_model.model) if compiled else (lambda: None)
+    loss_fn = torch.compile(lm_losses) if compiled else lm_losses
 
     def step():
         with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=ids.device.type == "cuda"):
-            logits = m(input_ids=ids, attention_mask=mask).logits
-            s, c = lm_losses(logits, ids, mask)
+            logits = m(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            s, c = loss_fn(logits, ids, mask)
             loss = s.sum() / c.sum()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -119,6 +124,7 @@ def bench_peft(model, ids, mask, warmup, steps) -> tuple[float, int]:
 
     t = time_steps(step, warmup, steps)
     n = sum(p.numel() for p in params)
+    undo()
     m.unload()  # back to the plain model for the next variant
     return t, n
 
@@ -230,6 +236,7 @@ def main() -> int:
     p.add_argument("--ladder", default="all", help="'all' or comma-separated ladder row numbers (0 = naive)")
     p.add_argument("--ladder-only", action="store_true", help="skip the anchor-batch, users and fp32 rows")
     p.add_argument("--profile", default=None, help="write the profiler's top operators of the naive and fast trainer here")
+    p.add_argument("--peft-compiled", action="store_true", help="add the compiled PEFT peer row")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -257,6 +264,9 @@ def main() -> int:
         bench_peft(model, ids, mask, args.warmup, args.steps)  # first run: allocator and kernel warm-up, discarded
         t, n = bench_peft(model, ids, mask, args.warmup, args.steps)
         add("PEFT LoRA r=8 (peer)", n, t)
+        if args.peft_compiled:
+            got = guarded(bench_peft, model, ids, mask, args.warmup + 2, args.steps, True)  # compiling falls in the warm-up
+            add("PEFT LoRA r=8, compiled layers and loss (peer)", got and got[1], got and got[0])
         source = inject(model, random_factors(model, args.rank))
         model.to(dev)  # the factor buffers too
         per_user = source.modules * args.rank**2
@@ -294,7 +304,7 @@ def main() -> int:
           f"users/GPU-h ({per_user_tokens // 1000}k tok) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        peft = next(x for x in rows if x["config"] == r["config"] and x["setup"].startswith("PEFT"))
+        peft = next(x for x in rows if x["config"] == r["config"] and x["setup"] == "PEFT LoRA r=8 (peer)")
         naive = next((x for x in rows if x["config"] == r["config"] and "naive" in x["setup"] and x["batch"] == r["batch"]), None)
         r["vs_peft"] = r["tokens_per_s"] / peft["tokens_per_s"]
         r["vs_naive"] = r["tokens_per_s"] / naive["tokens_per_s"] if naive and r["trainable"] else None
