@@ -2,17 +2,15 @@ import { AdapterFormatError, decodeAdapter, sha256Hex } from "../format/index.ts
 import * as db from "./db.ts";
 import type { Bindings } from "./env.ts";
 import { ApiError, badRequest, unprocessable } from "./errors.ts";
-import { type AdapterKvMeta, kvAdapterKey, r2AdapterKey, r2AdapterPrefix } from "./keys.ts";
-import {
-  KV_RETRY_MS,
-  KV_WRITE_ATTEMPTS,
-  MAX_HOT_COPY_ROUNDS,
-  MAX_VERSIONS_LISTED,
-} from "./limits.ts";
+import { type AdapterKvMeta, kvAdapterKey, r2AdapterKey } from "./keys.ts";
+import { KV_RETRY_MS, KV_WRITE_ATTEMPTS, MAX_HOT_COPY_ROUNDS } from "./limits.ts";
 import type { LoadedManifest } from "./manifests.ts";
 
 /** Where a version came from (the `source` of the versions list). */
 export type VersionSource = "client" | "worker" | "restore";
+
+/** Keys per R2 delete call (R2 takes at most 1000). */
+const R2_DELETE_BATCH = 1000;
 
 export type StoredVersion = { version: number; etag: string; bytes: number; created: string };
 
@@ -137,26 +135,54 @@ async function syncHotCopy(
   mine: StoredVersion,
   bytes: Uint8Array,
 ) {
-  let written: AdapterKvMeta = { etag: mine.etag, version: mine.version, created: mine.created };
+  const written: AdapterKvMeta = { etag: mine.etag, version: mine.version, created: mine.created };
   await putHotCopy(env, model, user, bytes, written);
+  await settleHotCopy(env, model, user, written, mine.version);
+}
+
+/**
+ * Re-reads D1's head after a KV write (`written`; null after a KV delete) and copies a newer head
+ * or deletes the copy of a deleted adapter, until KV holds the head. Version numbers are never
+ * reused, so a head numbered `written.version` is the adapter that was written.
+ *
+ * `own` is the version whose R2 object the caller has just written: if D1 no longer lists it, a
+ * DELETE removed the commit, and its object is deleted here. (A DELETE that removes it after
+ * this check deletes the object itself, since its R2 write came first.)
+ */
+async function settleHotCopy(
+  env: Bindings,
+  model: string,
+  user: string,
+  written: AdapterKvMeta | null,
+  own?: number,
+) {
+  let copy = written;
+  let unchecked = own;
   for (let i = 0; i < MAX_HOT_COPY_ROUNDS; i++) {
     const head = await db.getHead(env.DB, model, user);
-    if (!head) {
-      // A DELETE ran after our commit: nothing of this adapter may stay readable.
-      await env.KV.delete(kvAdapterKey(model, user));
-      await env.BUCKET.delete(r2AdapterKey(model, user, mine.version));
-      return;
+    if (unchecked !== undefined && head?.version !== unchecked) {
+      if (!(await db.getVersion(env.DB, model, user, unchecked))) {
+        await env.BUCKET.delete(r2AdapterKey(model, user, unchecked));
+      }
+      unchecked = undefined;
     }
-    if (head.version <= written.version) return;
+    if (!head) {
+      // A DELETE ran after the commit we copied: nothing of this adapter may stay readable.
+      if (!copy) return;
+      await env.KV.delete(kvAdapterKey(model, user));
+      copy = null;
+      continue;
+    }
+    if (copy && head.version <= copy.version) return;
     // A newer version committed; its writer copies it too unless it already finished.
     const newer = await env.BUCKET.get(r2AdapterKey(model, user, head.version));
     if (!newer) return;
-    written = {
+    copy = {
       etag: head.etag,
       version: head.version,
       created: newer.customMetadata?.created ?? new Date().toISOString(),
     };
-    await putHotCopy(env, model, user, await newer.arrayBuffer(), written);
+    await putHotCopy(env, model, user, await newer.arrayBuffer(), copy);
   }
 }
 
@@ -166,34 +192,18 @@ export function readHotCopy(env: Bindings, model: string, user: string) {
 }
 
 /**
- * Deletes every version (R2), the index (D1) and the hot copy (KV) of one user's adapter.
- * An upload that commits while this runs survives as a fresh history: R2 objects D1 still
- * lists are kept, and KV is copied again from D1's head if one exists afterwards.
+ * Deletes every version (D1 rows, then their R2 objects) and the hot copy (KV) of one user's
+ * adapter. Only the objects of the rows this DELETE removed are deleted: version numbers are
+ * never reused, so none of them can belong to an upload that commits while this runs. Such an
+ * upload survives as the adapter's new history, and KV is copied again from D1's head if one
+ * exists afterwards.
  */
 export async function deleteAllVersions(env: Bindings, model: string, user: string) {
-  await db.deleteAdapter(env.DB, model, user);
+  const versions = await db.deleteAdapter(env.DB, model, user);
   await env.KV.delete(kvAdapterKey(model, user));
-  const prefix = r2AdapterPrefix(model, user);
-  let cursor: string | undefined;
-  do {
-    const page = await env.BUCKET.list({ prefix, cursor, limit: 1000 });
-    if (page.objects.length) {
-      const listed = await db.listVersions(env.DB, model, user, MAX_VERSIONS_LISTED);
-      const keep = new Set(listed.map((v) => r2AdapterKey(model, user, v.version)));
-      const drop = page.objects.map((o) => o.key).filter((k) => !keep.has(k));
-      if (drop.length) await env.BUCKET.delete(drop);
-    }
-    cursor = page.truncated ? page.cursor : undefined;
-  } while (cursor);
-  const head = await db.getHead(env.DB, model, user);
-  if (head) {
-    const object = await env.BUCKET.get(r2AdapterKey(model, user, head.version));
-    if (object) {
-      await putHotCopy(env, model, user, await object.arrayBuffer(), {
-        etag: head.etag,
-        version: head.version,
-        created: object.customMetadata?.created ?? new Date().toISOString(),
-      });
-    }
+  for (let i = 0; i < versions.length; i += R2_DELETE_BATCH) {
+    const keys = versions.slice(i, i + R2_DELETE_BATCH).map((v) => r2AdapterKey(model, user, v));
+    await env.BUCKET.delete(keys);
   }
+  await settleHotCopy(env, model, user, null);
 }

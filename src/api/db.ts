@@ -52,9 +52,10 @@ export type HeadCondition =
 /**
  * Stores the next version of one user's adapter and moves the head to it, in one D1 batch (a
  * transaction: D1 runs one at a time per database). The version number is allocated inside the
- * INSERT as head + 1, so concurrent writers queue in D1 instead of racing for a number: every
- * writer gets its own, gap-free and in commit order. Returns the version, or null when the
- * head condition did not hold (nothing was written).
+ * INSERT as the user's counter + 1 (`adapter_counters`, which DELETE keeps), so concurrent
+ * writers queue in D1 instead of racing for a number: every writer gets its own, in commit
+ * order, and no number is ever handed out twice for one user, also across a DELETE. Returns the
+ * version, or null when the head condition did not hold (nothing was written).
  */
 export async function commitNextVersion(
   db: D1Database,
@@ -75,7 +76,10 @@ export async function commitNextVersion(
     db
       .prepare(
         `INSERT INTO adapter_versions (model, user, version, etag, bytes, created, source)
-         SELECT ?1, ?2, COALESCE((SELECT MAX(version) FROM adapter_versions WHERE model = ?1 AND user = ?2), 0) + 1,
+         SELECT ?1, ?2, MAX(
+             COALESCE((SELECT last FROM adapter_counters WHERE model = ?1 AND user = ?2), 0),
+             COALESCE((SELECT MAX(version) FROM adapter_versions WHERE model = ?1 AND user = ?2), 0)
+           ) + 1,
            ?3, ?4, ?5, ?6
          WHERE ${where}
          RETURNING version`,
@@ -89,6 +93,15 @@ export async function commitNextVersion(
         row.source,
         ...(condition.kind === "etag" ? [JSON.stringify(etags)] : []),
       ),
+    // The counter follows the newest version row; unchanged when nothing was inserted.
+    db
+      .prepare(
+        `INSERT INTO adapter_counters (model, user, last)
+         SELECT model, user, MAX(version) FROM adapter_versions WHERE model = ?1 AND user = ?2
+         GROUP BY model, user
+         ON CONFLICT (model, user) DO UPDATE SET last = excluded.last WHERE excluded.last > adapter_counters.last`,
+      )
+      .bind(model, user),
     // The head is always the newest version row; unchanged when nothing was inserted.
     db
       .prepare(
@@ -122,12 +135,18 @@ export function getVersion(db: D1Database, model: string, user: string, version:
     .first<VersionRow>();
 }
 
-/** Removes every version row and the head of one user's adapter for one model. */
+/**
+ * Removes every version row and the head of one user's adapter for one model and returns the
+ * numbers of the rows it removed. The counter stays, so these numbers are never handed out again.
+ */
 export async function deleteAdapter(db: D1Database, model: string, user: string) {
-  await db.batch([
-    db.prepare("DELETE FROM adapter_versions WHERE model = ?1 AND user = ?2").bind(model, user),
+  const [deleted] = await db.batch<{ version: number }>([
+    db
+      .prepare("DELETE FROM adapter_versions WHERE model = ?1 AND user = ?2 RETURNING version")
+      .bind(model, user),
     db.prepare("DELETE FROM adapter_heads WHERE model = ?1 AND user = ?2").bind(model, user),
   ]);
+  return (deleted?.results ?? []).map((row) => row.version);
 }
 
 // ---- rate limit -----------------------------------------------------------------------------

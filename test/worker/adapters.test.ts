@@ -1,5 +1,7 @@
 import { env } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
+import { deleteAllVersions, storeVersion } from "../../src/api/adapter-store.ts";
+import type { Bindings } from "../../src/api/env.ts";
 import { encodeAdapter } from "../../src/format/index.ts";
 import {
   adapter,
@@ -37,6 +39,78 @@ function nanAdapter() {
   const headerLength = Number(view.getBigUint64(0, true));
   view.setFloat32(8 + headerLength, Number.NaN, true);
   return new Uint8Array(bytes);
+}
+
+/**
+ * The stores of one user's adapter agree: every version D1 lists serves the bytes uploaded as
+ * that version (`told`: number → etag as answered), R2 holds exactly the listed versions and the
+ * current adapter is the newest of them.
+ */
+async function expectStoresAgree(user: string, told: Map<number, string>) {
+  const admin = await token("ops", "admin");
+  const path = adapterPath(model, user);
+  const list = await call("GET", `${path}/versions`, { token: admin });
+  const { versions } = (await list.json()) as { versions: { version: number; etag: string }[] };
+  for (const v of versions) {
+    expect(told.get(v.version)).toBe(v.etag);
+    const res = await call("GET", `${path}/versions/${v.version}`, { token: admin });
+    expect(`v${v.version}: ${res.status}`).toBe(`v${v.version}: 200`);
+    expect(await sha256(new Uint8Array(await res.arrayBuffer()))).toBe(v.etag);
+  }
+  const objects = (await env.BUCKET.list({ prefix: `adapters/${model}/${user}/` })).objects;
+  expect(objects.map((o) => o.key).sort()).toEqual(
+    versions.map((v) => `adapters/${model}/${user}/${v.version}.safetensors`).sort(),
+  );
+  const current = await call("GET", path, { token: admin });
+  const newest = versions[0];
+  if (!newest) {
+    expect(current.status).toBe(404);
+    await current.body?.cancel();
+  } else {
+    expect(current.status).toBe(200);
+    expect(current.headers.get("x-adapter-version")).toBe(String(newest.version));
+    expect(await sha256(new Uint8Array(await current.arrayBuffer()))).toBe(newest.etag);
+  }
+}
+
+/**
+ * The test bindings, with `interject` run to completion before the storage call number `step`
+ * (D1 statement or batch, KV or R2 call) made through them.
+ */
+function pauseAt(step: number, interject: () => Promise<unknown>) {
+  let calls = 0;
+  let fired = false;
+  const gate = async () => {
+    if (calls++ !== step) return;
+    fired = true;
+    await interject();
+  };
+  const io = new Set(["batch", "first", "all", "run", "raw", "get", "getWithMetadata", "put"]);
+  for (const name of ["delete", "list", "head"]) io.add(name);
+  const gated = <T extends object>(target: T): T =>
+    new Proxy(target, {
+      get(t, key) {
+        const value = Reflect.get(t, key, t);
+        if (typeof value !== "function") return value;
+        if (key === "prepare") {
+          return (sql: string) => {
+            const statement = (value as (sql: string) => D1PreparedStatement).call(t, sql);
+            const bind = statement.bind;
+            statement.bind = (...args: unknown[]) => gated(bind.apply(statement, args));
+            return gated(statement);
+          };
+        }
+        if (typeof key === "string" && io.has(key)) {
+          return async (...args: unknown[]) => {
+            await gate();
+            return (value as (...a: unknown[]) => unknown).apply(t, args);
+          };
+        }
+        return (value as (...a: unknown[]) => unknown).bind(t);
+      },
+    });
+  const bindings = { ...env, DB: gated(env.DB), KV: gated(env.KV), BUCKET: gated(env.BUCKET) };
+  return { env: bindings as unknown as Bindings, fired: () => fired };
 }
 
 describe("PUT then GET adapter", () => {
@@ -357,9 +431,19 @@ describe("DELETE", () => {
       .first<{ n: number }>();
     expect(rows?.n).toBe(0);
 
-    // A later upload starts a fresh history.
+    // A later upload starts a fresh history whose numbering continues: no version number (and
+    // so no R2 key) ever names two different adapters.
     const again = await putAdapter(model, user, adapter(model));
-    expect(((await again.json()) as { version: number }).version).toBe(1);
+    expect(((await again.json()) as { version: number }).version).toBe(3);
+    const fresh = await call("GET", `${adapterPath(model, user)}/versions`, { token: auth });
+    expect(
+      ((await fresh.json()) as { versions: { version: number }[] }).versions.map((v) => v.version),
+    ).toEqual([3]);
+    for (const v of [1, 2]) {
+      expect(
+        (await call("GET", `${adapterPath(model, user)}/versions/${v}`, { token: auth })).status,
+      ).toBe(404);
+    }
   });
 
   it("a PUT racing a DELETE leaves KV, D1 and R2 agreeing", async () => {
@@ -381,6 +465,62 @@ describe("DELETE", () => {
       expect(kv.metadata?.etag ?? null).toBe(versions[0]?.etag ?? null);
     }
   });
+
+  it("PUTs interleaved with DELETEs: every listed version keeps its bytes, KV on the newest", async () => {
+    const worker = await token("gpu-1", "worker");
+    const admin = await token("ops", "admin");
+    for (let round = 0; round < 8; round++) {
+      const user = uid("u");
+      const uploads = Array.from({ length: 12 }, (_, i) =>
+        adapter(model, { fill: (round * 100 + i + 1) / 10_000 }),
+      );
+      const told = new Map<number, string>();
+      const put = async (bytes: Uint8Array<ArrayBuffer>) => {
+        const res = await putAdapter(model, user, bytes, {}, worker);
+        expect(res.status).toBe(201);
+        const body = (await res.json()) as { version: number; etag: string };
+        // A version number is never handed out twice for one user, DELETE or not.
+        expect(told.has(body.version)).toBe(false);
+        told.set(body.version, body.etag);
+      };
+      for (const bytes of uploads.slice(0, 2)) await put(bytes);
+      await Promise.all(
+        uploads
+          .slice(2)
+          .flatMap((bytes, i) => [
+            put(bytes),
+            ...(i % 3 === 0 ? [call("DELETE", adapterPath(model, user), { token: admin })] : []),
+          ]),
+      );
+      await expectStoresAgree(user, told);
+    }
+  }, 120_000);
+
+  it("a PUT run to the end at each step of a DELETE, and a DELETE at each step of a PUT", async () => {
+    // Every storage call of one operation is a point where the other runs in full.
+    for (const paused of ["delete", "put"] as const) {
+      for (let step = 0; ; step++) {
+        const user = uid("u");
+        const told = new Map<number, string>();
+        const put = async (on: Bindings, fill: number) => {
+          const bytes = adapter(model, { fill });
+          const stored = await storeVersion(on, model, user, bytes, "client");
+          expect(told.has(stored.version)).toBe(false);
+          told.set(stored.version, stored.etag);
+        };
+        await put(env, 0.01);
+        await put(env, 0.02);
+        const fresh = 0.03 + step / 1000;
+        const gated = pauseAt(step, () =>
+          paused === "delete" ? put(env, fresh) : deleteAllVersions(env, model, user),
+        );
+        if (paused === "delete") await deleteAllVersions(gated.env, model, user);
+        else await put(gated.env, fresh);
+        await expectStoresAgree(user, told);
+        if (!gated.fired()) break;
+      }
+    }
+  }, 120_000);
 
   it("an admin may delete a user's adapter; deleting nothing is still 204", async () => {
     const user = uid("u");
