@@ -13,8 +13,16 @@ the graph with `R` a required input (docs/contracts.md):
   matmuls: `x @ [blocksum | downᵀ]`, then `@ [cᵀ ; upᵀ]`, so a layer's adapter and offset
   cost three small matmuls and one add.
 
+Attention is `GroupQueryAttention` (`attention="gqa"`) or, for onnxruntime-web's WebGPU, whose
+GroupQueryAttention is wrong for prompts of 32+ tokens prefilled in one run (docs/client.md),
+plain ops (`attention="plain"`): one `RotaryEmbedding` over the packed Q and K, the new K and V
+appended to the cache with `Concat`, and `MatMul` / `Add` (an explicit causal and padding mask,
+built once per run) / `Softmax` / `MatMul`, grouped so that each KV head serves its query heads
+without copying K or V.
+
 Inputs/outputs: `input_ids`, `attention_mask` (1 = attend; rows right-padded: GroupQueryAttention
-takes each row's length from the mask's sum, positions follow from it), `R` (when adapted),
+takes each row's length from the mask's sum, positions follow from it; the plain attention numbers
+positions from the cache length and masks the keys whose mask is 0), `R` (when adapted),
 `past_key_values.{i}.key|value` [B, kv_heads, P, head_dim] -> `logits`, `present.{i}.key|value`.
 """
 
@@ -87,9 +95,12 @@ def _block_sum_matrix(k: int) -> np.ndarray:
 
 class ClientGraphBuilder:
     def __init__(self, weights: LlamaWeights, branch: Branch | None, max_positions: int | None = None,
-                 q4_matmul: str = "nbits", accuracy_level: int = 0):
+                 q4_matmul: str = "nbits", accuracy_level: int = 0, attention: str = "gqa"):
         if q4_matmul not in ("nbits", "folded"):
             raise ValueError(f"q4_matmul = {q4_matmul!r}; 'nbits' or 'folded'")
+        if attention not in ("gqa", "plain"):
+            raise ValueError(f"attention = {attention!r}; 'gqa' or 'plain'")
+        self.attention = attention
         self.q4_matmul = q4_matmul
         self.accuracy_level = accuracy_level
         self.w = weights
@@ -142,7 +153,13 @@ class ClientGraphBuilder:
             ident[0, :kb, :kb] = np.eye(kb, dtype=np.float32)
             diag = g.one("Add", [diag, g.const("r/identity", ident)], "r/with_offsets")
         outs = [f"r/blockdiag.{i}.{parts[0].split('.')[-1]}" for i, parts in order]
-        g.op("Split", [diag], "r/split", outs, axis=0, num_outputs=n) if n > 1 else g.op("Identity", [diag], "r/one", outs)
+        if self.attention == "plain" and n > 1:
+            # One Gather per matmul: a WebGPU shader binds every output of a Split as a storage
+            # buffer, beyond the per-stage limit (10 on SwiftShader) for more than a few layers.
+            for j, out in enumerate(outs):
+                g.op("Gather", [diag, g.const(f"r/index.{j}", np.array([j], np.int64))], f"r/gather.{j}", [out], axis=0)
+        else:
+            g.op("Split", [diag], "r/split", outs, axis=0, num_outputs=n) if n > 1 else g.op("Identity", [diag], "r/one", outs)
         self.block_diag = {key: name for key, name in zip(order, outs)}
 
     @property
@@ -255,18 +272,77 @@ class ClientGraphBuilder:
                       "lm_head/shape", axis=0)
         return g.op("Reshape", [y, shape], "lm_head/unflatten", ["logits"])[0]
 
+    # -- attention from plain ops (the WebGPU graph) --------------------------------------------
+    def _plain_attention_inputs(self) -> None:
+        """Once per run: position ids [B, S] (the cache length P onwards) and the additive mask
+        [B, 1, G*S, T]: 0 where query s may attend key t (t <= P + s and attention_mask[b, t] = 1),
+        -1e9 elsewhere, its S rows repeated for each of the G query heads of a KV head."""
+        g, s = self.g, self.s
+        i64 = lambda name, v: self._scalar(name, np.array(v, np.int64))  # noqa: E731
+        ids_shape = g.one("Shape", ["input_ids"], "attn/ids_shape")
+        seq = g.one("Gather", [ids_shape, i64("attn/index1", 1)], "attn/seq_len", axis=0)
+        total = g.one("Gather", [g.one("Shape", ["attention_mask"], "attn/mask_shape"), "attn/index1"], "attn/total_len", axis=0)
+        past = g.one("Sub", [total, seq], "attn/past_len")
+        positions = g.one("Range", [past, total, i64("attn/step", 1)], "attn/positions")  # [S]
+        g.op("Expand", [g.one("Unsqueeze", [positions, g.const("attn/axes0", np.array([0], np.int64))], "attn/positions_row"), ids_shape],
+             "attn/position_ids", ["attn/position_ids"])
+        keys = g.one("Range", [i64("attn/zero", 0), total, "attn/step"], "attn/keys")  # [T]
+        future = g.one("Greater", [g.one("Unsqueeze", [keys, "attn/axes0"], "attn/keys_row"),
+                                   g.one("Unsqueeze", [positions, g.const("attn/axes1", np.array([1], np.int64))], "attn/positions_col")],
+                       "attn/future")  # [S, T]
+        neg = self._scalar("attn/masked", np.array(-1e9, np.float32))
+        causal = g.one("Mul", [g.one("Cast", [future], "attn/future_f", to=TensorProto.FLOAT), neg], "attn/causal")
+        keep = g.one("Cast", ["attention_mask"], "attn/keep", to=TensorProto.FLOAT)  # [B, T]
+        padded = g.one("Mul", [g.one("Sub", [self._scalar("attn/one_f", np.array(1.0, np.float32)), keep], "attn/drop"), neg], "attn/padding")
+        padded = g.one("Unsqueeze", [padded, g.const("attn/axes12", np.array([1, 2], np.int64))], "attn/padding_rows")  # [B, 1, 1, T]
+        mask = g.one("Add", [causal, padded], "attn/mask")  # [B, 1, S, T]
+        group = s.heads // s.kv_heads
+        g.op("Tile", [mask, g.const("attn/repeats", np.array([1, 1, group, 1], np.int64))], "attn/mask_tiled", ["attn/mask_grouped"])
+
+    def _plain_attention(self, qkv: str, layer: int, cos: str, sin: str) -> str:
+        g, s = self.g, self.s
+        pre = f"model.layers.{layer}/attn"
+        h, kv, d = s.heads, s.kv_heads, s.head_dim
+        group = h // kv
+        qk, v = g.op("Split", [qkv, self._shape_const("attn/split_qk_v", [(h + kv) * d, kv * d])], f"{pre}/split", 2, axis=-1)
+        qk = g.one("RotaryEmbedding", [qk, "attn/position_ids", cos, sin], f"{pre}/rotary", MS, interleaved=0, num_heads=h + kv)
+        split_qk = self._shape_const("attn/split_q_k", [h * d, kv * d])
+        q, k = g.op("Split", [qk, split_qk], f"{pre}/split_qk", 2, axis=-1)
+        q = g.one("Mul", [q, self._scalar("attn/scale", np.array(1.0 / np.sqrt(d), np.float32))], f"{pre}/q_scale")
+        q = g.one("Reshape", [q, self._shape_const("attn/q_heads", [0, 0, kv, group, d])], f"{pre}/q_heads")
+        q = g.one("Transpose", [q], f"{pre}/q_transpose", perm=[0, 2, 3, 1, 4])  # [B, kv, G, S, d]
+        q = g.one("Reshape", [q, self._shape_const("attn/q_rows", [0, 0, -1, d])], f"{pre}/q_rows")  # [B, kv, G*S, d]
+        present = []
+        for name, x in (("key", k), ("value", v)):
+            x = g.one("Reshape", [x, self._shape_const("attn/kv_heads", [0, 0, kv, d])], f"{pre}/{name}_heads")
+            x = g.one("Transpose", [x], f"{pre}/{name}_transpose", perm=[0, 2, 1, 3])  # [B, kv, S, d]
+            present.append(g.op("Concat", [f"past_key_values.{layer}.{name}", x], f"{pre}/{name}_cache", [f"present.{layer}.{name}"], axis=2)[0])
+        kt = g.one("Transpose", [present[0]], f"{pre}/key_t", perm=[0, 1, 3, 2])
+        scores = g.one("Add", [g.one("MatMul", [q, kt], f"{pre}/scores"), "attn/mask_grouped"], f"{pre}/masked")
+        probs = g.one("Softmax", [scores], f"{pre}/softmax", axis=-1)
+        out = g.one("MatMul", [probs, present[1]], f"{pre}/context")  # [B, kv, G*S, d]
+        out = g.one("Reshape", [out, self._shape_const("attn/ctx_groups", [0, 0, group, -1, d])], f"{pre}/context_groups")
+        out = g.one("Transpose", [out], f"{pre}/context_transpose", perm=[0, 3, 1, 2, 4])  # [B, S, kv, G, d]
+        return g.one("Reshape", [out, self._shape_const("attn/ctx_rows", [0, 0, -1])], f"{pre}/context_rows")
+
+    def _shape_const(self, name: str, values: list[int]) -> str:
+        return self._scalar(name, np.array(values, np.int64))
+
     def build(self) -> onnx.ModelProto:
         g, s = self.g, self.s
         self._build_block_diagonals()
-        # Lengths for GroupQueryAttention: each row's attended length - 1, and the total length.
-        lengths = g.one("ReduceSum", ["attention_mask", g.const("attn/axis1", np.array([1], np.int64))], "attn/mask_sum", keepdims=0)
-        seqlens = g.one("Cast", [g.one("Sub", [lengths, g.const("attn/one", np.array(1, np.int64))], "attn/minus_one")],
-                        "attn/seqlens_k", to=TensorProto.INT32)
-        total = g.one("Gather", [g.one("Shape", ["attention_mask"], "attn/mask_shape"), g.const("attn/index1", np.array(1, np.int64))],
-                      "attn/total_gather", axis=0)
-        total = g.one("Cast", [total], "attn/total_sequence_length", to=TensorProto.INT32)
         cos, sin = _rotary_caches(s.head_dim, s.rope_theta, self.max_positions)
         cos, sin = g.const("attn/cos_cache", cos), g.const("attn/sin_cache", sin)
+        if self.attention == "plain":
+            self._plain_attention_inputs()
+        else:
+            # Lengths for GroupQueryAttention: each row's attended length - 1, and the total length.
+            lengths = g.one("ReduceSum", ["attention_mask", g.const("attn/axis1", np.array([1], np.int64))], "attn/mask_sum", keepdims=0)
+            seqlens = g.one("Cast", [g.one("Sub", [lengths, g.const("attn/one", np.array(1, np.int64))], "attn/minus_one")],
+                            "attn/seqlens_k", to=TensorProto.INT32)
+            total = g.one("Gather", [g.one("Shape", ["attention_mask"], "attn/mask_shape"), g.const("attn/index1", np.array(1, np.int64))],
+                          "attn/total_gather", axis=0)
+            total = g.one("Cast", [total], "attn/total_sequence_length", to=TensorProto.INT32)
 
         h, _ = self._embedding()
         residual = h
@@ -275,10 +351,13 @@ class ClientGraphBuilder:
         for i in range(s.layers):
             pre = f"model.layers.{i}"
             qkv = self.linear(normed, i, QKV, "self_attn.qkv_proj")
-            attn = g.op("GroupQueryAttention", [qkv, "", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value", seqlens, total, cos, sin],
-                        f"{pre}/GroupQueryAttention", [f"{pre}/attn", f"present.{i}.key", f"present.{i}.value"], MS,
-                        num_heads=s.heads, kv_num_heads=s.kv_heads, do_rotary=1, rotary_interleaved=0,
-                        scale=float(1.0 / np.sqrt(s.head_dim)))[0]
+            if self.attention == "plain":
+                attn = self._plain_attention(qkv, i, cos, sin)
+            else:
+                attn = g.op("GroupQueryAttention", [qkv, "", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value", seqlens, total, cos, sin],
+                            f"{pre}/GroupQueryAttention", [f"{pre}/attn", f"present.{i}.key", f"present.{i}.value"], MS,
+                            num_heads=s.heads, kv_num_heads=s.kv_heads, do_rotary=1, rotary_interleaved=0,
+                            scale=float(1.0 / np.sqrt(s.head_dim)))[0]
             o = self.linear(attn, i, ("self_attn.o_proj",), "self_attn.o_proj")
             normed, _, _, residual = g.op("SkipSimplifiedLayerNormalization", [o, residual, g.const(f"{pre}.post_attention_layernorm.weight", self.w.ffn_norm[i])],
                                           f"{pre}/post_attention_layernorm", [f"{pre}/ln2", "", "", f"{pre}/resid2"], MS, epsilon=s.rms_eps)
@@ -314,8 +393,9 @@ class ClientGraphBuilder:
 
 
 def build_client_graph(weights: LlamaWeights, branch: Branch | None, max_positions: int | None = None,
-                       q4_matmul: str = "nbits", accuracy_level: int = 0) -> onnx.ModelProto:
+                       q4_matmul: str = "nbits", accuracy_level: int = 0, attention: str = "gqa") -> onnx.ModelProto:
     """The decoder graph; `branch` None leaves the adapter out (no `R` input: the plain base model).
     Q4 weights run as MatMulNBits (`q4_matmul="nbits"`, with `accuracy_level`) or as fp32 MatMuls
-    whose matrices onnxruntime folds from the 4-bit blocks at session start (`"folded"`)."""
-    return ClientGraphBuilder(weights, branch, max_positions, q4_matmul, accuracy_level).build()
+    whose matrices onnxruntime folds from the 4-bit blocks at session start (`"folded"`); attention
+    is GroupQueryAttention (`"gqa"`) or plain ops (`"plain"`, the WebGPU graph)."""
+    return ClientGraphBuilder(weights, branch, max_positions, q4_matmul, accuracy_level, attention).build()

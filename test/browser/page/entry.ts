@@ -109,6 +109,17 @@ const page = {
     return out;
   },
 
+  /** Last-position logits of `ids` prefilled in one run, then `maxTokens` greedy tokens (R = 0). */
+  async prompt(ids: number[], maxTokens: number) {
+    if (model === undefined) throw new Error("load first");
+    model.setAdapter(null);
+    const [logits] = await model.forward([ids], [ids.map(() => 1)]);
+    const tokens: number[] = [];
+    for await (const token of model.tokens({ ids }, { maxTokens, stopIds: new Set() }))
+      tokens.push(token);
+    return { logits: Array.from(logits ?? []), tokens, graph: model.graph.name };
+  },
+
   /** Decode timing: time to first token and tokens/s after it, for R = 0 or a given adapter. */
   async decodeTiming(promptIds: number[], maxTokens: number, adapterUrl?: string) {
     if (model === undefined) throw new Error("load first");

@@ -1,12 +1,15 @@
 // The client in real Chromium (playwright-core, Debian's /usr/bin/chromium): WebGPU on
 // SwiftShader and WASM against PyTorch's references, R resident on the GPU and swapped in one
 // session, Cache Storage on the second start, and the WASM fallback without a GPU adapter.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildPage } from "../../browser/build.ts";
 import { type Browser, hasChromium, launch } from "../../browser/chromium.ts";
 import type { LoraxsPage } from "../../browser/page/entry.ts";
 import { type PageServer, startPageServer } from "../../browser/server.ts";
 import { ensureModel } from "./helpers/models.ts";
+import { readReference } from "./helpers/reference.ts";
 
 /**
  * Largest logit difference accepted per backend (logits reach |7| in these fixtures). WASM is
@@ -18,6 +21,9 @@ import { ensureModel } from "./helpers/models.ts";
  * still agree with PyTorch's, which the test checks too.
  */
 const TOLERANCE = { wasm: 5e-5, webgpu: 5e-3 } as const;
+
+/** SmolLM2's Q4 graphs against PyTorch's fp32 model (graphs.test.ts: 1e-3 on CPU and WASM). */
+const SMOL_TOLERANCE = 5e-3;
 
 declare global {
   interface Window {
@@ -66,6 +72,48 @@ describe.skipIf(!hasChromium())("client in Chromium", () => {
     },
   );
 
+  // onnxruntime-web 1.30's WebGPU GroupQueryAttention is wrong for prompts of 32+ tokens prefilled
+  // in one run; WebGPU's own graph (attention in plain ops) must agree with WASM's GroupQueryAttention
+  // graph (which agrees with PyTorch) on either side of that length.
+  it("WebGPU's fused graph agrees with WASM on prompts of 9 to 100 tokens", async () => {
+    const lengths = [9, 31, 32, 40, 100];
+    const prompts = lengths.map((n) =>
+      Array.from({ length: n }, (_, i) => 3 + ((i * 7919 + n * 104729) % 49000)),
+    );
+    const run = async (device: "webgpu" | "wasm") => {
+      await browser.page.evaluate(
+        (d) => window.loraxsPage.load("/models/tiny-llama/manifest.json", d),
+        device,
+      );
+      const out = [];
+      for (const ids of prompts)
+        out.push(
+          await browser.page.evaluate(([p, n]) => window.loraxsPage.prompt(p, n), [
+            ids,
+            4,
+          ] as const),
+        );
+      return out;
+    };
+    const wasm = await run("wasm");
+    const webgpu = await run("webgpu");
+    expect(webgpu[0]?.graph).toBe("fusedw");
+    expect(wasm[0]?.graph).toBe("fused");
+    lengths.forEach((n, i) => {
+      const a = webgpu[i];
+      const b = wasm[i];
+      let err = 0;
+      for (let j = 0; j < (b?.logits.length ?? 0); j++)
+        err = Math.max(err, Math.abs((a?.logits[j] ?? Number.NaN) - (b?.logits[j] ?? 0)));
+      console.log(
+        `${n} tokens: webgpu vs wasm ${err.toExponential(2)}, tokens ${a?.tokens} / ${b?.tokens}`,
+      );
+      expect(a?.logits.length).toBe(b?.logits.length);
+      expect(err, `${n} tokens`).toBeLessThan(TOLERANCE.webgpu);
+      expect(a?.tokens, `${n} tokens`).toEqual(b?.tokens);
+    });
+  });
+
   it("the second start reads every file from Cache Storage", async () => {
     server.requests.length = 0;
     const again = await browser.page.evaluate(() =>
@@ -94,4 +142,79 @@ describe.skipIf(!hasChromium())("client in Chromium", () => {
       await noGpu.close();
     }
   });
+});
+
+// SmolLM2 when `npm run prepare-model -- --preset smollm2-135m` has run (not part of CI: 0.5 GB):
+// WebGPU's default graph (q4w, attention in plain ops) against WASM's (q4f, GroupQueryAttention)
+// on prompts of 9 to 100 tokens, and against PyTorch's reference cases.
+const smol = join(process.cwd(), "models", "smollm2-135m");
+const haveSmol =
+  existsSync(join(smol, "model.q4w.onnx")) &&
+  existsSync(join(smol, "model.q4f.onnx")) &&
+  existsSync(join(smol, "reference.json"));
+
+describe.skipIf(!hasChromium() || !haveSmol)("SmolLM2 in Chromium", () => {
+  let server: PageServer;
+  let browser: Browser;
+  beforeAll(async () => {
+    await buildPage();
+    server = await startPageServer({ "smollm2-135m": smol });
+    browser = await launch(`${server.url}/`);
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it("q4w on WebGPU agrees with q4f on WASM and with PyTorch", async () => {
+    const url = "/models/smollm2-135m/manifest.json";
+    const lengths = [9, 31, 32, 40, 100];
+    const prompts = lengths.map((n) =>
+      Array.from({ length: n }, (_, i) => 3 + ((i * 7919 + n * 104729) % 49000)),
+    );
+    const run = async (device: "webgpu" | "wasm") => {
+      const loaded = await browser.page.evaluate(([u, d]) => window.loraxsPage.load(u, d), [
+        url,
+        device,
+      ] as const);
+      const out = [];
+      for (const ids of prompts)
+        out.push(
+          await browser.page.evaluate(([p, n]) => window.loraxsPage.prompt(p, n), [
+            ids,
+            4,
+          ] as const),
+        );
+      return { graph: loaded.graph, out };
+    };
+    const wasm = await run("wasm");
+    const webgpu = await run("webgpu");
+    expect([webgpu.graph, wasm.graph]).toEqual(["q4w", "q4f"]);
+    lengths.forEach((n, i) => {
+      const a = webgpu.out[i];
+      const b = wasm.out[i];
+      let err = 0;
+      for (let j = 0; j < (b?.logits.length ?? 0); j++)
+        err = Math.max(err, Math.abs((a?.logits[j] ?? Number.NaN) - (b?.logits[j] ?? 0)));
+      console.log(
+        `SmolLM2 ${n} tokens: q4w webgpu vs q4f wasm ${err.toExponential(2)}, tokens ${a?.tokens} / ${b?.tokens}`,
+      );
+      expect(a?.logits.length).toBe(b?.logits.length);
+      expect(err, `${n} tokens`).toBeLessThan(SMOL_TOLERANCE);
+      expect(a?.tokens, `${n} tokens`).toEqual(b?.tokens);
+    });
+    // PyTorch's reference cases (adapters swapped in one session), as the Node runtimes check them.
+    const cases = await browser.page.evaluate(() =>
+      window.loraxsPage.reference("/models/smollm2-135m"),
+    );
+    console.log(
+      "SmolLM2 q4w webgpu vs PyTorch",
+      cases.map((c) => `${c.name}: ${c.error.toExponential(2)}`).join(", "),
+    );
+    expect(cases).toHaveLength(readReference(smol).cases.length + 1);
+    for (const c of cases) {
+      expect(c.error, c.name).toBeLessThan(SMOL_TOLERANCE);
+      if (c.greedy !== null) expect(c.greedy).toEqual(c.expected);
+    }
+  }, 1_500_000);
 });

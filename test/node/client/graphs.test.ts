@@ -78,7 +78,7 @@ describe("graph variants", () => {
         cache: memoryCache(),
         graph: "q2",
       }),
-    ).rejects.toThrow(/no graph "q2"; it has: fused, fp32/);
+    ).rejects.toThrow(/no graph "q2"; it has: fused, fusedw, fp32/);
     expect(() => chooseGraph(manifest, "wasm", "q2")).toThrow(ClientError);
   });
 
