@@ -181,6 +181,7 @@ def export(model: nn.Module, source: RSource, family: str, out_dir: str | Path, 
         source.set(None)
     log(f"export: traced in {time.perf_counter() - t0:.1f} s; saving")
     program.save(str(onnx_path), external_data=True)
+    _strip_debug_info(onnx_path)
     seconds = time.perf_counter() - t0
     info = {
         "seconds": seconds,
@@ -192,6 +193,20 @@ def export(model: nn.Module, source: RSource, family: str, out_dir: str | Path, 
     log(f"export: {onnx_path} ({info['onnx_bytes'] / 1e6:.1f} MB graph + {info['data_bytes'] / 1e6:.1f} MB data) in {seconds:.1f} s")
     _check_external_data(onnx_path)
     return info
+
+
+def _strip_debug_info(onnx_path: Path) -> None:
+    """Drops the exporter's per-node metadata (stack traces with this checkout's file paths, FX names):
+    debugging aids that make the graph's bytes, and so the manifest's digest, depend on the machine."""
+    import onnx
+
+    m = onnx.load(str(onnx_path), load_external_data=False)
+    for node in m.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    m.graph.doc_string = ""
+    m.doc_string = ""
+    onnx.save(m, str(onnx_path))
 
 
 def _check_external_data(onnx_path: Path) -> None:

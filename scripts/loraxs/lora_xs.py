@@ -151,11 +151,11 @@ def save_factors(path: str | Path, factors: Factors, model_id: str, extra: dict[
         "order": ",".join(factors.names),
         **(extra or {}),
     }
-    Path(path).write_bytes(_canonical_safetensors(save(tensors, metadata=metadata)))
+    Path(path).write_bytes(canonical_safetensors(save(tensors, metadata=metadata)))
     return file_digest(path)
 
 
-def _canonical_safetensors(raw: bytes) -> bytes:
+def canonical_safetensors(raw: bytes) -> bytes:
     """The same file with its JSON header in a fixed order (metadata keys sorted, tensors by offset).
 
     The safetensors writer emits `__metadata__` in hash-map order, which changes from process to

@@ -226,6 +226,9 @@ def _previous_manifest(out: Path) -> dict | None:
 
 
 def write_manifest(out: Path, manifest: dict) -> None:
+    old = _previous_manifest(out)
+    if old is not None and {**old, "created": None} == {**manifest, "created": None}:
+        manifest = {**manifest, "created": old["created"]}  # nothing changed: the tracked file stays as it is
     try:
         from . import manifest as manifest_module  # the shared validator, when present
     except ImportError:

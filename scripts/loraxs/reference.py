@@ -13,11 +13,11 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from .export_onnx import mean_pool_normalize
-from .lora_xs import RSource
+from .lora_xs import RSource, canonical_safetensors
 
 REFERENCE_FILE = "reference.json"
 REFERENCE_R_FILE = "reference-R.safetensors"
@@ -85,8 +85,9 @@ def write_reference(
     ids = torch.tensor([tokenizer(REFERENCE_TEXT)["input_ids"]], dtype=torch.int64)
     mask = torch.ones_like(ids)
     Rs = {1: _R(source.modules, source.rank, seed + 101), 2: _R(source.modules, source.rank, seed + 202)}
-    save_file({str(n): R for n, R in Rs.items()}, str(out_dir / REFERENCE_R_FILE), metadata={
+    raw = save({str(n): R for n, R in Rs.items()}, metadata={
         "format": "loraxs-reference-R", "model": model_id, "factors": factors_digest})
+    (out_dir / REFERENCE_R_FILE).write_bytes(canonical_safetensors(raw))  # same content, same bytes
     files = [REFERENCE_FILE, REFERENCE_R_FILE]
     try:
         from .adapter import save_adapter
