@@ -1,8 +1,8 @@
-// SHA-256 through Web Crypto (Workers, browsers and Node all provide globalThis.crypto).
+// SHA-256 through Web Crypto (Workers, browsers and Node all provide the global `crypto`).
 
 /** Lowercase hex SHA-256 of `bytes` (an adapter's ETag; a factors file's digest body). */
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = await globalThis.crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
+  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
   let hex = "";
   for (const b of new Uint8Array(digest)) hex += b.toString(16).padStart(2, "0");
   return hex;
