@@ -255,6 +255,7 @@ class MultiUserTrainer:
                 self.class_valid[u, : len(t.classes or [])] = True
             self.params += [self.head_w, self.head_b]
         self.opt = TableAdamW(self.params, cfg.betas, cfg.eps, cfg.weight_decay)
+        self.tokens_trained = 0  # real (unpadded) tokens of every training step so far, counted on the host
         self.streams = [Stream(len(t.train), t.seed) for t in tasks]
         self.use_autocast = cfg.autocast and self.device.type == "cuda"
         self.features = pick_features(cfg.fast, cfg.compile, cfg.features, self.device)
@@ -391,6 +392,7 @@ class MultiUserTrainer:
                 parts.append(self._gather(u, idx, "train"))
             rows = self._to_device(torch.tensor(rows_l))
             batch = self._cat(parts)
+            self.tokens_trained += int(batch.mask.sum())
             sums = torch.zeros(U, device=self.device)
             counts = torch.zeros(U, device=self.device)
             # Users' losses are independent: the total is a sum of per-user means, so each row of

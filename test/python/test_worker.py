@@ -6,6 +6,7 @@ model's manifest through the admin route, queues jobs as users and runs `python 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -83,8 +84,6 @@ def api(tmp_path_factory, models_dir):
                 if proc.poll() is not None or time.time() - t0 > READY_TIMEOUT_S:
                     raise RuntimeError(f"wrangler dev did not start: {(state / 'wrangler.log').read_text()[-2000:]}")
                 time.sleep(0.5)
-        import json
-
         manifest = json.loads((models_dir / MODEL / "manifest.json").read_text())
         ApiClient(url, hs256_token(SECRET, "root", "admin")).put_manifest(MODEL, manifest)
         yield url, manifest
@@ -140,8 +139,16 @@ def test_once_trains_several_users_in_one_batch_and_fails_bad_data(api, models_d
         # passes the API's schema, but there is nothing to train on
         "carol": user_client(url, "carol").create_job(MODEL, "carol", {"kind": "text", "texts": ["   ", "\n"]}),
     }
-    out = run_worker_once(url, models_dir, "--max-jobs", "8")
+    out = run_worker_once(url, models_dir, "--max-jobs", "8", "--log-json")
     assert "training 2 user(s) of tiny-llama together" in out, out
+    rounds = [json.loads(line) for line in out.splitlines() if line.startswith('{"event":"round"')]
+    assert len(rounds) == 1, out
+    r = rounds[0]
+    assert (r["jobs"], r["trained"], r["failed"]) == (3, 2, 1), r
+    # alice 6 steps + bob 4 steps, 4 blocks of up to 32 tokens each; their texts fill every block
+    assert 0.8 * 10 * 4 * 32 <= r["tokens"] <= 10 * 4 * 32, r
+    assert r["seconds"]["compile"] == 0 and r["seconds"]["train"] > 0 and r["seconds"]["upload"] > 0, r
+    assert sum(r["seconds"].values()) - r["seconds"]["poll"] <= r["total_s"] + 0.01, r
     for user in ("alice", "bob"):
         job = admin(url).get_job(jobs[user]["id"])
         assert job["status"] == "succeeded" and job["version"] == 1, job
