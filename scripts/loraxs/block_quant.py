@@ -42,10 +42,13 @@ class Q4Weight:
 
 @dataclass
 class Q8Weight:
-    """`W[o, b*32 + j] = d[o, b] * q[o, b*32 + j]`; W is [out, in] (Q8_0, symmetric)."""
+    """`W[o, b*B + j] = d[o, b] * q[o, b*B + j]`; W is [out, in] (symmetric, B = `block`). Q8_0 is
+    B = 32; ggml's Q5_0 (`d * (q5 - 16)`) and Q6_K (`d * sc * (q6 - 32)`, sub-blocks of 16) are exact
+    in this form with their codes centred: every value fits an int8."""
 
     q: np.ndarray  # int8 [out, in]
-    d: np.ndarray  # float32 [out, in / 32]
+    d: np.ndarray  # float32 [out, in / block]
+    block: int = BLOCK
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -53,7 +56,11 @@ class Q8Weight:
 
     def dequantize(self) -> np.ndarray:
         out, k = self.q.shape
-        return (self.q.reshape(out, k // BLOCK, BLOCK).astype(np.float32) * self.d[..., None]).reshape(out, k)
+        b = self.block
+        return (self.q.reshape(out, k // b, b).astype(np.float32) * self.d[..., None]).reshape(out, k)
+
+    def rows(self, order: np.ndarray) -> Q8Weight:
+        return Q8Weight(self.q[order], self.d[order], self.block)
 
 
 def from_q4_1(q: np.ndarray, d: np.ndarray, m: np.ndarray) -> Q4Weight:

@@ -20,6 +20,14 @@ appended to the cache with `Concat`, and `MatMul` / `Add` (an explicit causal an
 built once per run) / `Softmax` / `MatMul`, grouped so that each KV head serves its query heads
 without copying K or V.
 
+Architectures (`gguf_llama.ARCHITECTURES`): Llama, and Gemma 3 with its embedding scaled by
+sqrt(hidden), RMSNorm on each head of q and k before the rotary embedding (so the packed QKV is
+split, normed and concatenated again), norms after attention and after the MLP as well, a GELU
+(tanh) gate, local layers (GroupQueryAttention's `local_window_size`, or an extra mask for the
+plain attention) with their own rotary base, the attention scale of its config, and optional final
+logit soft-capping. Linear weights of 5, 6 or 8 bits (`Q8Weight`) are folded to fp32 at session
+start in every variant; only 4-bit blocks run as MatMulNBits.
+
 Inputs/outputs: `input_ids`, `attention_mask` (1 = attend; rows right-padded: GroupQueryAttention
 takes each row's length from the mask's sum, positions follow from it; the plain attention numbers
 positions from the cache length and masks the keys whose mask is 0), `R` (when adapted),
@@ -38,6 +46,9 @@ from .block_quant import BLOCK, Q4Weight, Q8Weight, pack_nbits, q8_codes
 from .gguf_llama import LlamaWeights
 
 OPSET = 21
+# Rotary tables cover at most this many positions (SmolLM2's whole context): Gemma 3's 32 k would
+# add 64 MB of cos/sin tables to the download for contexts a client does not reach.
+GRAPH_POSITIONS_MAX = 8192
 IR_VERSION = 10  # onnxruntime 1.30 reads up to IR 11; 10 is what opset 21 needs
 MS = "com.microsoft"
 QKV = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
@@ -107,7 +118,8 @@ class ClientGraphBuilder:
         self.s = weights.shape
         self.branch = branch
         self.g = _Graph()
-        self.max_positions = max_positions or self.s.max_positions
+        self.max_positions = max_positions or min(self.s.max_positions, GRAPH_POSITIONS_MAX)
+        self.spec = self.s.spec
         self.index = {n: i for i, n in enumerate(branch.names)} if branch else {}
         known = {f"model.layers.{i}.{s}" for i in range(self.s.layers) for s in (*QKV, "self_attn.o_proj", *GATE_UP, "mlp.down_proj")}
         stray = [n for n in self.index if n not in known]
@@ -141,7 +153,10 @@ class ClientGraphBuilder:
         eye = np.eye(a, dtype=np.float32).reshape(1, a, 1, a, 1)
         diag = g.one("Mul", [blocks, g.const("r/eye", eye)], "r/mask")
         diag = g.one("Reshape", [diag, g.const("r/shape3", np.array([n, a * r, a * r], np.int64))], "r/blockdiag")
-        if self._quantized and self.q4_matmul == "nbits":
+        offsets = {self._has_offsets(i, parts) for i, parts in order}
+        if len(offsets) > 1:
+            raise ValueError("adapted matmuls mix 4-bit blocks with other weights; adapt projections of one weight kind")
+        if offsets.pop():
             # The offset columns (block sums) come first and pass through: identity for them.
             sizes = {self._in_dim(parts) // BLOCK for _, parts in order}
             if len(sizes) > 1:
@@ -162,9 +177,9 @@ class ClientGraphBuilder:
             g.op("Split", [diag], "r/split", outs, axis=0, num_outputs=n) if n > 1 else g.op("Identity", [diag], "r/one", outs)
         self.block_diag = {key: name for key, name in zip(order, outs)}
 
-    @property
-    def _quantized(self) -> bool:
-        return isinstance(next(iter(self.w.linear.values())), Q4Weight)
+    def _has_offsets(self, layer: int, parts: tuple[str, ...]) -> bool:
+        """Whether this matmul's first aux product starts with the block sums (Q4 blocks run by MatMulNBits)."""
+        return isinstance(self.w.linear[f"model.layers.{layer}.{parts[0]}"], Q4Weight) and self.q4_matmul == "nbits"
 
     def _in_dim(self, parts: tuple[str, ...]) -> int:
         return self.w.linear[f"model.layers.0.{parts[0]}"].shape[1]
@@ -177,7 +192,14 @@ class ClientGraphBuilder:
         outs = [w.shape[0] for w in ws]
         k, n_out = ws[0].shape[1], sum(outs)
         pre = f"model.layers.{layer}.{label}"
-        if isinstance(ws[0], Q4Weight) and self.q4_matmul == "folded":
+        kinds = {(type(w), getattr(w, "block", BLOCK)) for w in ws}
+        if len(kinds) > 1:
+            raise ValueError(f"{pre}: the packed weights {names} are stored in different block formats {sorted(str(k) for k in kinds)}")
+        if isinstance(ws[0], Q8Weight):
+            table = self._fold_q8(pre, Q8Weight(np.concatenate([w.q for w in ws]), np.concatenate([w.d for w in ws]), ws[0].block))
+            y = g.one("MatMul", [x, table], f"{pre}/MatMul")
+            left, right = [], []
+        elif isinstance(ws[0], Q4Weight) and self.q4_matmul == "folded":
             table = self._fold_q4(pre, Q4Weight(np.concatenate([w.q for w in ws]), np.concatenate([w.d for w in ws]),
                                                 np.concatenate([w.c for w in ws])))
             y = g.one("MatMul", [x, table], f"{pre}/MatMul")
@@ -230,6 +252,17 @@ class ClientGraphBuilder:
         vals = g.one("Add", [vals, g.const(f"{pre}.mins_t", np.ascontiguousarray(m.T[:, None, :].astype(np.float32)))], f"{pre}/fold.offset")
         return g.one("Reshape", [vals, g.const(f"{pre}.shape", np.array([k, n], np.int64))], f"{pre}/fold.rows")
 
+    def _fold_q8(self, pre: str, w: Q8Weight) -> str:
+        """The fp32 [in, out] matrix `d * q` from int8 codes stored transposed (`[in / B, B, out]`),
+        by constant nodes onnxruntime folds at session start (Cast, Mul, Reshape)."""
+        g = self.g
+        n, k = w.shape
+        b = w.block
+        codes = g.const(f"{pre}.qweight8_t", np.ascontiguousarray(w.q.reshape(n, k // b, b).transpose(1, 2, 0)))
+        vals = g.one("Mul", [g.one("Cast", [codes], f"{pre}/fold.cast", to=TensorProto.FLOAT),
+                             g.const(f"{pre}.scales_t", np.ascontiguousarray(w.d.T[:, None, :].astype(np.float32)))], f"{pre}/fold.scale")
+        return g.one("Reshape", [vals, g.const(f"{pre}.shape", np.array([k, n], np.int64))], f"{pre}/fold.rows")
+
     def _scalar(self, name: str, value) -> str:
         if name not in self.g._names:
             self.g.const(name, value if isinstance(value, np.ndarray) else np.asarray(value, np.float32))
@@ -245,9 +278,16 @@ class ClientGraphBuilder:
             vals = g.one("Sub", [g.one("Cast", [rows], "emb/cast", to=TensorProto.FLOAT), self._q8_zero()], "emb/center")
             vals = g.one("Mul", [vals, g.one("Gather", [scales, "input_ids"], "emb/gather_scales", axis=0)], "emb/scale")
             h = g.one("Reshape", [vals, g.const("emb/shape", np.array([0, 0, -1], np.int64))], "emb/rows")
-            return h, codes
+            return self._scale_embedding(h), codes
         table = g.const("model.embed_tokens.weight", e.astype(np.float32))
-        return g.one("Gather", [table, "input_ids"], "emb/gather", axis=0), None
+        return self._scale_embedding(g.one("Gather", [table, "input_ids"], "emb/gather", axis=0)), None
+
+    def _scale_embedding(self, h: str) -> str:
+        if not self.spec.scaled_embedding:
+            return h
+        # As transformers: sqrt(hidden) as a float32 scalar.
+        scale = np.array(np.float32(self.s.hidden ** 0.5), np.float32)
+        return self.g.one("Mul", [h, self.g.const("emb/scale", scale)], "emb/scaled")
 
     def _q8_zero(self) -> str:
         if "q8/zero_point" not in self.g._names:
@@ -256,6 +296,8 @@ class ClientGraphBuilder:
 
     def _head(self, h: str) -> str:
         g, e = self.g, self.w.embedding
+        if self.spec.name != "llama":
+            return self._softcap(self._head_gemm(h))
         if isinstance(e, Q8Weight):
             # Dequantized from the same codes by nodes of constants only: onnxruntime folds them into
             # one fp32 [hidden, vocab] matrix when the session starts (8-bit MatMulNBits has no fast
@@ -271,6 +313,29 @@ class ClientGraphBuilder:
         shape = g.one("Concat", [g.one("Shape", ["input_ids"], "lm_head/ids_shape"), g.const("lm_head/vocab", np.array([self.s.vocab], np.int64))],
                       "lm_head/shape", axis=0)
         return g.op("Reshape", [y, shape], "lm_head/unflatten", ["logits"])[0]
+
+    def _head_gemm(self, h: str) -> str:
+        """`h @ Eᵀ` as Gemm(transB) on the table as stored: for a Q8 table the folded fp32 matrix is
+        [vocab, hidden] with no transposed copy beside it (Gemma 3's table is 671 MB in fp32)."""
+        g, e = self.g, self.w.embedding
+        table = "model.embed_tokens.weight"
+        if isinstance(e, Q8Weight):
+            table = g.one("Mul", [g.one("Sub", [g.one("Cast", ["model.embed_tokens.qweight"], "lm_head/cast", to=TensorProto.FLOAT),
+                                               self._q8_zero()], "lm_head/center"), "model.embed_tokens.scales"], "lm_head/dequantize")
+            table = g.one("Reshape", [table, g.const("lm_head/table_shape", np.array([e.shape[0], e.shape[1]], np.int64))], "lm_head/table")
+        flat = g.one("Reshape", [h, g.const("lm_head/flat", np.array([-1, self.s.hidden], np.int64))], "lm_head/flatten")
+        y = g.one("Gemm", [flat, table], "lm_head/Gemm", transB=1)
+        shape = g.one("Concat", [g.one("Shape", ["input_ids"], "lm_head/ids_shape"), g.const("lm_head/vocab", np.array([self.s.vocab], np.int64))],
+                      "lm_head/shape", axis=0)
+        return g.one("Reshape", [y, shape], "lm_head/unflatten")
+
+    def _softcap(self, logits: str) -> str:
+        g, c = self.g, self.s.final_softcap
+        if not c:
+            return g.op("Identity", [logits], "lm_head/logits", ["logits"])[0]
+        cap = self._scalar("lm_head/softcap", np.array(c, np.float32))
+        t = g.one("Tanh", [g.one("Div", [logits, cap], "lm_head/softcap_div")], "lm_head/softcap_tanh")
+        return g.op("Mul", [t, cap], "lm_head/softcap", ["logits"])[0]
 
     # -- attention from plain ops (the WebGPU graph) --------------------------------------------
     def _plain_attention_inputs(self) -> None:
@@ -298,8 +363,16 @@ class ClientGraphBuilder:
         mask = g.one("Add", [causal, padded], "attn/mask")  # [B, 1, S, T]
         group = s.heads // s.kv_heads
         g.op("Tile", [mask, g.const("attn/repeats", np.array([1, 1, group, 1], np.int64))], "attn/mask_tiled", ["attn/mask_grouped"])
+        if s.local_layers:
+            # Local layers also mask the keys `window` or more positions back: t <= P + s - window.
+            old = g.one("LessOrEqual", [g.one("Unsqueeze", [keys, "attn/axes0"], "attn/keys_row_local"),
+                                        g.one("Sub", [g.one("Unsqueeze", [positions, "attn/axes1"], "attn/positions_col_local"),
+                                                      i64("attn/window", s.sliding_window)], "attn/window_start")], "attn/too_old")
+            local = g.one("Add", [mask, g.one("Mul", [g.one("Cast", [old], "attn/too_old_f", to=TensorProto.FLOAT), neg], "attn/window_mask")],
+                          "attn/mask_local")
+            g.op("Tile", [local, "attn/repeats"], "attn/mask_local_tiled", ["attn/mask_local_grouped"])
 
-    def _plain_attention(self, qkv: str, layer: int, cos: str, sin: str) -> str:
+    def _plain_attention(self, qkv: str, layer: int, cos: str, sin: str, mask: str = "attn/mask_grouped") -> str:
         g, s = self.g, self.s
         pre = f"model.layers.{layer}/attn"
         h, kv, d = s.heads, s.kv_heads, s.head_dim
@@ -308,7 +381,7 @@ class ClientGraphBuilder:
         qk = g.one("RotaryEmbedding", [qk, "attn/position_ids", cos, sin], f"{pre}/rotary", MS, interleaved=0, num_heads=h + kv)
         split_qk = self._shape_const("attn/split_q_k", [h * d, kv * d])
         q, k = g.op("Split", [qk, split_qk], f"{pre}/split_qk", 2, axis=-1)
-        q = g.one("Mul", [q, self._scalar("attn/scale", np.array(1.0 / np.sqrt(d), np.float32))], f"{pre}/q_scale")
+        q = g.one("Mul", [q, self._scalar("attn/scale", np.array(self._attn_scale(), np.float32))], f"{pre}/q_scale")
         q = g.one("Reshape", [q, self._shape_const("attn/q_heads", [0, 0, kv, group, d])], f"{pre}/q_heads")
         q = g.one("Transpose", [q], f"{pre}/q_transpose", perm=[0, 2, 3, 1, 4])  # [B, kv, G, S, d]
         q = g.one("Reshape", [q, self._shape_const("attn/q_rows", [0, 0, -1, d])], f"{pre}/q_rows")  # [B, kv, G*S, d]
@@ -318,7 +391,7 @@ class ClientGraphBuilder:
             x = g.one("Transpose", [x], f"{pre}/{name}_transpose", perm=[0, 2, 1, 3])  # [B, kv, S, d]
             present.append(g.op("Concat", [f"past_key_values.{layer}.{name}", x], f"{pre}/{name}_cache", [f"present.{layer}.{name}"], axis=2)[0])
         kt = g.one("Transpose", [present[0]], f"{pre}/key_t", perm=[0, 1, 3, 2])
-        scores = g.one("Add", [g.one("MatMul", [q, kt], f"{pre}/scores"), "attn/mask_grouped"], f"{pre}/masked")
+        scores = g.one("Add", [g.one("MatMul", [q, kt], f"{pre}/scores"), mask], f"{pre}/masked")
         probs = g.one("Softmax", [scores], f"{pre}/softmax", axis=-1)
         out = g.one("MatMul", [probs, present[1]], f"{pre}/context")  # [B, kv, G*S, d]
         out = g.one("Reshape", [out, self._shape_const("attn/ctx_groups", [0, 0, group, -1, d])], f"{pre}/context_groups")
@@ -328,11 +401,48 @@ class ClientGraphBuilder:
     def _shape_const(self, name: str, values: list[int]) -> str:
         return self._scalar(name, np.array(values, np.int64))
 
+    def _attn_scale(self) -> float:
+        return self.s.attn_scale if self.s.attn_scale is not None else 1.0 / np.sqrt(self.s.head_dim)
+
+    def _qk_norm(self, qkv: str, layer: int) -> str:
+        """Gemma: RMSNorm over each head of q and of k (before the rotary embedding), v as it is."""
+        if not self.spec.qk_norm:
+            return qkv
+        g, s = self.g, self.s
+        pre = f"model.layers.{layer}.self_attn"
+        h, kv, d = s.heads, s.kv_heads, s.head_dim
+        q, k, v = g.op("Split", [qkv, self._shape_const("attn/split_q_k_v", [h * d, kv * d, kv * d])], f"{pre}/split_qkv", 3, axis=-1)
+        normed = []
+        for name, x, gamma in (("q", q, self.w.q_norm[layer]), ("k", k, self.w.k_norm[layer])):
+            x = g.one("Reshape", [x, self._shape_const("attn/per_head", [0, 0, -1, d])], f"{pre}/{name}_per_head")
+            x = g.one("SimplifiedLayerNormalization", [x, g.const(f"{pre}.{name}_norm.weight", gamma)], f"{pre}/{name}_norm",
+                      axis=-1, epsilon=s.rms_eps, stash_type=1)
+            normed.append(g.one("Reshape", [x, self._shape_const("attn/heads_joined", [0, 0, -1])], f"{pre}/{name}_joined"))
+        return g.one("Concat", [*normed, v], f"{pre}/qkv_normed", axis=-1)
+
+    def _post_norm(self, x: str, norms: list[np.ndarray], layer: int, label: str) -> str:
+        """Gemma's norm of a block's output before it joins the residual (identity for Llama)."""
+        if not self.spec.sandwich_norms:
+            return x
+        name = f"model.layers.{layer}.{label}"
+        return self.g.one("SimplifiedLayerNormalization", [x, self.g.const(f"{name}.weight", norms[layer])], f"{name}/norm",
+                          axis=-1, epsilon=self.s.rms_eps, stash_type=1)
+
+    def _activation(self, gate: str, layer: int) -> str:
+        g, pre = self.g, f"model.layers.{layer}"
+        if self.spec.activation == "gelu_tanh":
+            return g.one("FastGelu", [gate], f"{pre}/mlp.gelu_tanh", MS)  # 0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³)))
+        return g.one("Mul", [gate, g.one("Sigmoid", [gate], f"{pre}/mlp.sigmoid")], f"{pre}/mlp.silu")
+
     def build(self) -> onnx.ModelProto:
         g, s = self.g, self.s
         self._build_block_diagonals()
         cos, sin = _rotary_caches(s.head_dim, s.rope_theta, self.max_positions)
         cos, sin = g.const("attn/cos_cache", cos), g.const("attn/sin_cache", sin)
+        local_cos, local_sin = cos, sin
+        if s.local_layers and s.rope_local_theta is not None and s.rope_local_theta != s.rope_theta:
+            local_cos, local_sin = _rotary_caches(s.head_dim, s.rope_local_theta, self.max_positions)
+            local_cos, local_sin = g.const("attn/cos_cache_local", local_cos), g.const("attn/sin_cache_local", local_sin)
         if self.attention == "plain":
             self._plain_attention_inputs()
         else:
@@ -350,21 +460,29 @@ class ClientGraphBuilder:
                        "model.layers.0/input_layernorm", axis=-1, epsilon=s.rms_eps, stash_type=1)
         for i in range(s.layers):
             pre = f"model.layers.{i}"
-            qkv = self.linear(normed, i, QKV, "self_attn.qkv_proj")
+            qkv = self._qk_norm(self.linear(normed, i, QKV, "self_attn.qkv_proj"), i)
+            local = i in s.local_layers
+            layer_cos, layer_sin = (local_cos, local_sin) if local else (cos, sin)
             if self.attention == "plain":
-                attn = self._plain_attention(qkv, i, cos, sin)
+                attn = self._plain_attention(qkv, i, layer_cos, layer_sin, "attn/mask_local_grouped" if local else "attn/mask_grouped")
             else:
-                attn = g.op("GroupQueryAttention", [qkv, "", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value", seqlens, total, cos, sin],
+                # GroupQueryAttention's local_window_size counts the keys a query sees, itself included.
+                window = {"local_window_size": s.sliding_window} if local else {}
+                attn = g.op("GroupQueryAttention", [qkv, "", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value", seqlens, total,
+                                                    layer_cos, layer_sin],
                             f"{pre}/GroupQueryAttention", [f"{pre}/attn", f"present.{i}.key", f"present.{i}.value"], MS,
                             num_heads=s.heads, kv_num_heads=s.kv_heads, do_rotary=1, rotary_interleaved=0,
-                            scale=float(1.0 / np.sqrt(s.head_dim)))[0]
-            o = self.linear(attn, i, ("self_attn.o_proj",), "self_attn.o_proj")
-            normed, _, _, residual = g.op("SkipSimplifiedLayerNormalization", [o, residual, g.const(f"{pre}.post_attention_layernorm.weight", self.w.ffn_norm[i])],
-                                          f"{pre}/post_attention_layernorm", [f"{pre}/ln2", "", "", f"{pre}/resid2"], MS, epsilon=s.rms_eps)
+                            scale=float(self._attn_scale()), **window)[0]
+            o = self._post_norm(self.linear(attn, i, ("self_attn.o_proj",), "self_attn.o_proj"), self.w.post_attn_norm, i,
+                                "post_attention_layernorm")
+            ffn_label = "pre_feedforward_layernorm" if self.spec.sandwich_norms else "post_attention_layernorm"
+            normed, _, _, residual = g.op("SkipSimplifiedLayerNormalization", [o, residual, g.const(f"{pre}.{ffn_label}.weight", self.w.ffn_norm[i])],
+                                          f"{pre}/{ffn_label}", [f"{pre}/ln2", "", "", f"{pre}/resid2"], MS, epsilon=s.rms_eps)
             gate_up = self.linear(normed, i, GATE_UP, "mlp.gate_up_proj")
             gate, up = g.op("Split", [gate_up], f"{pre}/mlp.split", 2, axis=-1, num_outputs=2)
-            act = g.one("Mul", [gate, g.one("Sigmoid", [gate], f"{pre}/mlp.sigmoid")], f"{pre}/mlp.silu")
+            act = self._activation(gate, i)
             down = self.linear(g.one("Mul", [act, up], f"{pre}/mlp.gated"), i, ("mlp.down_proj",), "mlp.down_proj")
+            down = self._post_norm(down, self.w.post_ffn_norm, i, "post_feedforward_layernorm")
             if i + 1 < s.layers:
                 gamma, label = self.w.attn_norm[i + 1], f"model.layers.{i + 1}.input_layernorm"
             else:
