@@ -156,7 +156,8 @@ if (!existsSync(join(MODEL, "recipe.json")))
   throw new Error(
     `${MODEL} has no recipe.json: run bench/webgpu/make_model.py build --out ${MODEL}`,
   );
-const files = readdirSync(MODEL).filter((f) => f !== "model.onnx.data");
+// q4/ is built where the benchmark runs (make_model.py client): its 4-bit codes do not compress.
+const files = readdirSync(MODEL).filter((f) => f !== "model.onnx.data" && f !== "q4");
 rmSync(join(OUT, "model.tar.xz"), { force: true });
 sh("tar", ["-C", MODEL, "-cJf", join(OUT, "model.tar.xz"), ...files]);
 copyFileSync(join(HERE, "run.sh"), join(OUT, "run.sh"));

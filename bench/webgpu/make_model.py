@@ -86,7 +86,10 @@ def build(out: Path) -> None:
     from loraxs import prepare
 
     prepare.load_base = lambda spec, seed=0, dtype=torch.float32: base_model(seed)  # noqa: ARG005
-    prepare.prepare(prepare.parse_args(["--source", MODEL_ID, "--id", MODEL_ID, "--out", str(out), "--device", "cpu"]))
+    # The traced fp32 graph only: the fused 4-bit graphs are built from the seeded weights where they
+    # run (`client`), since their 130 MB of codes do not compress for the trip.
+    prepare.prepare(prepare.parse_args(["--source", MODEL_ID, "--id", MODEL_ID, "--out", str(out), "--device", "cpu",
+                                        "--no-client-graph"]))
     write_plain(out)
     write_merged(out)
     write_recipe(out)
@@ -165,6 +168,48 @@ def write_merged(out: Path) -> None:
             (folder / f["name"]).symlink_to(Path("..") / f["name"])
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print("merged.onnx, merged-gather.onnx, merged/ written")
+
+
+def write_client(out: Path) -> None:
+    """q4/: a model folder whose manifest lists the WebGPU client graph `q4w` (the graph SmolLM2 ships
+    for webgpu: 4-bit MatMulNBits, fused norms and projections, attention in plain ops) built from
+    the seeded weights rounded as the GGUF rounds them, then the traced fp32 graph; plus
+    `model.q4w-plain.onnx`, the same graph without the branch and R (the plain base model, what
+    transformers.js runs). Runs where the benchmark runs (numpy and onnx; ~1 min)."""
+    import shutil
+
+    from loraxs.export_client import WEBGPU_DEVICES, export_variant, graph_file_entries, quantize, variant_entry
+    from loraxs.gguf_llama import from_state_dict
+    from loraxs.manifest import write_manifest
+
+    t0 = time.perf_counter()
+    folder = out / "q4"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    manifest = json.loads((out / "manifest.json").read_text())
+    for f in manifest["files"]:
+        (folder / f["name"]).symlink_to(Path("..") / f["name"])
+    model = random_smollm2()
+    state = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+    weights = quantize(from_state_dict(state, model.config.to_dict()))
+    entry, _ = export_variant(folder, manifest, weights, "q4w", True, devices=WEBGPU_DEVICES, attention="plain")
+    plain, _ = export_variant(folder, manifest, weights, "q4w-plain", False, devices=WEBGPU_DEVICES, attention="plain")
+    onnx_block = manifest["onnx"]
+    traced = variant_entry("fp32", onnx_block["file"], [onnx_block["data_file"]], "F32", "none", onnx_block["opset"],
+                           list(manifest["io"]["inputs"]))
+    manifest["graphs"] = [entry, traced]
+    manifest["files"] += graph_file_entries(folder, [entry["file"], *entry["data_files"]])
+    write_manifest(folder / "manifest.json", manifest)
+    # transformers.js sizes its empty cache from the inputs' dimension names (Optimum's `batch_size`).
+    import onnx
+
+    g = onnx.load(str(folder / plain["file"]), load_external_data=False)
+    for v in [*g.graph.input, *g.graph.output]:
+        for d in v.type.tensor_type.shape.dim:
+            if d.dim_param == "batch":
+                d.dim_param = "batch_size"
+    onnx.save(g, str(folder / plain["file"]))
+    print(f"q4/: q4w and q4w-plain written in {time.perf_counter() - t0:.1f} s")
 
 
 def _sha(b: bytes) -> str:
@@ -247,7 +292,7 @@ def unpack(folder: Path) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=["build", "train", "unpack", "plain", "merged", "recipe"])
+    p.add_argument("command", choices=["build", "train", "unpack", "client", "plain", "merged", "recipe"])
     p.add_argument("--out", "--dir", dest="dir", required=True)
     p.add_argument("--train-shape", default="1x128", help="train: batch x seq of the step graph")
     a = p.parse_args()
@@ -256,7 +301,7 @@ def main() -> int:
         batch, seq = (int(x) for x in a.train_shape.split("x"))
         train_step(d, batch, seq)
         return 0
-    steps = {"build": build, "unpack": unpack, "plain": write_plain, "merged": write_merged, "recipe": write_recipe}
+    steps = {"build": build, "unpack": unpack, "client": write_client, "plain": write_plain, "merged": write_merged, "recipe": write_recipe}
     steps[a.command](d)
     return 0
 

@@ -14,6 +14,9 @@ export interface DecodeTiming {
   /** New tokens per second after the first. */
   tokensPerSecond: number;
   tokens: number[];
+  /** Per decode step after the first, mean ms: session.run (logits left on the GPU where it
+   * can), reading the logits back, and the argmax on the CPU. */
+  split?: { runMs: number; readbackMs: number; argmaxMs: number };
 }
 
 const argmax = (x: Float32Array): number => {
@@ -48,6 +51,8 @@ export async function rawDecode(
   const t0 = performance.now();
   let tFirst = t0;
   let owned: Tensor[] = [];
+  const inputs = new Set(session.inputNames);
+  const sums = { runMs: 0, readbackMs: 0, argmaxMs: 0 };
   for (let step = 0; step < newTokens; step++) {
     const feeds: Record<string, Tensor> = {
       input_ids: new ort.Tensor("int64", ints(input), [1, input.length]),
@@ -62,14 +67,24 @@ export async function rawDecode(
       ...extra,
       ...past,
     };
+    // Builder graphs take no position_ids (positions come from the mask); feed what the graph reads.
+    for (const name of Object.keys(feeds)) if (!inputs.has(name)) delete feeds[name];
+    const t1 = performance.now();
     const out = (await session.run(feeds)) as Record<string, Tensor>;
+    const t2 = performance.now();
     for (const t of owned) t.dispose();
     const logits = out.logits as Tensor;
     const data = (
       logits.location === "cpu" ? logits.data : await logits.getData(true)
     ) as Float32Array;
+    const t3 = performance.now();
     const vocab = logits.dims[2] as number;
     const next = argmax(data.subarray((input.length - 1) * vocab, input.length * vocab));
+    if (step > 0) {
+      sums.runMs += t2 - t1;
+      sums.readbackMs += t3 - t2;
+      sums.argmaxMs += performance.now() - t3;
+    }
     if (step === 0) tFirst = performance.now();
     tokens.push(next);
     length += input.length;
@@ -89,5 +104,10 @@ export async function rawDecode(
     prefillMs: tFirst - t0,
     tokensPerSecond: newTokens > 1 ? (newTokens - 1) / ((end - tFirst) / 1000) : Number.NaN,
     tokens,
+    split: {
+      runMs: sums.runMs / Math.max(1, newTokens - 1),
+      readbackMs: sums.readbackMs / Math.max(1, newTokens - 1),
+      argmaxMs: sums.argmaxMs / Math.max(1, newTokens - 1),
+    },
   };
 }

@@ -39,6 +39,8 @@ if [ "$MODE" = train ]; then
   echo "done after $(( $(date +%s) - t0 )) s"
   exit 0
 fi
+# The new client graph (q4/: q4w and its plain twin), built from the same seeded weights.
+PYTHONPATH="$REPO/scripts" $PY "$REPO/bench/webgpu/make_model.py" client --dir "$W/model"
 # The merged-R graph with its stacked weights folded in (bench/webgpu/merge_graph.py).
 (cd "$W/model" && $PY "$REPO/bench/webgpu/merge_graph.py" model.onnx merged-folded.onnx --gather --fold)
 echo "model ready after $(( $(date +%s) - t0 )) s"

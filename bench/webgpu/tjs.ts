@@ -2,7 +2,7 @@
 // WebGPU device. Its bundle maps `onnxruntime-node` to the same onnxruntime-web build the client
 // uses (bench/webgpu/carry.mjs), so both run one onnxruntime instance and one GPUDevice.
 import { mkdirSync, readFileSync, symlinkSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { Ort } from "../../src/client/backend/index.ts";
 import type { DecodeTiming } from "./raw.ts";
@@ -19,21 +19,29 @@ interface Tjs {
   };
 }
 
+/** A plain graph (no R) and the data files it names, relative to the model folder. */
+export interface PlainGraph {
+  graph: string;
+  data: string[];
+}
+
 /** A transformers.js model folder (config.json, onnx/model.onnx + data) made of links to ours. */
-function layout(modelDir: string, work: string): string {
-  const dir = join(work, "smollm2-plain");
+function layout(modelDir: string, work: string, plain: PlainGraph): string {
+  const name = `plain-${plain.graph.replace(/[^a-z0-9]+/gi, "-")}`;
+  const dir = join(work, name);
   mkdirSync(join(dir, "onnx"), { recursive: true });
   const link = (from: string, to: string) => symlinkSync(resolve(modelDir, from), join(dir, to));
   link("hf/config.json", "config.json");
-  link("plain.onnx", "onnx/model.onnx");
-  link("model.onnx.data", "onnx/model.onnx.data");
-  return dir;
+  link(plain.graph, "onnx/model.onnx");
+  for (const d of plain.data) link(d, `onnx/${basename(d)}`);
+  return name;
 }
 
 export async function tjsDecode(
   ort: Ort,
   bundle: string,
   modelDir: string,
+  plain: PlainGraph,
   work: string,
   device: string,
   prompt: readonly number[],
@@ -52,16 +60,18 @@ export async function tjsDecode(
   const create = Session.create.bind(Session);
   Session.create = (model, options) =>
     create(typeof model === "string" ? new Uint8Array(readFileSync(model)) : model, options);
-  layout(modelDir, work);
+  const id = layout(modelDir, work, plain);
   tjs.env.allowRemoteModels = false;
   tjs.env.allowLocalModels = true;
   tjs.env.localModelPath = `${resolve(work)}/`;
   let t = performance.now();
-  const model = await tjs.AutoModelForCausalLM.from_pretrained("smollm2-plain", {
+  const model = await tjs.AutoModelForCausalLM.from_pretrained(id, {
     device: device === "wasm" ? "cpu" : device, // its Node device list names WASM "cpu"
     dtype: "fp32",
     local_files_only: true,
-    session_options: { externalData: [{ path: "model.onnx.data", data: "onnx/model.onnx.data" }] },
+    session_options: {
+      externalData: plain.data.map((d) => ({ path: basename(d), data: `onnx/${basename(d)}` })),
+    },
   });
   const loadMs = performance.now() - t;
   const ids = BigInt64Array.from(prompt, (x) => BigInt(x));
