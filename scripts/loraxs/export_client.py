@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import sys
 import time
@@ -29,7 +28,7 @@ import onnx
 
 from .block_quant import Q8Weight, quantize_q4_1
 from .client_graph import OPSET, Branch, build_client_graph
-from .gguf_llama import LlamaWeights, read_gguf
+from .gguf_llama import LlamaWeights, package_gguf, read_gguf
 
 CHUNK_BYTES = 32 << 20  # per data file; Cache Storage and OPFS take files this size everywhere
 INLINE_BYTES = 1024  # smaller tensors stay inside the graph file
@@ -46,10 +45,7 @@ def locate_gguf(manifest: dict) -> Path | None:
     if src.get("kind") == "gguf":
         return Path(src["path"])
     if src.get("kind") == "pypi" and str(src.get("file", "")).endswith(".gguf"):
-        spec = importlib.util.find_spec(src["package"].replace("-", "_"))
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(f"Python package {src['package']!r} is not installed")
-        return Path(list(spec.submodule_search_locations)[0]) / src["file"]
+        return package_gguf(src["package"], src["file"])
     return None
 
 

