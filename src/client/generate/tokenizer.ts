@@ -5,7 +5,7 @@ export interface TextTokenizer {
   encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
   decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
   applyChatTemplate(messages: ChatMessage[], addGenerationPrompt?: boolean): string;
-  /** Token ids that end generation: the config's eos token(s) and the template's end marker. */
+  /** Token ids that end generation: the config's eos token(s) and the template's end marker (ChatML's `<|im_end|>`, Gemma's `<end_of_turn>`). */
   readonly stopIds: ReadonlySet<number>;
   readonly padId: number;
 }
@@ -20,7 +20,7 @@ export function loadTokenizer(
   const template = typeof config.chat_template === "string" ? config.chat_template : undefined;
   let render: ReturnType<typeof chatTemplate> | undefined;
   const stopIds = new Set(eosTokenIds);
-  for (const name of [config.eos_token, "<|im_end|>"]) {
+  for (const name of [config.eos_token, "<|im_end|>", "<end_of_turn>"]) {
     const token =
       typeof name === "string" ? name : (name as { content?: string } | undefined)?.content;
     const id = token === undefined ? undefined : tokenizer.token_to_id(token);
@@ -36,7 +36,10 @@ export function loadTokenizer(
         skip_special_tokens: options?.skipSpecialTokens ?? true,
       }),
     applyChatTemplate: (messages, addGenerationPrompt) => {
-      render ??= chatTemplate(template);
+      render ??= chatTemplate(
+        template,
+        typeof config.bos_token === "string" ? config.bos_token : undefined,
+      );
       return render(messages, addGenerationPrompt);
     },
     stopIds,

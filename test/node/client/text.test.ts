@@ -22,6 +22,24 @@ describe("chat template", () => {
     ).toBe("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
   });
 
+  it("renders Gemma's turns: system in the first user turn, assistant as model", () => {
+    const render = chatTemplate("{{ bos_token }}{{ '<start_of_turn>' + role }}", "<bos>");
+    expect(
+      render([
+        { role: "system", content: "Be brief." },
+        { role: "user", content: " Hi " },
+        { role: "assistant", content: "Hello." },
+        { role: "user", content: "Bye" },
+      ]),
+    ).toBe(
+      "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n" +
+        "<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n",
+    );
+    expect(render([{ role: "user", content: "x" }], false)).toBe(
+      "<bos><start_of_turn>user\nx<end_of_turn>\n",
+    );
+  });
+
   it("refuses a template that is not ChatML", () => {
     expect(() => chatTemplate("{{ bos_token }}[INST] {{ m }} [/INST]")).toThrow(ClientError);
     expect(() => chatTemplate("{{ bos_token }}[INST]")).toThrow(/\[INST\]/);
