@@ -237,6 +237,9 @@ def main() -> int:
     p.add_argument("--ladder-only", action="store_true", help="skip the anchor-batch, users and fp32 rows")
     p.add_argument("--profile", default=None, help="write the profiler's top operators of the naive and fast trainer here")
     p.add_argument("--peft-compiled", action="store_true", help="add the compiled PEFT peer row")
+    p.add_argument("--peft-user-batch", type=int, default=4, help="with --peft-compiled: blocks a step of one user's PEFT run")
+    p.add_argument("--results", action="store_true",
+                   help="merge peft_compiled_tok_s and loraxs_fast_tok_s (first config) into bench/results/worker.json")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -267,6 +270,12 @@ def main() -> int:
         if args.peft_compiled:
             got = guarded(bench_peft, model, ids, mask, args.warmup + 2, args.steps, True)  # compiling falls in the warm-up
             add("PEFT LoRA r=8, compiled layers and loss (peer)", got and got[1], got and got[0])
+            # PEFT trains one adapter per run: a user's job alone in the batch (its --peft-user-batch
+            # blocks a step, the worker's default batch_size), compiled, as a PEFT user would run it.
+            b = args.peft_user_batch
+            got = guarded(bench_peft, model, ids[:b], mask[:b], args.warmup + 2, args.steps, True)
+            add(f"PEFT LoRA r=8, compiled, one user's job alone ({b} blocks a step)", got and got[1], got and got[0],
+                tokens=b * T, batch=f"{b}x{T}")
         source = inject(model, random_factors(model, args.rank))
         model.to(dev)  # the factor buffers too
         per_user = source.modules * args.rank**2
@@ -319,7 +328,22 @@ def main() -> int:
                   f"{sub[1]['tokens_per_s'] / sub[0]['tokens_per_s']:.3f}x")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
+    if args.results:
+        merge_worker_figures(rows, args.configs.split(",")[0], args.rank)
     return 0
+
+
+def merge_worker_figures(rows: list[dict], config: str, rank: int) -> None:
+    """The compiled PEFT peer and the fast path (same batch, same run) into bench/results/worker.json."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from worker_results import merge_results
+
+    def rate(setup: str) -> float | None:
+        return next((round(r["tokens_per_s"]) for r in rows if r["config"] == config and r["setup"] == setup), None)
+
+    figures = {"peft_compiled_tok_s": rate("PEFT LoRA r=8, compiled layers and loss (peer)"),
+               "loraxs_fast_tok_s": rate(f"LoRA-XS r={rank}: {LADDER[-1][0]}")}
+    merge_results({k: v for k, v in figures.items() if v is not None})
 
 
 if __name__ == "__main__":
