@@ -1,13 +1,10 @@
-// The client in real Chromium (playwright-core, Debian's /usr/bin/chromium): WebGPU on
-// SwiftShader and WASM against PyTorch's references, R resident on the GPU and swapped in one
-// session, Cache Storage on the second start, and the WASM fallback without a GPU adapter.
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildPage } from "../../browser/build.ts";
-import { type Browser, hasChromium, launch } from "../../browser/chromium.ts";
+import { type Browser, launch } from "../../browser/chromium.ts";
 import type { LoraxsPage } from "../../browser/page/entry.ts";
 import { type PageServer, startPageServer } from "../../browser/server.ts";
+import { CHROMIUM_BROWSER, canRun, smollm2 } from "../../shared/requirements.ts";
 import { ensureModel } from "./helpers/models.ts";
 import { readReference } from "./helpers/reference.ts";
 
@@ -57,7 +54,7 @@ declare global {
   }
 }
 
-describe.skipIf(!hasChromium())("client in Chromium", () => {
+describe.skipIf(!canRun("client in Chromium", CHROMIUM_BROWSER))("client in Chromium", () => {
   let server: PageServer;
   let browser: Browser;
   beforeAll(async () => {
@@ -153,12 +150,10 @@ describe.skipIf(!hasChromium())("client in Chromium", () => {
 // WebGPU's default graph (q4w, attention in plain ops) against WASM's (q4f, GroupQueryAttention)
 // on prompts of 9 to 100 tokens, and against PyTorch's reference cases.
 const smol = join(process.cwd(), "models", "smollm2-135m");
-const haveSmol =
-  existsSync(join(smol, "model.q4w.onnx")) &&
-  existsSync(join(smol, "model.q4f.onnx")) &&
-  existsSync(join(smol, "reference.json"));
+const smolFiles = smollm2("model.q4w.onnx", "model.q4f.onnx", "reference.json");
 
-describe.skipIf(!hasChromium() || !haveSmol)("SmolLM2 in Chromium", () => {
+const smolSuite = "SmolLM2 in Chromium";
+describe.skipIf(!canRun(smolSuite, CHROMIUM_BROWSER, smolFiles))(smolSuite, () => {
   let server: PageServer;
   let browser: Browser;
   beforeAll(async () => {

@@ -2,7 +2,7 @@
 // only that graph's files, runs another by name, refuses an unknown name, and old manifests
 // (no `graphs`) keep loading their `onnx` graph. With SmolLM2 prepared, its Q4 graph reproduces
 // PyTorch's greedy tokens in both Node runtimes.
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,6 +15,7 @@ import {
   memoryCache,
   type Progress,
 } from "../../../src/client/index.ts";
+import { canRun, smollm2 } from "../../shared/requirements.ts";
 import { ensureModel } from "./helpers/models.ts";
 import { caseAdapter, maxAbsDiff, type Reference, readReference } from "./helpers/reference.ts";
 import { type StaticServer, startStaticServer } from "./helpers/static-server.ts";
@@ -102,10 +103,10 @@ describe("graph variants", () => {
 
 // SmolLM2 when `npm run prepare-model -- --preset smollm2-135m` has run (not part of CI: 0.5 GB).
 const smol = join(process.cwd(), "models", "smollm2-135m");
-const haveSmol =
-  existsSync(join(smol, "model.q4f.onnx")) &&
-  existsSync(join(smol, "model.q4.onnx")) &&
-  existsSync(join(smol, "reference.json"));
+const haveSmol = canRun(
+  "SmolLM2 graphs",
+  smollm2("model.q4f.onnx", "model.q4.onnx", "reference.json"),
+);
 
 // Defaults: q4 (MatMulNBits) on cpu, q4f (4-bit blocks folded to fp32 at session start) on wasm,
 // where MatMulNBits has no fast kernel; q4f on cpu by name.

@@ -1,10 +1,10 @@
 // The TypeScript and Python readers on thousands of mutated files: same verdict and code for
 // every one (the spec's promise that both run the same checks in the same order).
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { AdapterFormatError, decodeAdapter } from "../../../src/format/index.ts";
+import { canRun, PYTHON } from "../../shared/requirements.ts";
 import { bytesOf, cases } from "./fixtures.ts";
 
 const root = new URL("../../..", import.meta.url).pathname;
@@ -109,7 +109,8 @@ for line in sys.stdin:
 print(json.dumps(out))
 `;
 
-describe.skipIf(!existsSync(python))("TypeScript and Python readers agree", () => {
+const suite = "TypeScript and Python readers agree";
+describe.skipIf(!canRun(suite, PYTHON))(suite, () => {
   it("on 3000 mutations of the valid fixtures", () => {
     const valid = cases.filter((c) => c.verdict === "valid").map(bytesOf);
     const r = rng(20261128);
