@@ -3,13 +3,10 @@
 // Seeds a model manifest and a 30 KB adapter through the API, then loads GET /v1/health,
 // GET adapter (with and without If-None-Match) and PUT adapter with autocannon, prints a
 // table and the ratio GET adapter / health (design target: at least 0.7).
-import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { cpus, loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { cpus, loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
+import { startLocalEdge } from "../scripts/edge/wrangler.mjs";
 import { mintToken } from "../src/api/tokens.ts";
 import { encodeAdapter, sha256Digest } from "../src/format/index.ts";
 
@@ -29,8 +26,6 @@ const DURATION_S = Number(values.duration);
 const ROUNDS = Number(values.rounds);
 /** Concurrent connections: a busy edge colo slice, not a stress test. */
 const CONNECTIONS = Number(values.connections);
-/** wrangler dev is ready in ~3 s; allow for a loaded machine. */
-const READY_TIMEOUT_MS = 90_000;
 /** Adapter shape giving ~30 KB in F16: 58 modules of rank 16 (58 · 16 · 16 · 2 bytes = 29.7 KB). */
 const MODULES = 58;
 const RANK = 16;
@@ -42,101 +37,26 @@ const AUDIENCE = "loraxs-edge";
 const MODEL = "bench-model";
 /** A second model whose adapter is a few hundred bytes: separates the KV read from the body size. */
 const TINY = "bench-tiny";
-const wrangler = join("node_modules", ".bin", "wrangler");
-const env = {
-  ...process.env,
-  CLOUDFLARE_CF_FETCH_ENABLED: "false",
-  WRANGLER_SEND_METRICS: "false",
-};
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
-
-const persist = mkdtempSync(join(tmpdir(), "loraxs-bench-api-"));
-// wrangler.toml's static assets folder must exist for wrangler dev to start.
-if (!existsSync(".cache/web")) mkdirSync(".cache/web", { recursive: true });
-const migrate = spawnSync(
-  wrangler,
-  ["d1", "migrations", "apply", "DB", "--local", "--persist-to", persist],
-  {
-    env,
-    encoding: "utf8",
-  },
-);
-if (migrate.status !== 0)
-  throw new Error(`D1 migrations failed:\n${migrate.stderr}${migrate.stdout}`);
-
-const port = await freePort();
-const url = `http://127.0.0.1:${port}`;
-const child = spawn(
-  wrangler,
-  [
-    "dev",
-    "--ip",
-    "127.0.0.1",
-    "--port",
-    String(port),
-    "--persist-to",
-    persist,
-    "--var",
-    `JWT_SECRET:${SECRET}`,
-    "--var",
-    "WRITE_RATE_LIMIT:1000000000",
-    "--show-interactive-dev-session=false",
-    ...(values.logs === "off" ? ["--var", "LOG_LEVEL:warn", "--log-level", "warn"] : []),
-  ],
-  { env, detached: true, stdio: ["ignore", "pipe", "pipe"] },
-);
-let log = "";
 let logLines = 0;
 const errorLines = [];
-const keep = (d) => {
-  const text = String(d);
-  logLines += text.split("\n").length - 1;
-  if (log.length < 20_000) log += text;
-  for (const line of text.split("\n")) {
-    if (errorLines.length < 5 && /"level":"error"|✘/.test(line))
-      errorLines.push(line.slice(0, 400));
-  }
+const onLine = (line) => {
+  logLines += 1;
+  if (errorLines.length < 5 && /"level":"error"|✘/.test(line)) errorLines.push(line.slice(0, 400));
 };
-child.stdout.on("data", keep);
-child.stderr.on("data", keep);
 
-async function stop() {
-  if (child.exitCode === null) {
-    try {
-      process.kill(-child.pid, "SIGTERM");
-    } catch {}
-    await new Promise((r) => {
-      child.once("exit", r);
-      setTimeout(r, 5000);
-    });
-    try {
-      process.kill(-child.pid, "SIGKILL");
-    } catch {}
-  }
-  rmSync(persist, { recursive: true, force: true });
-}
+const started = Date.now();
+const edge = await startLocalEdge({
+  vars: {
+    JWT_SECRET: SECRET,
+    WRITE_RATE_LIMIT: "1000000000",
+    ...(values.logs === "off" ? { LOG_LEVEL: "warn" } : {}),
+  },
+  args: values.logs === "off" ? ["--log-level", "warn"] : [],
+  onLine,
+});
+const { url } = edge;
 
 try {
-  const started = Date.now();
-  for (;;) {
-    if (child.exitCode !== null)
-      throw new Error(`wrangler dev exited (${child.exitCode}):\n${log}`);
-    try {
-      if ((await fetch(`${url}/v1/health`)).ok) break;
-    } catch {}
-    if (Date.now() - started > READY_TIMEOUT_MS) throw new Error(`wrangler dev not ready:\n${log}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
   const readyMs = Date.now() - started;
 
   const mint = (sub, role = "user") =>
@@ -274,7 +194,7 @@ try {
     `\nEdge API on local workerd (wrangler dev), ${CONNECTIONS} connections, ` +
       `${ROUNDS} interleaved rounds of ${DURATION_S} s per scenario (median round shown); ` +
       `${cpus().length} CPUs (${cpus()[0]?.model ?? "unknown"}), load average ${loadavg()[0].toFixed(1)}; ` +
-      `logs ${values.logs}; wrangler ready in ${readyMs} ms\n`,
+      `logs ${values.logs}; local edge (migrations + wrangler dev) ready in ${readyMs} ms\n`,
   );
   console.log(
     `| ${pad("scenario", 40)} | req/s | p50 ms | p99 ms | requests | errors | req/s per round |`,
@@ -297,7 +217,7 @@ try {
   for (const line of errorLines) console.log(`worker error: ${line}`);
   process.exitCode = rows.some((r) => r.errors > 0) ? 1 : 0;
 } finally {
-  await stop();
+  await edge.stop();
 }
 
 function benchManifest(id, modules, rank, factors) {

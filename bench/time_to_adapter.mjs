@@ -21,6 +21,7 @@ import { reportFailure, ScriptError } from "../scripts/edge/log.mjs";
 import { devVarsPath, root, webOut } from "../scripts/edge/paths.mjs";
 import {
   applyLocalMigrations,
+  freePort,
   readWranglerConfig,
   startDev,
   stopGroup,
@@ -366,17 +367,6 @@ async function main() {
     });
     console.log(`[bench:worker] merged into ${path}`);
   }
-}
-
-async function freePort() {
-  const { createServer } = await import("node:net");
-  return await new Promise((resolvePort) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolvePort(port));
-    });
-  });
 }
 
 async function stopAll() {

@@ -14,6 +14,7 @@ import { demoConfigPath, devVarsPath, root } from "./edge/paths.mjs";
 import { mintDemoTokens } from "./edge/tokens.mjs";
 import {
   applyLocalMigrations,
+  freePort,
   putR2Object,
   readWranglerConfig,
   startDev,
@@ -110,17 +111,6 @@ async function checkPortFree(port) {
       ),
     );
     server.listen(port, "127.0.0.1", () => server.close(resolvePort));
-  });
-}
-
-async function freePort() {
-  const { createServer } = await import("node:net");
-  return await new Promise((resolvePort) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolvePort(port));
-    });
   });
 }
 

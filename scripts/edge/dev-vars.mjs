@@ -1,20 +1,13 @@
 // The local secrets file wrangler dev reads (.dev.vars): JWT_SECRET is made once, randomly.
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { parseDevVars } from "../../src/cli/dev-vars.ts";
 import { ScriptError } from "./log.mjs";
+
+export { parseDevVars };
 
 /** 32 random bytes: the HS256 key size RFC 7518 asks for (at least the hash output). */
 const SECRET_BYTES = 32;
-
-export function parseDevVars(text) {
-  const vars = {};
-  for (const line of text.split("\n")) {
-    const match = /^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$/.exec(line);
-    if (!match || line.trimStart().startsWith("#")) continue;
-    vars[match[1]] = match[2].replace(/^"(.*)"$/, "$1");
-  }
-  return vars;
-}
 
 /** Returns JWT_SECRET from `path`, appending a random one first if the file or the key is missing. */
 export function ensureJwtSecret(path) {

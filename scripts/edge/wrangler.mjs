@@ -1,9 +1,13 @@
-// Runs wrangler (the project's pinned copy, on this Node) for migrations and `wrangler dev`.
+// The one local edge harness: runs wrangler (the project's pinned copy, on this Node) for
+// migrations and `wrangler dev` on 127.0.0.1, and stops it by its PID. `npm start`, the
+// benchmarks and the tests all start their API through startLocalEdge (or its parts below).
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ScriptError } from "./log.mjs";
-import { root } from "./paths.mjs";
+import { root, webOut } from "./paths.mjs";
 
 const WRANGLER = join(root, "node_modules", "wrangler", "bin", "wrangler.js");
 
@@ -26,10 +30,28 @@ export function readWranglerConfig(path = join(root, "wrangler.toml")) {
 const ECHOED_REQUEST = /^\[wrangler:info\] (GET|HEAD|PUT|POST|DELETE|PATCH|OPTIONS) /;
 const LOOKS_LIKE_ERROR = /✘|\bERROR\b|"level":"error"|Uncaught|exception/i;
 
-/** Starts wrangler with its output prefixed line by line; resolves to the child. */
+/** wrangler dev is ready in about 3 s; a loaded 2-core machine may take much longer. */
+export const READY_TIMEOUT_MS = 90_000;
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (and is closed again now). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts wrangler with its output prefixed line by line; resolves to the child. `onLine` sees
+ * every line (a benchmark counts them); `quiet` prints none (the last 40 stay in `child.tail`).
+ */
 export function spawnWrangler(
   args,
-  { prefix = "[wrangler]", detached = false, quiet = false } = {},
+  { prefix = "[wrangler]", detached = false, quiet = false, onLine } = {},
 ) {
   const child = spawn(process.execPath, [WRANGLER, ...args], {
     cwd: root,
@@ -47,6 +69,7 @@ export function spawnWrangler(
       pending = lines.pop() ?? "";
       for (const line of lines) {
         if (!line.trim()) continue;
+        onLine?.(line);
         tail.push(line);
         if (tail.length > 40) tail.shift();
         if (quiet || ECHOED_REQUEST.test(line)) continue;
@@ -114,8 +137,19 @@ export async function putR2Object({ bucketName, key, path, persistTo }) {
   return persistTo ? "wrangler r2 object put --local" : "wrangler r2 object put --remote";
 }
 
-/** Starts `wrangler dev` on 127.0.0.1 in its own process group, so Ctrl-C reaches only this script. */
-export function startDev({ port, persistTo }) {
+/**
+ * Starts `wrangler dev` on 127.0.0.1 in its own process group, so Ctrl-C reaches only this script.
+ * `vars` override wrangler.toml's [vars] and .dev.vars (`--var KEY:value`); `inspectorPort` keeps
+ * two dev servers off the same default 9229; `args` are passed on (say, `--log-level warn`).
+ */
+export function startDev({
+  port,
+  persistTo,
+  vars = {},
+  inspectorPort,
+  args = [],
+  ...spawnOptions
+}) {
   return spawnWrangler(
     [
       "dev",
@@ -125,10 +159,62 @@ export function startDev({ port, persistTo }) {
       String(port),
       "--persist-to",
       persistTo,
+      ...(inspectorPort === undefined ? [] : ["--inspector-port", String(inspectorPort)]),
+      ...Object.entries(vars).flatMap(([key, value]) => ["--var", `${key}:${value}`]),
       "--show-interactive-dev-session=false",
+      ...args,
     ],
-    { detached: true },
+    { ...spawnOptions, detached: true },
   );
+}
+
+/**
+ * A local edge API for a test or a benchmark: D1 migrations applied to `persistTo` (a fresh
+ * temporary folder when not given, removed on stop), `wrangler dev` on a free port (or `port`),
+ * waited for until /v1/health answers. Resolves to `{ url, port, persistTo, child, stop }`;
+ * `stop()` ends the process group by its PID. Options not named here go to startDev.
+ */
+export async function startLocalEdge({
+  port,
+  persistTo,
+  quiet = true,
+  readyTimeoutMs = READY_TIMEOUT_MS,
+  ...devOptions
+} = {}) {
+  const temporary = persistTo === undefined;
+  const persist = persistTo ?? mkdtempSync(join(tmpdir(), "loraxs-edge-"));
+  // wrangler.toml's [assets] folder must exist for wrangler dev to start.
+  mkdirSync(webOut, { recursive: true });
+  const cleanUp = () => {
+    if (temporary) rmSync(persist, { recursive: true, force: true });
+  };
+  try {
+    await applyLocalMigrations(readWranglerConfig().databaseName, persist);
+  } catch (error) {
+    cleanUp();
+    throw error;
+  }
+  const listenOn = port ?? (await freePort());
+  const inspectorPort = devOptions.inspectorPort ?? (await freePort());
+  const child = startDev({
+    ...devOptions,
+    port: listenOn,
+    persistTo: persist,
+    inspectorPort,
+    quiet,
+  });
+  const url = `http://127.0.0.1:${listenOn}`;
+  const stop = async () => {
+    await stopGroup(child);
+    cleanUp();
+  };
+  try {
+    await waitForHealth(url, child, readyTimeoutMs);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { url, port: listenOn, persistTo: persist, child, stop };
 }
 
 /** Polls `GET /v1/health` until it answers 200; fails early if the child exits. */
@@ -161,7 +247,7 @@ export async function waitForHealth(base, child, timeoutMs) {
 
 /** Stops a process started with `detached: true` by signalling its group (its PID), then waits. */
 export async function stopGroup(child, graceMs = 5000) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once("exit", resolve));
   try {
     process.kill(-child.pid, "SIGTERM");

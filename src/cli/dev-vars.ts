@@ -1,14 +1,10 @@
+// The one reader of `.dev.vars` (wrangler's local secrets: `KEY=value` lines), for the CLI and
+// the scripts (scripts/edge/dev-vars.mjs).
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 
-/** Reads `KEY=value` lines of a `.dev.vars` file (wrangler's local secrets); missing file → {}. */
-export async function readDevVars(dir: string): Promise<Record<string, string>> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, ".dev.vars"), "utf8");
-  } catch {
-    return {};
-  }
+/** `KEY=value` lines (optionally `export KEY=...`, values optionally quoted); `#` lines skipped. */
+export function parseDevVars(text: string): Record<string, string> {
   const vars: Record<string, string> = {};
   for (const line of text.split(/\r?\n/)) {
     const m = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$/.exec(line);
@@ -18,4 +14,15 @@ export async function readDevVars(dir: string): Promise<Record<string, string>> 
     vars[m[1] as string] = value;
   }
   return vars;
+}
+
+/** Reads the `.dev.vars` file of folder `dir`; a missing file is {}. */
+export async function readDevVars(dir: string): Promise<Record<string, string>> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, ".dev.vars"), "utf8");
+  } catch {
+    return {};
+  }
+  return parseDevVars(text);
 }

@@ -43,6 +43,11 @@ export const token: Command = {
       value: "AUD",
       description: `audience (default ${DEFAULT_AUDIENCE}, wrangler.toml JWT_AUDIENCE)`,
     },
+    aud: {
+      type: "string",
+      value: "AUD",
+      description: "the same as --audience (the spelling of the former `npm run token`)",
+    },
   },
   details: `Prints the token on stdout, so it can be captured:
   export LORAXS_TOKEN=$(loraxs token --sub alice)`,
@@ -50,7 +55,8 @@ export const token: Command = {
     const sub = requireOption(args, "sub", "token");
     const role = choiceOption<Role>(args, "role", "token", ROLES, "user");
     const ttlSeconds = integerOption(args, "ttl", "token", DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS);
-    const audience = optionalOption(args, "audience") ?? DEFAULT_AUDIENCE;
+    const audience =
+      optionalOption(args, "audience") ?? optionalOption(args, "aud") ?? DEFAULT_AUDIENCE;
     const secret =
       optionalOption(args, "secret") || io.env.JWT_SECRET || (await readDevVars(io.cwd)).JWT_SECRET;
     if (!secret) {

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decodeJwt, jwtVerify } from "jose";
 import { describe, expect, it } from "vitest";
+import { parseDevVars } from "../../../src/cli/dev-vars.ts";
 import { EXIT } from "../../../src/cli/errors.ts";
 import { subjectOf } from "../../../src/cli/target.ts";
 import { cli } from "./fixtures.ts";
@@ -48,6 +49,21 @@ describe("loraxs token", () => {
     await expect(
       jwtVerify(fromFile.stdout.trim(), key("from-env"), { audience: "elsewhere" }),
     ).rejects.toThrow();
+  });
+
+  it("takes --aud, the spelling of the former npm run token, as --audience", async () => {
+    const r = await cli(["token", "--sub", "carol", "--aud", "other", "--secret", "s"]);
+    expect(r.code, r.stderr).toBe(EXIT.ok);
+    await expect(
+      jwtVerify(r.stdout.trim(), key("s"), { audience: "other" }),
+    ).resolves.toMatchObject({
+      payload: { sub: "carol", aud: "other" },
+    });
+  });
+
+  it("reads .dev.vars lines with export, single quotes and CRLF", () => {
+    const text = "# c\r\nexport A='x y'\r\nJWT_SECRET=\"s\"\r\n  B = 2 \n";
+    expect(parseDevVars(text)).toEqual({ A: "x y", JWT_SECRET: "s", B: "2" });
   });
 
   it("fails with exit 2 and says where a secret may come from when there is none", async () => {

@@ -1,19 +1,14 @@
-// Starts the real edge API (`wrangler dev` on 127.0.0.1 with a temporary persist folder: real
-// local KV, R2 and D1) for a test file, and stops it by its PID.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+// The real edge API for a test file: the project's local edge harness (scripts/edge/wrangler.mjs:
+// `wrangler dev` on 127.0.0.1, a temporary persist folder with real local KV, R2 and D1), stopped
+// by its PID.
 import { join } from "node:path";
+import { startLocalEdge } from "../../../../scripts/edge/wrangler.mjs";
 import { mintToken, type Role } from "../../../../src/api/tokens.ts";
-import { REPO } from "./models.ts";
 
 export const SECRET = "client-test-secret";
 export const AUDIENCE = "loraxs-edge";
 /** Writes per subject per minute in the test API: low, so a test can reach 429. */
 export const WRITE_LIMIT = 12;
-/** wrangler dev is ready in ~3 s; a loaded 2-core machine may take much longer. */
-const READY_TIMEOUT_MS = 90_000;
 
 export interface LocalApi {
   url: string;
@@ -21,101 +16,15 @@ export interface LocalApi {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const address = s.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
-
 export async function startApi(): Promise<LocalApi> {
-  const persist = mkdtempSync(join(tmpdir(), "loraxs-api-"));
-  const wrangler = join(REPO, "node_modules", ".bin", "wrangler");
-  const env = {
-    ...process.env,
-    CLOUDFLARE_CF_FETCH_ENABLED: "false",
-    WRANGLER_SEND_METRICS: "false",
-  };
-  const migrate = spawnSync(
-    wrangler,
-    ["d1", "migrations", "apply", "DB", "--local", "--persist-to", persist],
-    {
-      cwd: REPO,
-      env,
-      encoding: "utf8",
-    },
-  );
-  if (migrate.status !== 0)
-    throw new Error(`D1 migrations failed: ${migrate.stderr}${migrate.stdout}`);
-  const port = await freePort();
-  const child: ChildProcess = spawn(
-    wrangler,
-    [
-      "dev",
-      "--ip",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--persist-to",
-      persist,
-      "--var",
-      `JWT_SECRET:${SECRET}`,
-      "--var",
-      `WRITE_RATE_LIMIT:${WRITE_LIMIT}`,
-      "--show-interactive-dev-session=false",
-    ],
-    { cwd: REPO, env, detached: true, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let log = "";
-  child.stdout?.on("data", (d) => {
-    log += d;
+  const edge = await startLocalEdge({
+    vars: { JWT_SECRET: SECRET, WRITE_RATE_LIMIT: String(WRITE_LIMIT) },
   });
-  child.stderr?.on("data", (d) => {
-    log += d;
-  });
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    if (child.pid !== undefined && child.exitCode === null) {
-      // wrangler starts workerd as a child: end the process group this test started.
-      try {
-        process.kill(-child.pid, "SIGTERM");
-      } catch {}
-      await new Promise((r) => {
-        child.once("exit", r);
-        setTimeout(r, 5000);
-      });
-      try {
-        process.kill(-child.pid, "SIGKILL");
-      } catch {}
-    }
-    rmSync(persist, { recursive: true, force: true });
-  };
-  const started = Date.now();
-  for (;;) {
-    if (child.exitCode !== null) {
-      await stop();
-      throw new Error(`wrangler dev exited (${child.exitCode}):\n${log}`);
-    }
-    try {
-      const r = await fetch(`${url}/v1/health`);
-      if (r.ok) break;
-    } catch {}
-    if (Date.now() - started > READY_TIMEOUT_MS) {
-      await stop();
-      throw new Error(`wrangler dev not ready after ${READY_TIMEOUT_MS} ms:\n${log}`);
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
   return {
-    url,
+    url: edge.url,
     token: (sub, role = "user") =>
       mintToken({ sub, role, ttlSeconds: 3600, secret: SECRET, audience: AUDIENCE }),
-    stop,
+    stop: edge.stop,
   };
 }
 
