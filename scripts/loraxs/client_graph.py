@@ -49,6 +49,7 @@ OPSET = 21
 # Rotary tables cover at most this many positions (SmolLM2's whole context): Gemma 3's 32 k would
 # add 64 MB of cos/sin tables to the download for contexts a client does not reach.
 GRAPH_POSITIONS_MAX = 8192
+TABLE_PIECE_BYTES = 28 << 20  # a constant table larger than this is stored in row pieces (export_client writes 32 MiB files)
 IR_VERSION = 10  # onnxruntime 1.30 reads up to IR 11; 10 is what opset 21 needs
 MS = "com.microsoft"
 QKV = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
@@ -272,7 +273,7 @@ class ClientGraphBuilder:
         """Token embedding lookup; for Q8 the codes are shared with the (tied) output head."""
         g, e = self.g, self.w.embedding
         if isinstance(e, Q8Weight):
-            codes = g.const("model.embed_tokens.qweight", pack_nbits(q8_codes(e), 8).reshape(e.shape[0], -1, BLOCK))
+            codes = self._table("model.embed_tokens.qweight", pack_nbits(q8_codes(e), 8).reshape(e.shape[0], -1, BLOCK))
             scales = g.const("model.embed_tokens.scales", e.d.reshape(e.shape[0], -1, 1))
             rows = g.one("Gather", [codes, "input_ids"], "emb/gather_codes", axis=0)
             vals = g.one("Sub", [g.one("Cast", [rows], "emb/cast", to=TensorProto.FLOAT), self._q8_zero()], "emb/center")
@@ -288,6 +289,15 @@ class ClientGraphBuilder:
         # As transformers: sqrt(hidden) as a float32 scalar.
         scale = np.array(np.float32(self.s.hidden ** 0.5), np.float32)
         return self.g.one("Mul", [h, self.g.const("emb/scale", scale)], "emb/scaled")
+
+    def _table(self, name: str, array: np.ndarray) -> str:
+        """A constant table; one larger than a data file (Gemma 3's 168 MB of embedding codes) is stored
+        as row pieces that a Concat joins, folded once at session start, so every file stays cacheable."""
+        if array.nbytes <= TABLE_PIECE_BYTES:
+            return self.g.const(name, array)
+        rows = max(1, TABLE_PIECE_BYTES // (array.nbytes // array.shape[0]))
+        pieces = [self.g.const(f"{name}.rows{i}", array[i:i + rows]) for i in range(0, array.shape[0], rows)]
+        return self.g.op("Concat", pieces, f"{name}/join", [name], axis=0)[0]
 
     def _q8_zero(self) -> str:
         if "q8/zero_point" not in self.g._names:

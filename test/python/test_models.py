@@ -47,12 +47,12 @@ def test_minilm_preset_loads_real_weights():
 
 def test_unsupported_architecture_names_what_is_supported(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
-    with pytest.raises(UnsupportedModelError, match=r"model_type 'gpt2' is not supported; supported: llama \(LlamaForCausalLM\), bert \(BertModel\)"):
+    with pytest.raises(UnsupportedModelError, match=r"model_type 'gpt2' is not supported; supported: llama \(LlamaForCausalLM\), gemma3_text \(Gemma3ForCausalLM\), bert \(BertModel\)"):
         load_base(str(tmp_path))
 
 
 def test_unknown_spec_lists_presets(tmp_path):
-    with pytest.raises(ValueError, match=r"'nope' is neither a preset \(smollm2-135m, minilm-l6, tiny-llama, tiny-bert\)"):
+    with pytest.raises(ValueError, match=r"'nope' is neither a preset \(smollm2-135m, gemma3-270m, minilm-l6, tiny-llama, tiny-gemma3, tiny-bert\)"):
         load_base("nope")
     with pytest.raises(FileNotFoundError, match="no config.json"):
         load_base(str(tmp_path))
