@@ -2,8 +2,9 @@
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
+import { EdgeApi } from "../../src/client/api/index.ts";
+import { ApiError } from "../../src/client/errors.ts";
 import { encodeAdapter } from "../../src/format/index.ts";
-import { adapterEtag, call, describeError, routes } from "./api.mjs";
 import { formatBytes, ScriptError } from "./log.mjs";
 
 /** The API's user-id rule (src/api/ids.ts USER_ID), checked here so a bad file name fails early. */
@@ -87,24 +88,21 @@ export async function seedDemoUsers({ api, model, adapters, tokens, log = consol
     const bytes = readFileSync(path);
     const sha = createHash("sha256").update(bytes).digest("hex");
     const token = tokens[user];
-    const current = await adapterEtag(api, model, user, token);
+    const edge = new EdgeApi({ api, token });
+    const current = await edge.adapterEtag(model, user);
     if (current === sha) {
       log(`  = ${user}: adapter ${sha.slice(0, 12)}… (${formatBytes(bytes.length)}) is current`);
       seeded.push(entry);
       continue;
     }
-    const response = await call(api, routes.adapter(model, user), {
-      method: "PUT",
-      token,
-      body: bytes,
-      headers: { "content-type": "application/octet-stream" },
-      accept: [422],
-    });
-    if (response.status === 422) {
-      log(`  ! ${user}: ${path} refused by the API (${await describeError(response)}); left out`);
+    let answer;
+    try {
+      answer = await edge.putAdapter(model, user, bytes);
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 422)) throw error;
+      log(`  ! ${user}: ${path} refused by the API (${error.code}: ${error.detail}); left out`);
       continue;
     }
-    const answer = await response.json();
     uploaded += 1;
     seeded.push(entry);
     log(

@@ -1,4 +1,5 @@
 // Progress lines for the start, seed and publish scripts: one numbered line per step, with its time.
+import { ClientError } from "../../src/client/errors.ts";
 
 /** A step counter that prints "[start] 3/9 building the web bundle" and "… ok (1.2 s)". */
 export function steps(tag, total) {
@@ -44,7 +45,9 @@ export class ScriptError extends Error {
 
 /** Prints a ScriptError as one line, anything else with its stack, and sets the exit code. */
 export function reportFailure(tag, error) {
-  if (error instanceof ScriptError) console.error(`[${tag}] error: ${error.message}`);
+  // The API client's errors (ApiError, OfflineError) say the route, status and the API's code.
+  if (error instanceof ScriptError || error instanceof ClientError)
+    console.error(`[${tag}] error: ${error.message}`);
   else console.error(`[${tag}] unexpected error:`, error);
   process.exitCode = 1;
 }

@@ -4,7 +4,7 @@ import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { MAX_MODEL_FILE_BYTES } from "../../src/api/limits.ts";
-import { call, fetchManifest, headFile, routes } from "./api.mjs";
+import { EdgeApi } from "../../src/client/api/index.ts";
 import { formatBytes, ScriptError } from "./log.mjs";
 
 /** Reads `dir/manifest.json` and checks that every file it lists is there with the listed size. */
@@ -45,16 +45,12 @@ export async function sha256File(path) {
 export async function publishModel({ api, token, model, putLarge, log = console.log }) {
   const { dir, manifest, manifestText } = model;
   const id = manifest.id;
-  const before = await fetchManifest(api, id);
+  const edge = new EdgeApi({ api, token });
+  const before = await edge.getManifest(id);
   const published = new Map((before?.files ?? []).map((file) => [file.name, file.sha256]));
   const manifestChanged = before === null || JSON.stringify(before) !== JSON.stringify(manifest);
   if (manifestChanged) {
-    await call(api, routes.putManifest(id), {
-      method: "PUT",
-      token,
-      body: manifestText,
-      headers: { "content-type": "application/json" },
-    });
+    await edge.putManifest(id, manifestText);
     log(`  + manifest.json ${before === null ? "published" : "replaced"}`);
   } else {
     log("  = manifest.json unchanged");
@@ -69,7 +65,7 @@ export async function publishModel({ api, token, model, putLarge, log = console.
         `${path} has ${digest}; the manifest says ${file.sha256} (re-run prepare)`,
       );
     }
-    const served = await headFile(api, id, file.name);
+    const served = await edge.headFile(id, file.name);
     if (served && served.bytes === file.bytes && published.get(file.name) === digest) {
       skipped += 1;
       log(`  = ${file.name} (${formatBytes(file.bytes)}) already there`);
@@ -85,12 +81,7 @@ export async function publishModel({ api, token, model, putLarge, log = console.
       }
       how = await putLarge(file, path);
     } else {
-      await call(api, routes.file(id, file.name), {
-        method: "PUT",
-        token,
-        body: await readFile(path),
-        headers: { "content-type": "application/octet-stream" },
-      });
+      await edge.putFile(id, file.name, await readFile(path));
     }
     uploaded += 1;
     log(

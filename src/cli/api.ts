@@ -1,6 +1,7 @@
-// HTTP calls to the edge API (docs/contracts.md, "API routes"), with every failure turned into
-// a CliError whose exit code says which kind it was and whose hint says what to do.
-
+// The CLI's use of the one API client (src/client/api): every failure turned into a CliError
+// whose exit code says which kind it was and whose hint says what to do.
+import { EdgeApi } from "../client/api/index.ts";
+import { ApiError, OfflineError } from "../client/errors.ts";
 import { CliError, EXIT, type ExitCode } from "./errors.ts";
 import type { Io } from "./io.ts";
 
@@ -15,82 +16,50 @@ export interface ApiTarget {
   token: string | undefined;
 }
 
-/** `/v1/models/:model/users/:user/adapter` plus a suffix, with each segment encoded. */
-export function adapterUrl(target: ApiTarget, suffix = ""): string {
-  const base = target.base.replace(/\/+$/, "");
-  return `${base}/v1/models/${encodeURIComponent(target.model)}/users/${encodeURIComponent(target.user)}/adapter${suffix}`;
-}
-
-export interface RequestOptions {
-  method: "GET" | "PUT" | "POST" | "DELETE";
-  body?: Uint8Array;
-  headers?: Record<string, string>;
-  /** Statuses that are not failures besides 2xx (e.g. 304 for a conditional GET). */
-  accept?: number[];
-}
-
-/** Sends one request; returns the response for 2xx (and `accept`ed statuses), throws CliError otherwise. */
-export async function callApi(
+/**
+ * Runs `call` with the API client for `target`; an ApiError or OfflineError becomes a CliError
+ * (`method` names the request in the message).
+ */
+export async function withApi<T>(
   io: Io,
   target: ApiTarget,
-  url: string,
-  options: RequestOptions,
-): Promise<Response> {
-  const headers: Record<string, string> = { ...options.headers };
-  if (target.token) headers.authorization = `Bearer ${target.token}`;
-  if (options.body) headers["content-type"] = "application/octet-stream";
-  let response: Response;
+  method: string,
+  call: (api: EdgeApi) => Promise<T>,
+): Promise<T> {
+  const api = new EdgeApi({
+    api: target.base,
+    token: target.token,
+    fetch: io.fetch,
+    timeoutMs: REQUEST_TIMEOUT_MS,
+  });
   try {
-    response = await io.fetch(url, {
-      method: options.method,
-      headers,
-      body: options.body as Uint8Array<ArrayBuffer> | undefined,
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    });
+    return await call(api);
   } catch (error) {
-    throw unreachable(url, error);
+    if (error instanceof ApiError) throw apiFailure(method, error, target);
+    if (error instanceof OfflineError) throw unreachable(error);
+    throw error;
   }
-  if (response.ok || options.accept?.includes(response.status)) return response;
-  throw await apiFailure(options.method, url, response, target);
 }
 
-function unreachable(url: string, error: unknown): CliError {
-  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-  const name = (error as Error).name;
+function unreachable(error: OfflineError): CliError {
+  const cause = error.cause as { name?: string; cause?: { code?: string; message?: string } };
   const why =
-    name === "TimeoutError"
+    cause?.name === "TimeoutError"
       ? `no answer within ${REQUEST_TIMEOUT_MS / 1000} s`
-      : (cause?.code ?? cause?.message ?? (error as Error).message);
+      : (cause?.cause?.code ?? cause?.cause?.message ?? (error.cause as Error)?.message);
   return new CliError(
-    `cannot reach the API at ${url}: ${why}`,
+    `cannot reach the API at ${error.url}: ${why}`,
     EXIT.network,
     "check --api (the local API runs with `npm run dev` on http://127.0.0.1:8787)",
   );
 }
 
-async function apiFailure(
-  method: string,
-  url: string,
-  response: Response,
-  target: ApiTarget,
-): Promise<CliError> {
-  const text = await response.text().catch(() => "");
-  let code = "";
-  let message = text.slice(0, 300);
-  try {
-    const body = JSON.parse(text) as { error?: { code?: string; message?: string } };
-    if (body.error) {
-      code = body.error.code ?? "";
-      message = body.error.message ?? message;
-    }
-  } catch {
-    // Not JSON: keep the raw text.
-  }
-  const summary = `${method} ${url} → ${response.status}${code ? ` ${code}` : ""}: ${message || response.statusText}`;
-  const [exit, hint] = classify(response.status, target);
+function apiFailure(method: string, error: ApiError, target: ApiTarget): CliError {
+  const request = error.requestId ? ` (request id ${error.requestId})` : "";
+  const summary = `${method} ${error.url} → ${error.status} ${error.code}: ${error.detail}${request}`;
+  const [exit, hint] = classify(error.status, target);
   return new CliError(summary, exit, hint);
 }
-
 function classify(status: number, target: ApiTarget): [ExitCode, string | undefined] {
   if (status === 401) {
     return [

@@ -39,60 +39,77 @@ export class AdapterRefusedError extends ClientError {
   }
 }
 
-/** The edge API answered with an error status; `code` is the API's `error.code`. */
+/** What an API answer says beyond status and code: the API's `X-Request-Id`, for its logs. */
+export interface ApiErrorDetails {
+  requestId?: string | undefined;
+}
+
+/**
+ * The edge API answered with an error status: `code` is the API's `error.code`, `requestId` its
+ * `X-Request-Id` (the key to its log line). The subclasses below name the statuses callers
+ * usually branch on.
+ */
 export class ApiError extends ClientError {
   readonly status: number;
   readonly url: string;
-  constructor(status: number, code: string, message: string, url: string) {
+  readonly requestId: string | undefined;
+  /** The API's `error.message`, without the status, code and URL `message` adds. */
+  readonly detail: string;
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    url: string,
+    details: ApiErrorDetails = {},
+  ) {
     super(code, `${status} ${code}: ${message} (${url})`);
     this.name = "ApiError";
     this.status = status;
     this.url = url;
+    this.requestId = details.requestId;
+    this.detail = message;
   }
 }
 /** 401 / 403: missing, expired or foreign token. */
 export class AuthError extends ApiError {
-  constructor(status: number, code: string, message: string, url: string) {
-    super(status, code, message, url);
-    this.name = "AuthError";
-  }
+  override readonly name = "AuthError";
 }
-/** 422: the API validated the adapter and refused it; `code` says why. */
+/** 422 (and 400, 413): the API validated the request and refused it; `code` says why. */
 export class ValidationError extends ApiError {
-  constructor(status: number, code: string, message: string, url: string) {
-    super(status, code, message, url);
-    this.name = "ValidationError";
-  }
+  override readonly name = "ValidationError";
 }
 /** 412: `If-Match` named a version that is no longer current. */
 export class ConflictError extends ApiError {
-  constructor(status: number, code: string, message: string, url: string) {
-    super(status, code, message, url);
-    this.name = "ConflictError";
-  }
-}
-/** 429: too many requests; `retryAfterSeconds` from the `Retry-After` header (undefined if absent). */
-export class RateLimitError extends ApiError {
-  readonly retryAfterSeconds: number | undefined;
-  constructor(code: string, message: string, url: string, retryAfterSeconds: number | undefined) {
-    super(429, code, message, url);
-    this.name = "RateLimitError";
-    this.retryAfterSeconds = retryAfterSeconds;
-  }
+  override readonly name = "ConflictError";
 }
 /** 404: no such model or the user has no adapter yet. */
 export class NotFoundError extends ApiError {
-  constructor(status: number, code: string, message: string, url: string) {
-    super(status, code, message, url);
-    this.name = "NotFoundError";
+  override readonly name = "NotFoundError";
+}
+/** 429: too many requests; `retryAfterSeconds` from the `Retry-After` header (undefined if absent). */
+export class RateLimitError extends ApiError {
+  override readonly name = "RateLimitError";
+  readonly retryAfterSeconds: number | undefined;
+  constructor(
+    code: string,
+    message: string,
+    url: string,
+    retryAfterSeconds: number | undefined,
+    details: ApiErrorDetails = {},
+  ) {
+    super(429, code, message, url, details);
+    this.retryAfterSeconds = retryAfterSeconds;
   }
 }
 
 /** The network failed and no cached copy exists to fall back on. */
 export class OfflineError extends ClientError {
+  /** The URL that did not answer. */
+  readonly url: string;
   constructor(url: string, options?: { cause?: unknown }) {
     super("offline", `cannot reach ${url} and no cached copy exists`, options);
     this.name = "OfflineError";
+    this.url = url;
   }
 }
 

@@ -6,6 +6,13 @@ export {
   type UploadResult,
 } from "./adapter/index.ts";
 export {
+  type AdapterVersion,
+  EdgeApi,
+  type EdgeApiOptions,
+  type Job,
+  type StoredAdapter,
+} from "./api/index.ts";
+export {
   type Backend,
   type BackendOptions,
   type Device,

@@ -1,5 +1,6 @@
+import type { AdapterVersion } from "../../src/client/index.ts";
+import { listVersions } from "./api.ts";
 import { byId, describe, formatBytes } from "./dom.ts";
-import { type AdapterVersion, listVersions } from "./edge-api.ts";
 import { state, status } from "./state.ts";
 
 export /** Fetches the user's adapter (ETag revalidation, cached) and swaps it into the model's R. */

@@ -1,5 +1,6 @@
 // The demo page: pick a user, load the model on this device, compare the base model with the
 // user's personal model, upload an adapter, train a new one (on a worker, or on this device).
+import { edgeApi } from "./api.ts";
 import { setUpChat } from "./chat.ts";
 import { loadDemoConfig } from "./config.ts";
 import { setUpDeviceTraining } from "./device-train.ts";
@@ -16,7 +17,7 @@ async function main(): Promise<void> {
     state.modelId = config.model;
     state.users = config.users;
   } else {
-    const { models } = (await (await fetch("/v1/models")).json()) as { models: { id: string }[] };
+    const models = (await edgeApi().listModels()) as { id: string }[];
     const wanted = new URLSearchParams(location.search).get("model");
     state.modelId = wanted ?? models[0]?.id ?? "";
     byId("token-form").hidden = false;

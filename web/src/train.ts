@@ -1,7 +1,7 @@
 import { useAdapter } from "./adapter-card.ts";
+import { edgeApi } from "./api.ts";
 import type { DemoUser } from "./config.ts";
 import { byId, describe, showVerdict } from "./dom.ts";
-import { createJob, getJob } from "./edge-api.ts";
 import { state } from "./state.ts";
 
 /** How often a training job's status is asked for while it runs. */
@@ -28,7 +28,12 @@ export function setUpTraining(): void {
         .split(/\n\s*\n/)
         .map((p) => p.trim())
         .filter(Boolean);
-      const job = await createJob(state.modelId, user.id, user.token, paragraphs, { steps });
+      const job = await edgeApi(user.token).createJob(
+        state.modelId,
+        user.id,
+        { kind: "text", texts: paragraphs },
+        steps === undefined ? {} : { steps },
+      );
       showVerdict(
         verdict,
         "pending",
@@ -44,7 +49,7 @@ export function setUpTraining(): void {
 async function followJob(id: string, user: DemoUser, verdict: HTMLElement): Promise<void> {
   for (;;) {
     await new Promise((resolve) => setTimeout(resolve, JOB_POLL_MS));
-    const job = await getJob(id, user.token);
+    const job = await edgeApi(user.token).getJob(id);
     if (job.status === "succeeded") {
       showVerdict(
         verdict,

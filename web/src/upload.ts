@@ -1,5 +1,5 @@
 import { refreshCard, useAdapter } from "./adapter-card.ts";
-import type { DemoUser } from "./config.ts";
+import { edgeApi } from "./api.ts";
 import { byId, describe, formatBytes, showVerdict } from "./dom.ts";
 import { state } from "./state.ts";
 
@@ -28,7 +28,7 @@ export function setUpUpload(): void {
       const bytes = new Uint8Array(await file.arrayBuffer());
       const result = client
         ? await client.uploadAdapter(user.id, bytes)
-        : await rawUpload(user, bytes);
+        : await edgeApi(user.token).putAdapter(state.modelId, user.id, bytes);
       showVerdict(
         verdict,
         true,
@@ -40,32 +40,4 @@ export function setUpUpload(): void {
       showVerdict(verdict, false, `refused by the server: ${describe(error)}`);
     }
   });
-}
-
-/** Upload before the model is loaded (no client yet): same route, same verdicts. */
-async function rawUpload(user: DemoUser, bytes: Uint8Array) {
-  const response = await fetch(
-    `/v1/models/${encodeURIComponent(state.modelId)}/users/${encodeURIComponent(user.id)}/adapter`,
-    {
-      method: "PUT",
-      headers: {
-        authorization: `Bearer ${user.token}`,
-        "content-type": "application/octet-stream",
-      },
-      body: bytes as BodyInit,
-    },
-  );
-  const body = (await response.json()) as {
-    version: number;
-    bytes: number;
-    etag: string;
-    error?: { code: string; message: string };
-  };
-  if (!response.ok) {
-    throw Object.assign(new Error(body.error?.message ?? response.statusText), {
-      status: response.status,
-      code: body.error?.code ?? `http_${response.status}`,
-    });
-  }
-  return body;
 }

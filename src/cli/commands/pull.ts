@@ -2,7 +2,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { sha256Hex } from "../../format/index.ts";
 import { decodeOrFail } from "../adapter-file.ts";
-import { adapterUrl, callApi } from "../api.ts";
+import { withApi } from "../api.ts";
 import { optionalOption, requireOption } from "../args.ts";
 import type { Command } from "../command.ts";
 import { CliError, EXIT } from "../errors.ts";
@@ -33,12 +33,12 @@ equals the ETag. Prints the version and ETag.`,
     const out = resolve(io.cwd, requireOption(args, "out", "pull"));
     const version = optionalOption(args, "version");
     const ifNoneMatch = optionalOption(args, "if-none-match");
-    const url = adapterUrl(target, version ? `/versions/${encodeURIComponent(version)}` : "");
-    const response = await callApi(io, target, url, {
-      method: "GET",
-      headers: ifNoneMatch ? { "if-none-match": quotedEtag(ifNoneMatch) } : {},
-      accept: [304],
-    });
+    const response = await withApi(io, target, "GET", (api) =>
+      api.getAdapter(target.model, target.user, {
+        ...(version ? { version } : {}),
+        ...(ifNoneMatch ? { ifNoneMatch: quotedEtag(ifNoneMatch) } : {}),
+      }),
+    );
     if (response.status === 304) {
       io.stdout(
         `not modified: ${target.model}/${target.user} is still etag ${bareEtag(ifNoneMatch ?? "")}\n`,

@@ -1,5 +1,5 @@
 import { decodeOrFail, readInputFile } from "../adapter-file.ts";
-import { adapterUrl, callApi } from "../api.ts";
+import { withApi } from "../api.ts";
 import { optionalOption } from "../args.ts";
 import type { Command } from "../command.ts";
 import { EXIT, InvalidInputError } from "../errors.ts";
@@ -34,12 +34,12 @@ version someone else pushed in between.`,
       );
     }
     const ifMatch = optionalOption(args, "if-match");
-    const response = await callApi(io, target, adapterUrl(target), {
-      method: "PUT",
-      body: file.bytes,
-      headers: ifMatch ? { "if-match": quotedEtag(ifMatch) } : {},
-    });
-    await printWrite(io, response, target, args.values.json === true, "pushed");
+    const stored = await withApi(io, target, "PUT", (api) =>
+      api.putAdapter(target.model, target.user, file.bytes, {
+        ...(ifMatch ? { ifMatch: quotedEtag(ifMatch) } : {}),
+      }),
+    );
+    printWrite(io, stored, target, args.values.json === true, "pushed");
     return EXIT.ok;
   },
 };

@@ -1,4 +1,4 @@
-import { adapterUrl, callApi } from "../api.ts";
+import { withApi } from "../api.ts";
 import type { Command } from "../command.ts";
 import { EXIT } from "../errors.ts";
 import { TARGET_OPTIONS, targetFrom } from "../target.ts";
@@ -15,15 +15,10 @@ export const restore: Command = {
   async run(args, io) {
     const target = targetFrom(args, io, "restore");
     const version = args.positionals[0] as string;
-    const url = adapterUrl(target, `/versions/${encodeURIComponent(version)}/restore`);
-    const response = await callApi(io, target, url, { method: "POST" });
-    await printWrite(
-      io,
-      response,
-      target,
-      args.values.json === true,
-      `restored version ${version} of`,
+    const stored = await withApi(io, target, "POST", (api) =>
+      api.restoreVersion(target.model, target.user, version),
     );
+    printWrite(io, stored, target, args.values.json === true, `restored version ${version} of`);
     return EXIT.ok;
   },
 };

@@ -1,4 +1,4 @@
-import { adapterUrl, callApi } from "../api.ts";
+import { withApi } from "../api.ts";
 import type { Command } from "../command.ts";
 import { EXIT, UsageError } from "../errors.ts";
 import { TARGET_OPTIONS, targetFrom } from "../target.ts";
@@ -22,7 +22,7 @@ export const rm: Command = {
         "rm",
       );
     }
-    await callApi(io, target, adapterUrl(target), { method: "DELETE" });
+    await withApi(io, target, "DELETE", (api) => api.deleteAdapter(target.model, target.user));
     io.stdout(`deleted ${target.model}/${target.user}\n`);
     return EXIT.ok;
   },

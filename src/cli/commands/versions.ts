@@ -1,16 +1,7 @@
-import { adapterUrl, callApi } from "../api.ts";
+import { withApi } from "../api.ts";
 import type { Command } from "../command.ts";
 import { EXIT } from "../errors.ts";
 import { TARGET_OPTIONS, targetFrom } from "../target.ts";
-import { readJson } from "./write-result.ts";
-
-interface Version {
-  version: string | number;
-  etag: string;
-  bytes: number;
-  created: string;
-  source: string | null;
-}
 
 export const versions: Command = {
   name: "versions",
@@ -22,14 +13,16 @@ export const versions: Command = {
   },
   async run(args, io) {
     const target = targetFrom(args, io, "versions");
-    const response = await callApi(io, target, adapterUrl(target, "/versions"), { method: "GET" });
-    const body = await readJson<{ versions: Version[] }>(response);
+    const versions = await withApi(io, target, "GET", (api) =>
+      api.listVersions(target.model, target.user),
+    );
+    const body = { versions };
     if (args.values.json) {
       io.stdout(`${JSON.stringify(body, null, 2)}\n`);
       return EXIT.ok;
     }
     const rows = [["version", "created", "bytes", "source", "etag"]];
-    for (const v of body.versions ?? []) {
+    for (const v of versions) {
       rows.push([String(v.version), v.created ?? "", String(v.bytes), v.source ?? "", v.etag]);
     }
     const widths = rows[0]?.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length))) ?? [];

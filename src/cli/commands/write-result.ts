@@ -1,22 +1,15 @@
+import type { StoredAdapter } from "../../client/api/index.ts";
 import type { ApiTarget } from "../api.ts";
-import { CliError, EXIT } from "../errors.ts";
 import type { Io } from "../io.ts";
 
-/** The `201 {"version", "etag", "bytes"}` answer of PUT and restore. */
-export interface WriteResult {
-  version: string | number;
-  etag: string;
-  bytes: number;
-}
-
-export async function printWrite(
+/** Prints the `201 {"version", "etag", "bytes"}` answer of PUT and restore. */
+export function printWrite(
   io: Io,
-  response: Response,
+  result: StoredAdapter,
   target: ApiTarget,
   json: boolean,
   verb: string,
-): Promise<WriteResult> {
-  const result = await readJson<WriteResult>(response);
+): StoredAdapter {
   if (json) io.stdout(`${JSON.stringify(result)}\n`);
   else {
     io.stdout(
@@ -24,17 +17,4 @@ export async function printWrite(
     );
   }
   return result;
-}
-
-/** Parses a JSON answer; a non-JSON 2xx is an API fault (exit 3). */
-export async function readJson<T>(response: Response): Promise<T> {
-  const text = await response.text();
-  try {
-    return JSON.parse(text) as T;
-  } catch {
-    throw new CliError(
-      `the API answered ${response.status} with a body that is not JSON: ${JSON.stringify(text.slice(0, 200))}`,
-      EXIT.network,
-    );
-  }
 }

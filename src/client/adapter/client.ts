@@ -5,9 +5,16 @@ import {
   decodeAdapter,
   encodeAdapter,
 } from "../../format/index.ts";
+import { EdgeApi } from "../api/client.ts";
+import type { StoredAdapter } from "../api/routes.ts";
 import type { BlobCache } from "../cache/types.ts";
-import { AdapterRefusedError, ApiError, ClientError, OfflineError } from "../errors.ts";
-import { apiError } from "./api-error.ts";
+import {
+  AdapterRefusedError,
+  ApiError,
+  ClientError,
+  NotFoundError,
+  OfflineError,
+} from "../errors.ts";
 
 export interface AdapterClientOptions {
   /** API origin, e.g. `http://127.0.0.1:8787`. */
@@ -32,12 +39,8 @@ export interface FetchedAdapter {
   source: "network" | "revalidated" | "offline";
 }
 
-export interface UploadResult {
-  /** The API's version number of the stored adapter (1 for a user's first). */
-  version: number;
-  etag: string;
-  bytes: number;
-}
+/** The API's answer to an upload: version number, ETag and size of the stored adapter. */
+export type UploadResult = StoredAdapter;
 
 /** A user id as one URL path segment; the API's ids are short and URL-safe. */
 const USER_PATTERN = /^[A-Za-z0-9._@:-]{1,128}$/;
@@ -55,29 +58,25 @@ function checkUser(user: string): string {
 /** Fetch (with revalidation and offline fallback) and upload users' adapters through the edge API. */
 export class AdapterClient {
   private readonly options: AdapterClientOptions;
-  private readonly fetchImpl: typeof fetch;
+  /** The edge API (retries, ApiError with the API's code and request id). */
+  readonly edge: EdgeApi;
   /** Decoded copies of revalidated adapters: a 304 costs no decode. */
   private readonly decoded = new Map<string, { etag: string; adapter: Adapter }>();
 
   constructor(options: AdapterClientOptions) {
     this.options = options;
-    this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
+    this.edge = new EdgeApi({ api: options.api, token: options.token, fetch: options.fetch });
   }
 
   url(user: string): string {
-    const { api, model } = this.options;
-    return `${api.replace(/\/+$/, "")}/v1/models/${encodeURIComponent(model)}/users/${encodeURIComponent(checkUser(user))}/adapter`;
+    const params = { model: this.options.model, user: checkUser(user) };
+    return this.edge.url("/v1/models/:model/users/:user/adapter", params);
   }
 
   private cacheKey(user: string): string {
     const safe = (s: string) =>
       s.replace(/[^A-Za-z0-9._-]/g, (c) => `_${c.charCodeAt(0).toString(16)}`);
     return `adapters/${safe(this.options.model)}/${safe(user)}`;
-  }
-
-  private async auth(): Promise<string> {
-    const t = this.options.token;
-    return `Bearer ${typeof t === "string" ? t : await t()}`;
   }
 
   private decode(bytes: Uint8Array, user: string): Adapter {
@@ -100,14 +99,19 @@ export class AdapterClient {
     const url = this.url(user);
     const key = this.cacheKey(user);
     const cached = await this.options.cache.get(key);
-    const headers: Record<string, string> = { authorization: await this.auth() };
-    if (cached?.meta.etag !== undefined) headers["if-none-match"] = cached.meta.etag;
     let response: Response;
     try {
-      response = await this.fetchImpl(url, { headers, signal: init.signal });
+      response = await this.edge.getAdapter(this.options.model, user, {
+        ifNoneMatch: cached?.meta.etag,
+        signal: init.signal,
+      });
     } catch (error) {
-      if (init.signal?.aborted) throw error;
-      if (cached === undefined) throw new OfflineError(url, { cause: error });
+      if (error instanceof NotFoundError) {
+        // Deleted (or never stored): the last good copy must not outlive it.
+        await this.options.cache.delete(key);
+        this.decoded.delete(key);
+      }
+      if (!(error instanceof OfflineError) || cached === undefined) throw error;
       return {
         adapter: this.fromCache(key, cached.bytes, cached.meta.etag, user),
         etag: cached.meta.etag,
@@ -123,12 +127,9 @@ export class AdapterClient {
         source: "revalidated",
       };
     }
-    if (response.status === 404) {
-      // Deleted (or never stored): the last good copy must not outlive it.
-      await this.options.cache.delete(key);
-      this.decoded.delete(key);
+    if (response.status === 304) {
+      throw new ApiError(304, "not_modified", "304 without a cached copy to reuse", url);
     }
-    if (!response.ok) throw await apiError(response, url);
     const bytes = new Uint8Array(await response.arrayBuffer());
     const adapter = this.decode(bytes, user);
     const etag = response.headers.get("etag") ?? undefined;
@@ -198,22 +199,12 @@ export class AdapterClient {
     } else {
       body = data;
     }
-    const headers: Record<string, string> = {
-      authorization: await this.auth(),
-      "content-type": "application/octet-stream",
-    };
-    if (options.ifMatch !== undefined) headers["if-match"] = options.ifMatch;
-    let response: Response;
-    try {
-      response = await this.fetchImpl(url, { method: "PUT", headers, body: body as BodyInit });
-    } catch (error) {
-      throw new OfflineError(url, { cause: error });
-    }
-    if (!response.ok) throw await apiError(response, url);
-    const result = (await response.json()) as UploadResult;
+    const result = await this.edge.putAdapter(this.options.model, checkUser(user), body, {
+      ifMatch: options.ifMatch,
+    });
     if (typeof result.etag !== "string") {
       throw new ApiError(
-        response.status,
+        201,
         "bad_response",
         `upload answer lacks an etag: ${JSON.stringify(result)}`,
         url,

@@ -1,4 +1,3 @@
-export { apiError } from "./api-error.ts";
 export {
   AdapterClient,
   type AdapterClientOptions,
