@@ -1,4 +1,11 @@
-import type { Adapter, AdapterExpectations, AdapterHead } from "../format/index.ts";
+import {
+  type Adapter,
+  type AdapterExpectations,
+  AdapterFormatError,
+  type AdapterHead,
+  checkExpectations,
+} from "../format/index.ts";
+import { expectationsFor } from "../manifest/index.ts";
 import { AdapterClient, type FetchedAdapter } from "./adapter/index.ts";
 import {
   type Backend,
@@ -16,7 +23,7 @@ import { TextStream } from "./generate/stream-text.ts";
 import { loadTokenizer, type TextTokenizer } from "./generate/tokenizer.ts";
 import { chooseGraph, type GraphChoice, graphFileFilter } from "./graph-choice.ts";
 import { type LoadTimings, loadModelFiles, modelSource, type Progress } from "./loader/index.ts";
-import type { ClientManifest } from "./manifest.ts";
+import { type ClientManifest, eosTokenIds } from "./manifest.ts";
 import { RSlot } from "./r-slot.ts";
 
 export interface LoadModelOptions extends BackendOptions {
@@ -106,15 +113,7 @@ export class PersonalModel {
 
   /** What an adapter for this model must match. */
   get expectations(): AdapterExpectations {
-    const m = this.manifest;
-    const e: AdapterExpectations = {
-      model: m.id,
-      factors: m.factors.sha256,
-      rank: m.rank,
-      modules: m.modules.length,
-    };
-    if (m.family === "encoder") e.hidden = m.config.hidden_size;
-    return e;
+    return expectationsFor(this.manifest);
   }
 
   /** Label of the current R ("zeros" for the base model). */
@@ -134,20 +133,11 @@ export class PersonalModel {
       this.head = undefined;
       return;
     }
-    const e = this.expectations;
-    const checks: [string, unknown, unknown][] = [
-      ["model", adapter.model, e.model],
-      ["factors", adapter.factors, e.factors],
-      ["rank", adapter.rank, e.rank],
-      ["modules", adapter.modules, e.modules],
-    ];
-    for (const [what, got, want] of checks) {
-      if (got !== want) {
-        throw new AdapterRefusedError(
-          `${what}_mismatch`,
-          `adapter ${what} ${JSON.stringify(got)} does not match the model's ${JSON.stringify(want)}`,
-        );
-      }
+    try {
+      checkExpectations(adapter, this.expectations);
+    } catch (error) {
+      if (!(error instanceof AdapterFormatError)) throw error;
+      throw new AdapterRefusedError(error.code, error.message, undefined, { cause: error });
     }
     this.r.set(adapter.R, label ?? "adapter");
     this.head = adapter.head;
@@ -385,11 +375,10 @@ export async function loadModel(
   if (tokenizerFile !== undefined && configFile !== undefined) {
     const json = (name: string) =>
       JSON.parse(new TextDecoder().decode(files.get(name)?.bytes)) as Record<string, unknown>;
-    const eos = manifest.config.eos_token_id;
     tokenizer = loadTokenizer(
       json(tokenizerFile.name),
       json(configFile.name),
-      eos == null ? [] : [eos].flat(),
+      eosTokenIds(manifest),
     );
   }
   const tokenizerMs = now() - t;

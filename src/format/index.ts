@@ -1,6 +1,7 @@
 // The adapter file contract (docs/adapter-format.md). Imports nothing outside this folder:
 // it runs in Workers, browsers and Node.
 
+export { checkExpectations } from "./check-expectations.ts";
 export { decodeAdapter } from "./decode.ts";
 export { sha256Digest, sha256Hex } from "./digest.ts";
 export { DEFAULT_DTYPE, DTYPE_BYTES, DTYPES, type Dtype, isDtype } from "./dtype.ts";

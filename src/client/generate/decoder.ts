@@ -23,6 +23,9 @@ interface KvShape {
 }
 
 function kvShape(manifest: ClientManifest): KvShape {
+  if (manifest.family !== "decoder") {
+    throw new ClientError("not_a_decoder", `model ${manifest.id} is an ${manifest.family}`);
+  }
   const c = manifest.config;
   const heads = c.num_attention_heads ?? 1;
   return {

@@ -4,6 +4,7 @@ import { decodeAdapter, encodeAdapter } from "../../format/index.ts";
 import type { AdapterClient, UploadResult } from "../adapter/index.ts";
 import { ClientError } from "../errors.ts";
 import { createRng } from "../generate/prng.ts";
+import { eosTokenIds } from "../manifest.ts";
 import type { PersonalModel } from "../model.ts";
 import { createTrainStep, type TrainStep } from "./step.ts";
 import { loadTrainFiles, type TrainInfo } from "./train-files.ts";
@@ -96,7 +97,7 @@ export class OnDeviceTrainer {
     const tok = m.tokenizer;
     if (tok === undefined)
       throw new ClientError("no_tokenizer", `model ${m.manifest.id} has no tokenizer`);
-    const eos = [m.manifest.config.eos_token_id].flat()[0] ?? undefined;
+    const eos = eosTokenIds(m.manifest)[0];
     const rows = rowsFromTexts(
       (t) => tok.encode(t, { addSpecialTokens: false }),
       texts,

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -19,19 +19,22 @@ const files = {
   "model.onnx": new Uint8Array(300_000).map((_, i) => (i * 7) & 0xff),
   "model.onnx.data": new Uint8Array(1_000_000).map((_, i) => (i * 13) & 0xff),
   "tokenizer.json": new TextEncoder().encode('{"model": {}}'),
+  "factors.safetensors": new Uint8Array(64).map((_, i) => i),
 };
 const sha = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
+// The schema's decoder fixture, cut down to one module of rank 2 and these files.
+const fixture = JSON.parse(
+  readFileSync(join(import.meta.dirname, "../../fixtures/manifests/decoder.json"), "utf8"),
+);
 const manifest = {
-  schema_version: 1,
+  ...fixture,
   id: "loader-test",
-  family: "decoder",
-  architecture: "LlamaForCausalLM",
   rank: 2,
   modules: [{ name: "m.0", in: 4, out: 4 }],
-  factors: { file: "factors.safetensors", sha256: `sha256:${"0".repeat(64)}` },
-  onnx: { file: "model.onnx", data_file: "model.onnx.data" },
-  io: { inputs: [], outputs: [], R: { name: "R", shape: [1, 2, 2], dtype: "float32" } },
-  config: { hidden_size: 4, num_layers: 1, vocab_size: 8 },
+  factors: { ...fixture.factors, sha256: sha(files["factors.safetensors"]) },
+  io: { ...fixture.io, R: { name: "R", shape: [1, 2, 2], dtype: "float32" } },
+  config: { ...fixture.config, hidden_size: 4, vocab_size: 8 },
+  tokenizer: { files: ["tokenizer.json"], chat_template: false },
   files: [
     { name: "model.onnx", role: "onnx", sha256: sha(files["model.onnx"]), bytes: 300_000 },
     {
@@ -46,8 +49,15 @@ const manifest = {
       sha256: sha(files["tokenizer.json"]),
       bytes: files["tokenizer.json"].byteLength,
     },
+    {
+      name: "factors.safetensors",
+      role: "factors",
+      sha256: sha(files["factors.safetensors"]),
+      bytes: files["factors.safetensors"].byteLength,
+    },
   ],
 };
+const SMALL_BYTES = files["tokenizer.json"].byteLength + files["factors.safetensors"].byteLength;
 for (const [name, bytes] of Object.entries(files)) writeFileSync(join(root, name), bytes);
 writeFileSync(join(root, "manifest.json"), JSON.stringify(manifest));
 
@@ -74,8 +84,9 @@ describe("model file loader", () => {
         "/model.onnx",
         "/model.onnx.data",
         "/tokenizer.json",
+        "/factors.safetensors",
       ]);
-      expect(first.timings.downloadedBytes).toBe(1_300_000 + files["tokenizer.json"].byteLength);
+      expect(first.timings.downloadedBytes).toBe(1_300_000 + SMALL_BYTES);
       expect(first.files.get("model.onnx.data")?.bytes).toEqual(files["model.onnx.data"]);
       const data = events.filter((e) => e.file === "model.onnx.data" && e.phase === "download");
       expect(data.length).toBeGreaterThan(1);
@@ -88,7 +99,7 @@ describe("model file loader", () => {
         pathOnly: (f) => f.role === "onnx" || f.role === "onnx-data",
       });
       expect(server.requests).toEqual(["/manifest.json"]);
-      expect(second.timings.cachedFiles).toBe(3);
+      expect(second.timings.cachedFiles).toBe(4);
       expect(second.timings.downloadedBytes).toBe(0);
       // onnxruntime-node reads the graph by path: the graph and its data share a folder.
       expect(second.files.get("model.onnx")?.path).toBe(
@@ -129,7 +140,7 @@ describe("model file loader", () => {
     await loadModelFiles(modelSource(url), { cache });
     await other.close();
     const offline = await loadModelFiles(modelSource(url), { cache });
-    expect(offline.timings.cachedFiles).toBe(3);
+    expect(offline.timings.cachedFiles).toBe(4);
     const error = await loadModelFiles(modelSource(url), { cache: memoryCache() }).catch((e) => e);
     expect(error).toBeInstanceOf(OfflineError);
     expect(error.message).toContain(url);
@@ -148,7 +159,7 @@ describe("model file loader", () => {
     });
     expect(loaded.files.get("model.onnx.data")?.bytes).toEqual(files["model.onnx.data"]);
     expect(loaded.timings.cacheWriteErrors).toEqual(
-      ["model.onnx", "model.onnx.data", "tokenizer.json"].map(
+      ["model.onnx", "model.onnx.data", "tokenizer.json", "factors.safetensors"].map(
         (f) => `${f}: Error: QuotaExceededError`,
       ),
     );
@@ -168,7 +179,12 @@ describe("model file loader", () => {
     write(entry);
     try {
       const plain = await loadModelFiles(modelSource(dir), { cache: memoryCache() });
-      expect([...plain.files.keys()]).toEqual(["model.onnx", "model.onnx.data", "tokenizer.json"]);
+      expect([...plain.files.keys()]).toEqual([
+        "model.onnx",
+        "model.onnx.data",
+        "tokenizer.json",
+        "factors.safetensors",
+      ]);
       const cache = memoryCache();
       const withTrain = await loadModelFiles(modelSource(dir), { cache, train: true });
       expect(withTrain.files.get("model.train.onnx")?.bytes).toEqual(graph);
@@ -187,7 +203,7 @@ describe("model file loader", () => {
     writeFileSync(join(bad, "manifest.json"), JSON.stringify({ ...manifest, rank: 4 }));
     try {
       await expect(loadModelFiles(modelSource(bad), { cache: memoryCache() })).rejects.toThrow(
-        /io\.R\.shape is \[1,2,2\]; expected \[1, 4, 4\]/,
+        /io\.R\.shape \[1, 2, 2\] is not \[modules, rank, rank\] = \[1, 4, 4\]/,
       );
     } finally {
       rmSync(bad, { recursive: true, force: true });
