@@ -241,10 +241,10 @@ def test_trainer_trains_gemma_users_fast_path_equal_to_plain():
 def test_quality_protocol_runs_on_tiny_gemma(tmp_path):
     """bench/quality.py as the GPU run calls it for Gemma 3 (peer LoRA and the shipped SVD factors),
     on CPU at toy sizes: both methods train every tuning and evaluation user and the report has the fraction."""
-    import gzip
     import sys
 
     from loraxs import prepare
+    from test_quality import write_toy_corpora
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
     import quality as q
@@ -252,12 +252,7 @@ def test_quality_protocol_runs_on_tiny_gemma(tmp_path):
     model_dir = tmp_path / "tiny-gemma3"
     prepare.prepare(prepare.parse_args(["--preset", "tiny-gemma3", "--out", str(model_dir), "--device", "cpu",
                                         "--skip-export", "--no-reference"]))
-    words = "the union is strong and the people are free to choose their own way of life under law".split()
-    doc = {d: [{"name": f"{d}{k}", "train": [" ".join(words[(i * (k + 1) + k) % len(words)] for i in range(600))],
-                "heldout": [" ".join(words[(i * (k + 2)) % len(words)] for i in range(100))],
-                "train_years": [1], "heldout_years": [2]} for k in range(6)] for d in ("sotu", "brown")}
-    data = tmp_path / "c.json.gz"
-    data.write_bytes(gzip.compress(json.dumps(doc).encode()))
+    data = write_toy_corpora(tmp_path / "c.json.gz")
     out = tmp_path / "out"
     assert q.main(["--gguf", "tiny-gemma3", "--model-dir", str(model_dir), "--data", str(data), "--sizes", "256",
                    "--epochs", "256:1", "--seq-len", "32", "--eval-seq-len", "32", "--batch", "2",

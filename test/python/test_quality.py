@@ -65,13 +65,18 @@ def test_cut_takes_the_first_tokens_and_refuses_short_users():
 
 
 
-def test_tiny_run_and_report(tiny_dir, tmp_path):
+def write_toy_corpora(path: Path) -> Path:
+    """Six users per domain of 600 training and 100 held-out words: the protocol at toy size."""
     words = "the union is strong and the people are free to choose their own way of life under law".split()
     doc = {d: [{"name": f"{d}{k}", "train": [" ".join(words[(i * (k + 1) + k) % len(words)] for i in range(600))],
                 "heldout": [" ".join(words[(i * (k + 2)) % len(words)] for i in range(100))],
                 "train_years": [1], "heldout_years": [2]} for k in range(6)] for d in ("sotu", "brown")}
-    data = tmp_path / "c.json.gz"
-    data.write_bytes(gzip.compress(json.dumps(doc).encode()))
+    path.write_bytes(gzip.compress(json.dumps(doc).encode()))
+    return path
+
+
+def test_tiny_run_and_report(tiny_dir, tmp_path):
+    data = write_toy_corpora(tmp_path / "c.json.gz")
     out = tmp_path / "out"
     rc = q.main(["--gguf", "tiny-llama", "--model-dir", str(tiny_dir), "--data", str(data), "--sizes", "256",
                  "--epochs", "256:1", "--seq-len", "32", "--eval-seq-len", "32", "--batch", "2",
