@@ -37,7 +37,8 @@ const { values: args } = parseArgs({
     client: { type: "string", default: "webgpu,wasm" },
     "raw-graphs": {
       type: "string",
-      default: "plain.onnx,model.onnx,merged-folded.onnx,q4/model.q4w-plain.onnx,q4/model.q4w.onnx",
+      default:
+        "plain.onnx,model.onnx,merged-folded.onnx,q4/model.q4w-plain.onnx,q4/model.q4w.onnx,q4/model.q4-plain.onnx,q4/model.q4.onnx",
     },
     /** Plain graphs (no R) transformers.js runs: the traced one and the builder's. */
     "tjs-graphs": { type: "string", default: "plain.onnx,q4/model.q4w-plain.onnx" },
