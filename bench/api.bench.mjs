@@ -7,8 +7,8 @@ import { cpus, loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { startLocalEdge } from "../scripts/edge/wrangler.mjs";
-import { mintToken } from "../src/api/tokens.ts";
 import { encodeAdapter, sha256Digest } from "../src/format/index.ts";
+import { mintToken } from "../src/shared/tokens.ts";
 
 const { values } = parseArgs({
   options: {

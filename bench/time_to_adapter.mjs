@@ -27,7 +27,7 @@ import {
   stopGroup,
   waitForHealth,
 } from "../scripts/edge/wrangler.mjs";
-import { mintToken } from "../src/api/tokens.ts";
+import { mintToken } from "../src/shared/tokens.ts";
 import { mergeResults } from "./worker-results.mjs";
 
 const USAGE = "usage: npm run bench:worker -- [options]";

@@ -1,7 +1,7 @@
 // `npm run publish-model -- --api https://… --token <admin JWT> [--model smollm2-135m]`:
 // uploads a prepared model's manifest and files to a deployed edge API (its R2 bucket).
 import { isAbsolute, join, resolve } from "node:path";
-import { r2ModelFile } from "../src/api/keys.ts";
+import { r2ModelFile } from "../src/shared/keys.ts";
 import { parseArgs } from "./edge/args.mjs";
 import { reportFailure, ScriptError, steps } from "./edge/log.mjs";
 import { publishModel, readPreparedModel } from "./edge/model-files.mjs";

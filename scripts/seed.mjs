@@ -3,7 +3,7 @@
 
 import { existsSync, readFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
-import { r2ModelFile } from "../src/api/keys.ts";
+import { r2ModelFile } from "../src/shared/keys.ts";
 import { parseArgs } from "./edge/args.mjs";
 import { listShippedAdapters, seedDemoUsers } from "./edge/demo-users.mjs";
 import { parseDevVars } from "./edge/dev-vars.mjs";

@@ -3,7 +3,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, relative, resolve } from "node:path";
-import { r2ModelFile } from "../src/api/keys.ts";
+import { r2ModelFile } from "../src/shared/keys.ts";
 import { buildWeb } from "./build-web.mjs";
 import { parseArgs } from "./edge/args.mjs";
 import { listShippedAdapters, seedDemoUsers, writeRandomAdapters } from "./edge/demo-users.mjs";

@@ -3,8 +3,8 @@ import { createHash } from "node:crypto";
 import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { MAX_MODEL_FILE_BYTES } from "../../src/api/limits.ts";
 import { EdgeApi } from "../../src/client/api/index.ts";
+import { MAX_MODEL_FILE_BYTES } from "../../src/shared/limits.ts";
 import { formatBytes, ScriptError } from "./log.mjs";
 
 /** Reads `dir/manifest.json` and checks that every file it lists is there with the listed size. */

@@ -1,5 +1,5 @@
 // Demo tokens for the local edge, signed with the JWT_SECRET of .dev.vars (the API's own minting code).
-import { mintToken } from "../../src/api/tokens.ts";
+import { mintToken } from "../../src/shared/tokens.ts";
 
 /** Local demo tokens last a week: long enough for a dev server left running, short enough to expire. */
 export const DEMO_TOKEN_TTL_SECONDS = 7 * 24 * 3600;

@@ -1,9 +1,9 @@
 import { AdapterFormatError, decodeAdapter, sha256Hex } from "../format/index.ts";
+import { type AdapterKvMeta, kvAdapterKey, r2AdapterKey } from "../shared/keys.ts";
+import { KV_RETRY_MS, KV_WRITE_ATTEMPTS, MAX_HOT_COPY_ROUNDS } from "../shared/limits.ts";
 import * as db from "./db.ts";
 import type { Bindings } from "./env.ts";
 import { ApiError, badRequest, unprocessable } from "./errors.ts";
-import { type AdapterKvMeta, kvAdapterKey, r2AdapterKey } from "./keys.ts";
-import { KV_RETRY_MS, KV_WRITE_ATTEMPTS, MAX_HOT_COPY_ROUNDS } from "./limits.ts";
 import type { LoadedManifest } from "./manifests.ts";
 
 /** Where a version came from (the `source` of the versions list). */

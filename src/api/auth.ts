@@ -8,13 +8,13 @@ import {
   type JWTPayload,
   jwtVerify,
 } from "jose";
+import { CLOCK_TOLERANCE_SECONDS, VERIFIED_TOKEN_CACHE } from "../shared/limits.ts";
+import { type Identity, ROLES, type Role } from "../shared/tokens.ts";
 import type { AppEnv, Bindings } from "./env.ts";
 import { ApiError, forbidden } from "./errors.ts";
 import { USER_ID } from "./ids.ts";
-import { CLOCK_TOLERANCE_SECONDS, VERIFIED_TOKEN_CACHE } from "./limits.ts";
-import { ROLES, type Role } from "./tokens.ts";
 
-export type Identity = { sub: string; role: Role };
+export type { Identity };
 
 const HMAC_ALGS = ["HS256"];
 const JWKS_ALGS = ["RS256", "ES256"];

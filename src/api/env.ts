@@ -1,4 +1,4 @@
-import type { Identity } from "./auth.ts";
+import type { Identity } from "../shared/tokens.ts";
 
 /** Bindings of the worker: wrangler.toml's KV, R2, D1 and vars, plus secrets and optional vars. */
 export type Bindings = {

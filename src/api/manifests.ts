@@ -1,8 +1,8 @@
 import { expectationsFor, type Manifest, parseManifest } from "../manifest/index.ts";
+import { r2Manifest } from "../shared/keys.ts";
+import { MANIFEST_CACHE_MS } from "../shared/limits.ts";
 import type { Bindings } from "./env.ts";
 import { ApiError, notFound, unprocessable } from "./errors.ts";
-import { r2Manifest } from "./keys.ts";
-import { MANIFEST_CACHE_MS } from "./limits.ts";
 
 export type LoadedManifest = {
   manifest: Manifest;

@@ -1,10 +1,11 @@
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
-import { type Identity, identityOf } from "./auth.ts";
+import { DEFAULT_WRITE_RATE_LIMIT, RATE_WINDOW_SECONDS } from "../shared/limits.ts";
+import type { Identity } from "../shared/tokens.ts";
+import { identityOf } from "./auth.ts";
 import { countWrite, pruneRateWindows } from "./db.ts";
 import type { AppEnv } from "./env.ts";
 import { ApiError } from "./errors.ts";
-import { DEFAULT_WRITE_RATE_LIMIT, RATE_WINDOW_SECONDS } from "./limits.ts";
 
 /** The per-minute write limit in force (the WRITE_RATE_LIMIT var, else the default). */
 export function writeLimit(env: AppEnv["Bindings"]): number {

@@ -1,13 +1,13 @@
 /** The zod schemas that validate requests and describe answers; /v1/openapi.json is built from them. */
 import { z } from "@hono/zod-openapi";
-import { FILE_NAME, MODEL_ID, USER_ID } from "./ids.ts";
 import {
   DEFAULT_LEASE_SECONDS,
   MAX_CLAIM,
   MAX_LEASE_SECONDS,
   MAX_VERSIONS_LISTED,
   MIN_LEASE_SECONDS,
-} from "./limits.ts";
+} from "../shared/limits.ts";
+import { FILE_NAME, MODEL_ID, USER_ID } from "./ids.ts";
 
 export const ErrorSchema = z
   .object({ error: z.object({ code: z.string(), message: z.string() }) })

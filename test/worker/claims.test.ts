@@ -3,7 +3,7 @@
 import { env } from "cloudflare:test";
 import { SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { Role } from "../../src/api/tokens.ts";
+import type { Role } from "../../src/shared/tokens.ts";
 import {
   adapter,
   adapterPath,

@@ -1,8 +1,8 @@
 // Builders the worker tests share: tokens, requests through the worker, manifests and adapters
 // made in plain sight with the project's own encoder.
 import { env, SELF } from "cloudflare:test";
-import { mintToken, type Role } from "../../src/api/tokens.ts";
 import { encodeAdapter } from "../../src/format/index.ts";
+import { mintToken, type Role } from "../../src/shared/tokens.ts";
 
 export const BASE = "http://edge.test";
 

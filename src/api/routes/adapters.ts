@@ -1,4 +1,6 @@
 import { createRoute } from "@hono/zod-openapi";
+import { r2AdapterKey } from "../../shared/keys.ts";
+import { DEFAULT_VERSIONS_LISTED, MAX_ADAPTER_BYTES } from "../../shared/limits.ts";
 import {
   deleteAllVersions,
   noneMatch,
@@ -12,8 +14,6 @@ import { guard, identityOf } from "../auth.ts";
 import { readBytes } from "../body.ts";
 import * as db from "../db.ts";
 import { notFound } from "../errors.ts";
-import { r2AdapterKey } from "../keys.ts";
-import { DEFAULT_VERSIONS_LISTED, MAX_ADAPTER_BYTES } from "../limits.ts";
 import { requireManifest } from "../manifests.ts";
 import { bearer, errors, router } from "../openapi.ts";
 import { limited } from "../rate-limit.ts";

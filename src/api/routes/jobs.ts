@@ -1,6 +1,14 @@
 import { createRoute } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { sha256Hex } from "../../format/index.ts";
+import { r2JobData } from "../../shared/keys.ts";
+import {
+  DEFAULT_LEASE_SECONDS,
+  MAX_ADAPTER_BYTES,
+  MAX_CONTROL_BODY_BYTES,
+  MAX_JOB_ATTEMPTS,
+  MAX_JOB_BODY_BYTES,
+} from "../../shared/limits.ts";
 import { storeVersion, validateAdapter } from "../adapter-store.ts";
 import { guard, identityOf } from "../auth.ts";
 import { readBytes } from "../body.ts";
@@ -8,14 +16,6 @@ import * as db from "../db.ts";
 import type { AppEnv } from "../env.ts";
 import { conflict, forbidden, notFound, unprocessable } from "../errors.ts";
 import { dropJobData, toJob } from "../jobs.ts";
-import { r2JobData } from "../keys.ts";
-import {
-  DEFAULT_LEASE_SECONDS,
-  MAX_ADAPTER_BYTES,
-  MAX_CONTROL_BODY_BYTES,
-  MAX_JOB_ATTEMPTS,
-  MAX_JOB_BODY_BYTES,
-} from "../limits.ts";
 import { requireManifest } from "../manifests.ts";
 import { jsonBody } from "../middleware.ts";
 import { bearer, errors, router } from "../openapi.ts";

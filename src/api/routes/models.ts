@@ -1,10 +1,10 @@
 import { createRoute, z } from "@hono/zod-openapi";
+import { r2Manifest, r2ModelFile } from "../../shared/keys.ts";
+import { MAX_MANIFEST_BYTES, MAX_MODEL_FILE_BYTES } from "../../shared/limits.ts";
 import { noneMatch } from "../adapter-store.ts";
 import { guard } from "../auth.ts";
 import { checkDeclaredLength } from "../body.ts";
 import { ApiError, badRequest, notFound, unprocessable } from "../errors.ts";
-import { r2Manifest, r2ModelFile } from "../keys.ts";
-import { MAX_MANIFEST_BYTES, MAX_MODEL_FILE_BYTES } from "../limits.ts";
 import { checkManifest, findManifest, forgetManifest, requireManifest } from "../manifests.ts";
 import { jsonBody } from "../middleware.ts";
 import { bearer, errors, router } from "../openapi.ts";

@@ -1,4 +1,4 @@
-import { mintToken, ROLES, type Role } from "../../api/tokens.ts";
+import { mintToken, ROLES, type Role } from "../../shared/tokens.ts";
 import { choiceOption, integerOption, optionalOption, requireOption } from "../args.ts";
 import type { Command } from "../command.ts";
 import { readDevVars } from "../dev-vars.ts";

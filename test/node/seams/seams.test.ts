@@ -90,6 +90,20 @@ describe("seams", () => {
     expect(r.status).toBe(0);
   });
 
+  it("an import cycle fails the lint", () => {
+    const a = `src/api/${probe("cycle-a")}`;
+    const b = `src/api/${probe("cycle-b")}`;
+    const name = (path: string) => `./${path.split("/").pop()}`;
+    writeFileSync(join(root, b), `import type { A } from "${name(a)}";\n\nexport type B = A[];\n`);
+    try {
+      const r = lintAs(a, `import type { B } from "${name(b)}";\n\nexport type A = { b?: B };\n`);
+      expect(r.status).not.toBe(0);
+      expect(r.output).toContain("lint/suspicious/noImportCycles");
+    } finally {
+      rmSync(join(root, b), { force: true });
+    }
+  });
+
   it("the API sees Workers types and no DOM", () => {
     const workers = ["worker-configuration.d.ts"];
     expect(typecheckAs("src/api", "export type K = KVNamespace;\n", workers).status).toBe(0);

@@ -3,7 +3,7 @@
 // by its PID.
 import { join } from "node:path";
 import { startLocalEdge } from "../../../../scripts/edge/wrangler.mjs";
-import { mintToken, type Role } from "../../../../src/api/tokens.ts";
+import { mintToken, type Role } from "../../../../src/shared/tokens.ts";
 
 export const SECRET = "client-test-secret";
 export const AUDIENCE = "loraxs-edge";

@@ -4,6 +4,9 @@ import { SignJWT } from "jose";
 export type Role = "user" | "worker" | "admin";
 export const ROLES: readonly Role[] = ["user", "worker", "admin"];
 
+/** Who a verified token says the caller is. */
+export type Identity = { sub: string; role: Role };
+
 export type MintOptions = {
   sub: string;
   role: Role;
