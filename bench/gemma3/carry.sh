@@ -21,7 +21,7 @@ size=$(stat -c %s "$GGUF")
 piece=$(( (size + PARTS - 1) / PARTS ))
 for n in $(seq 1 $PARTS); do
   mkdir -p ".carry-g$n"
-  tail -c +$(( (n - 1) * piece + 1 )) "$GGUF" | head -c "$piece" > ".carry-g$n/gguf.part$n"
+  dd if="$GGUF" of=".carry-g$n/gguf.part$n" bs=1M iflag=skip_bytes,count_bytes skip=$(( (n - 1) * piece )) count="$piece" status=none
 done
 [ "$(cat $(for n in $(seq 1 $PARTS); do echo .carry-g$n/gguf.part$n; done) | sha256sum | cut -d' ' -f1)" = "$want" ] \
   || { echo "split check failed" >&2; exit 1; }

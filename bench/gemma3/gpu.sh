@@ -12,7 +12,7 @@ OUT=${OUT:-out/gemma3}
 PY=${PYTHON:-python3}
 PARTS=6
 G=$KEEP/gemma-3-270m-q4_k_m.gguf
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$KEEP"
 say() { echo "$*" | tee -a "$OUT/log"; }
 cp ".carry-g$PARTS/gguf.part$PARTS" "$KEEP/" 2>/dev/null || { say ".carry-g$PARTS is missing: carry it" >&2; exit 2; }
 for n in $(seq 1 $PARTS); do
