@@ -9,7 +9,9 @@ import { codeStamp, stampMatches, writeStamp } from "./code-stamp.ts";
 export const REPO = resolve(import.meta.dirname, "../../../..");
 export const MODELS_DIR = join(REPO, ".cache", "models");
 
-export async function ensureModel(preset: "tiny-llama" | "tiny-bert"): Promise<string> {
+export async function ensureModel(
+  preset: "tiny-llama" | "tiny-gemma3" | "tiny-bert",
+): Promise<string> {
   const dir = join(MODELS_DIR, preset);
   const stamp = codeStamp(REPO);
   const done = () =>
