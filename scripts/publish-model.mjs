@@ -1,12 +1,11 @@
 // `npm run publish-model -- --api https://… --token <admin JWT> [--model smollm2-135m]`:
 // uploads a prepared model's manifest and files to a deployed edge API (its R2 bucket).
 import { isAbsolute, join, resolve } from "node:path";
-import { r2ModelFile } from "../src/shared/keys.ts";
 import { parseArgs } from "./edge/args.mjs";
 import { reportFailure, ScriptError, steps } from "./edge/log.mjs";
-import { publishModel, readPreparedModel } from "./edge/model-files.mjs";
+import { publishModel, r2Uploader, readPreparedModel } from "./edge/model-files.mjs";
 import { root } from "./edge/paths.mjs";
-import { putR2Object, readWranglerConfig } from "./edge/wrangler.mjs";
+import { readWranglerConfig } from "./edge/wrangler.mjs";
 
 const USAGE = "usage: npm run publish-model -- --api <url> --token <admin JWT> [options]";
 const SPEC = {
@@ -63,8 +62,7 @@ async function main() {
       token: options.token,
       model,
       putLarge: options["large-via-wrangler"]
-        ? (file, path) =>
-            putR2Object({ bucketName, key: r2ModelFile(model.manifest.id, file.name), path })
+        ? r2Uploader({ bucketName, modelId: model.manifest.id })
         : undefined,
       log: (line) => console.log(`[publish-model] ${line}`),
     }),

@@ -3,15 +3,14 @@
 
 import { existsSync, readFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
-import { r2ModelFile } from "../src/shared/keys.ts";
 import { parseArgs } from "./edge/args.mjs";
 import { listShippedAdapters, seedDemoUsers } from "./edge/demo-users.mjs";
 import { parseDevVars } from "./edge/dev-vars.mjs";
 import { reportFailure, ScriptError, steps } from "./edge/log.mjs";
-import { publishModel, readPreparedModel } from "./edge/model-files.mjs";
+import { publishModel, r2Uploader, readPreparedModel } from "./edge/model-files.mjs";
 import { devVarsPath, root } from "./edge/paths.mjs";
 import { mintDemoTokens } from "./edge/tokens.mjs";
-import { putR2Object, readWranglerConfig } from "./edge/wrangler.mjs";
+import { readWranglerConfig } from "./edge/wrangler.mjs";
 
 const USAGE = "usage: node scripts/seed.mjs --api http://127.0.0.1:8787 [options]";
 const SPEC = {
@@ -44,13 +43,11 @@ async function main() {
       api: options.api,
       token: tokens.admin,
       model,
-      putLarge: (file, path) =>
-        putR2Object({
-          bucketName,
-          key: r2ModelFile(model.manifest.id, file.name),
-          path,
-          persistTo: abs(options["persist-to"]),
-        }),
+      putLarge: r2Uploader({
+        bucketName,
+        modelId: model.manifest.id,
+        persistTo: abs(options["persist-to"]),
+      }),
       log,
     }),
   );

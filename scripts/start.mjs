@@ -3,19 +3,17 @@
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, relative, resolve } from "node:path";
-import { r2ModelFile } from "../src/shared/keys.ts";
 import { buildWeb } from "./build-web.mjs";
 import { parseArgs } from "./edge/args.mjs";
 import { listShippedAdapters, seedDemoUsers, writeRandomAdapters } from "./edge/demo-users.mjs";
 import { ensureJwtSecret } from "./edge/dev-vars.mjs";
 import { reportFailure, ScriptError, steps } from "./edge/log.mjs";
-import { publishModel, readPreparedModel } from "./edge/model-files.mjs";
+import { publishModel, r2Uploader, readPreparedModel } from "./edge/model-files.mjs";
 import { demoConfigPath, devVarsPath, root } from "./edge/paths.mjs";
 import { mintDemoTokens } from "./edge/tokens.mjs";
 import {
   applyLocalMigrations,
   freePort,
-  putR2Object,
   readWranglerConfig,
   startDev,
   stopGroup,
@@ -230,13 +228,7 @@ async function main() {
       token: tokens.admin,
       model,
       // Over the API's body limit (the fp32 weights): straight into the same local R2 state.
-      putLarge: (file, path) =>
-        putR2Object({
-          bucketName,
-          key: r2ModelFile(model.manifest.id, file.name),
-          path,
-          persistTo,
-        }),
+      putLarge: r2Uploader({ bucketName, modelId: model.manifest.id, persistTo }),
       log: (line) => console.log(`[start] ${line}`),
     }),
   );

@@ -4,8 +4,19 @@ import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { EdgeApi } from "../../src/client/api/index.ts";
+import { r2ModelFile } from "../../src/shared/keys.ts";
 import { MAX_MODEL_FILE_BYTES } from "../../src/shared/limits.ts";
 import { formatBytes, ScriptError } from "./log.mjs";
+import { putR2Object } from "./wrangler.mjs";
+
+/**
+ * publishModel's `putLarge` for files over the API's body limit: `wrangler r2 object put` into the
+ * model's R2 folder, the local state in `persistTo` when given, else the account's bucket.
+ */
+export function r2Uploader({ bucketName, modelId, persistTo }) {
+  return (file, path) =>
+    putR2Object({ bucketName, key: r2ModelFile(modelId, file.name), path, persistTo });
+}
 
 /** Reads `dir/manifest.json` and checks that every file it lists is there with the listed size. */
 export function readPreparedModel(dir) {
