@@ -11,22 +11,14 @@
 // job_to_adapter_p50_s / _p95_s under `<setup>_<N>` (cpu_tiny_1, gpu_smollm2_64, ...) into
 // bench/results/worker.json. The worker is started and idle (model loaded) before the first post.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "../scripts/edge/args.mjs";
 import { ensureJwtSecret } from "../scripts/edge/dev-vars.mjs";
 import { reportFailure, ScriptError } from "../scripts/edge/log.mjs";
-import { devVarsPath, root, webOut } from "../scripts/edge/paths.mjs";
-import {
-  applyLocalMigrations,
-  freePort,
-  readWranglerConfig,
-  startDev,
-  stopGroup,
-  waitForHealth,
-} from "../scripts/edge/wrangler.mjs";
+import { devVarsPath, root } from "../scripts/edge/paths.mjs";
+import { readWranglerConfig, startLocalEdge, stopGroup } from "../scripts/edge/wrangler.mjs";
 import { mintToken } from "../src/shared/tokens.ts";
 import { mergeResults } from "./worker-results.mjs";
 
@@ -298,19 +290,14 @@ async function main() {
   const dir = modelsDir();
   const manifest = JSON.parse(readFileSync(join(dir, options.model, "manifest.json"), "utf8"));
   const texts = sotuTexts();
-  const { databaseName, audience } = readWranglerConfig();
+  const { audience } = readWranglerConfig();
   const { secret } = ensureJwtSecret(devVarsPath);
-  const persistTo = mkdtempSync(join(tmpdir(), "bench-worker-"));
-  stoppers.push(async () => rmSync(persistTo, { recursive: true, force: true }));
-  mkdirSync(webOut, { recursive: true }); // wrangler.toml's [assets] folder must exist
   const t0 = Date.now();
-  await applyLocalMigrations(databaseName, persistTo);
-  const port = options.port || (await freePort());
-  const base = `http://127.0.0.1:${port}`;
-  const dev = startDev({ port, persistTo });
-  dev.muted = true; // the API's request lines would drown the report; errors still show
-  stoppers.unshift(() => stopGroup(dev));
-  await waitForHealth(base, dev, 90_000);
+  // A temporary persist folder, removed on stop; the API's request lines would drown the
+  // report, so only its errors show.
+  const edge = await startLocalEdge({ port: options.port || undefined, quiet: false, muted: true });
+  stoppers.unshift(() => edge.stop());
+  const base = edge.url;
   const mint = (sub, role) => mintToken({ sub, role, ttlSeconds: 3600, secret, audience });
   await api(
     base,

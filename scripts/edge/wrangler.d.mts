@@ -15,6 +15,8 @@ export interface SpawnOptions {
   prefix?: string;
   detached?: boolean;
   quiet?: boolean;
+  /** Start muted: only error lines are printed (see WranglerChild.muted). */
+  muted?: boolean;
   onLine?: (line: string) => void;
 }
 

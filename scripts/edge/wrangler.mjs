@@ -51,7 +51,7 @@ export function freePort() {
  */
 export function spawnWrangler(
   args,
-  { prefix = "[wrangler]", detached = false, quiet = false, onLine } = {},
+  { prefix = "[wrangler]", detached = false, quiet = false, muted = false, onLine } = {},
 ) {
   const child = spawn(process.execPath, [WRANGLER, ...args], {
     cwd: root,
@@ -80,7 +80,7 @@ export function spawnWrangler(
   }
   child.tail = tail;
   /** While true, only error lines are shown (the scripts' own progress lines say what happens). */
-  child.muted = false;
+  child.muted = muted;
   return child;
 }
 
