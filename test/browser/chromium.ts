@@ -8,7 +8,8 @@ import { type BrowserContext, chromium, type Page } from "playwright-core";
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 export const hasChromium = () => existsSync(CHROMIUM);
 
-const BASE_FLAGS = [
+/** Headless, quiet, no first-run or network side work; `--enable-unsafe-webgpu` is added per launch. */
+export const BASE_FLAGS = [
   "--headless=new",
   "--no-sandbox",
   "--disable-background-networking",

@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeAdapter, encodeAdapter } from "../../src/format/index.ts";
+import { BASE_FLAGS, CHROMIUM } from "../browser/chromium.ts";
 import { type StartedServer, startServer } from "./start-server.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -29,17 +30,7 @@ const TRAIN_STEPS = 20;
 const TRAIN_LR = "0.01";
 /** A word that appears only in the pasted training text, to prove no request carried it. */
 const PRIVATE_MARKER = "zanzibarquokka";
-const CHROMIUM_FLAGS = [
-  "--headless=new",
-  "--no-sandbox",
-  "--enable-unsafe-webgpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-  "--disable-quic",
-  "--disable-dev-shm-usage",
-];
+const CHROMIUM_FLAGS = [...BASE_FLAGS, "--enable-unsafe-webgpu"];
 
 type DemoStatus = {
   ready: boolean;
@@ -102,7 +93,7 @@ beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   server = await startServer(startArgs(), START_TIMEOUT_MS);
   context = await chromium.launchPersistentContext(profileDir, {
-    executablePath: "/usr/bin/chromium",
+    executablePath: CHROMIUM,
     headless: true,
     ignoreDefaultArgs: ["--headless"],
     args: CHROMIUM_FLAGS,

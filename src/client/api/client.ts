@@ -132,6 +132,12 @@ export class EdgeApi {
     return (await response.json()) as Routes[R][M];
   }
 
+  /** The headers of a HEAD request, or null for a 404. */
+  private async head<R extends Route>(route: R, params: ParamsOf<R>): Promise<Headers | null> {
+    const response = await this.request("HEAD", route, params, { accept: [404] });
+    return response.status === 404 ? null : response.headers;
+  }
+
   health(): Promise<{ ok: boolean }> {
     return this.json<"/v1/health", "$get">("GET", "/v1/health", {});
   }
@@ -167,17 +173,9 @@ export class EdgeApi {
     model: string,
     name: string,
   ): Promise<{ bytes: number; etag: string | null } | null> {
-    const response = await this.request(
-      "HEAD",
-      "/v1/models/:model/files/:name",
-      { model, name },
-      { accept: [404] },
-    );
-    if (response.status === 404) return null;
-    return {
-      bytes: Number(response.headers.get("content-length")),
-      etag: response.headers.get("etag"),
-    };
+    const headers = await this.head("/v1/models/:model/files/:name", { model, name });
+    if (headers === null) return null;
+    return { bytes: Number(headers.get("content-length")), etag: headers.get("etag") };
   }
 
   /** Uploads one model file (admin). */
@@ -217,14 +215,8 @@ export class EdgeApi {
 
   /** The current adapter's ETag (its sha256 hex, unquoted), or null when the user has none. */
   async adapterEtag(model: string, user: string): Promise<string | null> {
-    const response = await this.request(
-      "HEAD",
-      "/v1/models/:model/users/:user/adapter",
-      { model, user },
-      { accept: [404] },
-    );
-    if (response.status === 404) return null;
-    return response.headers.get("etag")?.replace(/^W\//, "").replace(/^"|"$/g, "") ?? null;
+    const headers = await this.head("/v1/models/:model/users/:user/adapter", { model, user });
+    return headers?.get("etag")?.replace(/^W\//, "").replace(/^"|"$/g, "") ?? null;
   }
 
   /**

@@ -8,16 +8,9 @@ import {
   selectBackend,
 } from "../../../src/client/index.ts";
 import { decodeAdapter } from "../../../src/format/index.ts";
+import type { ReferenceCase } from "../../node/client/helpers/reference.ts";
 
-interface Case {
-  name: string;
-  R: string;
-  adapter?: string;
-  input_ids: number[][];
-  attention_mask: number[][];
-  logits_last?: number[][];
-  greedy?: number[];
-}
+type Case = ReferenceCase;
 
 const WASM_PATHS = "/ort/";
 let model: PersonalModel | undefined;

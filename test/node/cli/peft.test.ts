@@ -44,18 +44,14 @@ function importPeft(peft: string, manifest: string, out: string, ...extra: strin
   return cli(["import-peft", "--peft", peft, "--model", manifest, "--out", out, ...extra]);
 }
 
+function exportPeft(adapter: string, manifest: string, out: string, ...extra: string[]) {
+  return cli(["export-peft", "--adapter", adapter, "--model", manifest, "--out", out, ...extra]);
+}
+
 describe("loraxs export-peft", () => {
   it("writes lora_A = R·down, lora_B = up under PEFT's names, with alpha = r", async () => {
     const out = join(model.dir, "peft-exact");
-    const r = await cli([
-      "export-peft",
-      "--adapter",
-      adapter,
-      "--model",
-      model.manifestPath,
-      "--out",
-      out,
-    ]);
+    const r = await exportPeft(adapter, model.manifestPath, out);
     expect(r.code, r.stderr).toBe(EXIT.ok);
     const config = JSON.parse(await readFile(join(out, "adapter_config.json"), "utf8"));
     expect(config).toMatchObject({
@@ -87,57 +83,16 @@ describe("loraxs export-peft", () => {
 
   it("refuses to overwrite an existing export without --force (exit 2)", async () => {
     const out = join(model.dir, "peft-twice");
-    expect(
-      (
-        await cli([
-          "export-peft",
-          "--adapter",
-          adapter,
-          "--model",
-          model.manifestPath,
-          "--out",
-          out,
-        ])
-      ).code,
-    ).toBe(EXIT.ok);
-    const again = await cli([
-      "export-peft",
-      "--adapter",
-      adapter,
-      "--model",
-      model.manifestPath,
-      "--out",
-      out,
-    ]);
+    expect((await exportPeft(adapter, model.manifestPath, out)).code).toBe(EXIT.ok);
+    const again = await exportPeft(adapter, model.manifestPath, out);
     expect(again.code).toBe(EXIT.usage);
     expect(again.stderr).toContain("pass --force");
-    expect(
-      (
-        await cli([
-          "export-peft",
-          "--adapter",
-          adapter,
-          "--model",
-          model.manifestPath,
-          "--out",
-          out,
-          "--force",
-        ])
-      ).code,
-    ).toBe(EXIT.ok);
+    expect((await exportPeft(adapter, model.manifestPath, out, "--force")).code).toBe(EXIT.ok);
   });
 
   it("rejects an adapter made for another model (exit 1, model_mismatch)", async () => {
     const other = await makeModel({ id: "other-model", seed: 5 });
-    const r = await cli([
-      "export-peft",
-      "--adapter",
-      adapter,
-      "--model",
-      other.manifestPath,
-      "--out",
-      join(other.dir, "x"),
-    ]);
+    const r = await exportPeft(adapter, other.manifestPath, join(other.dir, "x"));
     expect(r.code).toBe(EXIT.invalid);
     expect(r.stderr).toContain("model_mismatch");
     expect(r.stderr).toContain("other-model");
@@ -149,15 +104,7 @@ describe("loraxs export-peft", () => {
     bytes[bytes.length - 1] = (bytes[bytes.length - 1] as number) ^ 1; // one bit of the last float
     await writeFile(copy.factorsPath, bytes);
     const a = await writeAdapter(copy, "a.safetensors", R);
-    const r = await cli([
-      "export-peft",
-      "--adapter",
-      a,
-      "--model",
-      copy.manifestPath,
-      "--out",
-      join(copy.dir, "x"),
-    ]);
+    const r = await exportPeft(a, copy.manifestPath, join(copy.dir, "x"));
     expect(r.code).toBe(EXIT.invalid);
     expect(r.stderr).toContain(`factors file ${copy.factorsPath} has digest sha256:`);
     expect(r.stderr).toContain(`names ${copy.digest}`);
@@ -167,7 +114,7 @@ describe("loraxs export-peft", () => {
 describe("loraxs import-peft", () => {
   it("round-trips an exported adapter: residual ≈ 0 and the same R", async () => {
     const out = join(model.dir, "peft-rt");
-    await cli(["export-peft", "--adapter", adapter, "--model", model.manifestPath, "--out", out]);
+    await exportPeft(adapter, model.manifestPath, out);
     const back = join(model.dir, "back.safetensors");
     const r = await importPeft(out, model.manifestPath, back, "--dtype", "f32", "--json");
     expect(r.code, r.stderr).toBe(EXIT.ok);
@@ -187,7 +134,7 @@ describe("loraxs import-peft", () => {
 
   it("folds lora_alpha / r into R (a LoRA with alpha = 2r and half of lora_A gives the same R)", async () => {
     const out = join(model.dir, "peft-alpha");
-    await cli(["export-peft", "--adapter", adapter, "--model", model.manifestPath, "--out", out]);
+    await exportPeft(adapter, model.manifestPath, out);
     const config = JSON.parse(await readFile(join(out, "adapter_config.json"), "utf8"));
     config.lora_alpha = 2 * config.r;
     await writeFile(join(out, "adapter_config.json"), JSON.stringify(config));
@@ -282,7 +229,7 @@ describe("loraxs import-peft", () => {
 
   it("counts a LoRA module the model does not adapt as fully lost", async () => {
     const out = join(model.dir, "peft-extra");
-    await cli(["export-peft", "--adapter", adapter, "--model", model.manifestPath, "--out", out]);
+    await exportPeft(adapter, model.manifestPath, out);
     const file = readSafetensors(
       new Uint8Array(await readFile(join(out, "adapter_model.safetensors"))),
       "peft",
@@ -322,7 +269,7 @@ describe("loraxs import-peft", () => {
 
   it("rejects DoRA, a missing folder and mismatched shapes with exit 1", async () => {
     const out = join(model.dir, "peft-bad");
-    await cli(["export-peft", "--adapter", adapter, "--model", model.manifestPath, "--out", out]);
+    await exportPeft(adapter, model.manifestPath, out);
     const config = JSON.parse(await readFile(join(out, "adapter_config.json"), "utf8"));
     await writeFile(
       join(out, "adapter_config.json"),
@@ -379,15 +326,7 @@ describe("an encoder adapter with a classification head", () => {
       ok: true,
     });
     const out = join(enc.dir, "peft");
-    const r = await cli([
-      "export-peft",
-      "--adapter",
-      path,
-      "--model",
-      enc.manifestPath,
-      "--out",
-      out,
-    ]);
+    const r = await exportPeft(path, enc.manifestPath, out);
     expect(r.code, r.stderr).toBe(EXIT.ok);
     expect(r.stderr).toContain("classification head is not part of a LoRA");
     expect(JSON.parse(await readFile(join(out, "adapter_config.json"), "utf8")).task_type).toBe(

@@ -2,15 +2,9 @@
 // driven through `window.loraxsTrain` (see webgpu.test.ts).
 import { loadModel, memoryCache } from "../../../src/client/index.ts";
 import { OnDeviceTrainer, type Row } from "../../../src/client/train/index.ts";
+import type { TrainReference } from "./model.ts";
 
-interface Ref {
-  input_ids: number[][];
-  attention_mask: number[][];
-  labels: number[][];
-  R: number[];
-  loss: number;
-  grad: number[];
-}
+type Ref = Pick<TrainReference, "input_ids" | "attention_mask" | "labels" | "R" | "loss" | "grad">;
 
 const api = {
   /** Run the step graph on the reference batch; returns the errors against PyTorch and timings. */
