@@ -199,9 +199,10 @@ function startWorker({ base, token, dir, onLine }) {
       () => reject(new ScriptError("the worker did not get ready in time")),
       WORKER_READY_TIMEOUT_MS,
     );
-    child.on("exit", (code) =>
-      reject(new ScriptError(`the worker exited with ${code} before it was ready`)),
-    );
+    child.on("exit", (code) => {
+      clearTimeout(timer); // a pending timer would keep this process alive after the failure
+      reject(new ScriptError(`the worker exited with ${code} before it was ready`));
+    });
     createInterface({ input: child.stdout }).on("line", (line) => {
       onLine(line);
       if (line.includes("waiting for jobs")) {
