@@ -47,8 +47,10 @@ const median = (xs: number[]) =>
   [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 
-/** Bytes a first visit fetches on `device`: its graph and data, tokenizer, factors, manifest. */
-function downloadBytes(dir: string, manifest: ClientManifest, device: string): number {
+/** Bytes a first visit fetches on `device`: its graph and data, tokenizer, factors, manifest (null: no graph for it). */
+function downloadBytes(dir: string, manifest: ClientManifest, device: string): number | null {
+  if (!(manifest.graphs ?? []).some((g) => g.devices.includes(device)) && !manifest.onnx)
+    return null;
   const choice = chooseGraph(manifest, device);
   const wanted = graphFileFilter(manifest, choice);
   const files = manifest.files.filter((f) => !SKIPPED_ROLES.has(f.role) && wanted(f));
@@ -138,7 +140,7 @@ for (const id of args.models.split(",")) {
   const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
   const node = await nodeDecode(dir);
   out[id] = {
-    download_bytes: downloadBytes(dir, manifest, "wasm"),
+    download_bytes: downloadBytes(dir, manifest, "webgpu"),
     download_bytes_by_device: Object.fromEntries(
       ["cpu", "wasm", "webgpu"].map((d) => [d, downloadBytes(dir, manifest, d)]),
     ),
@@ -156,7 +158,8 @@ const doc = {
   date: new Date().toISOString(),
   command: "node --experimental-strip-types bench/models.bench.ts",
   notes:
-    "download_bytes: a browser's first visit on WASM (graph + data, tokenizer, factors, manifest); node_cpu_decode_tok_s: " +
+    "download_bytes: a browser's first visit on WebGPU (graph + data, tokenizer, factors, manifest; by device: null where no graph " +
+    "lists it); node_cpu_decode_tok_s: " +
     `greedy, ${TOKENS} tokens after a chat prompt, median of ${REPEATS}, R = 0`,
   models: { ...old.models, ...out },
 };

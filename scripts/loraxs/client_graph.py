@@ -272,6 +272,17 @@ class ClientGraphBuilder:
     def _embedding(self) -> tuple[str, str | None]:
         """Token embedding lookup; for Q8 the codes are shared with the (tied) output head."""
         g, e = self.g, self.w.embedding
+        if isinstance(e, Q8Weight) and self.spec.name != "llama":
+            # int8 codes [vocab, hidden / 32, 32] (no zero point to subtract) and their scales; the head
+            # folds the same codes once (_head_gemm). (DequantizeLinear would be one node, but
+            # onnxruntime neither folds it nor leaves DequantizeLinear + MatMul unfused: it becomes an
+            # 8-bit MatMulNBits with int8 activations, 0.1 off on the logits.)
+            codes = self._table("model.embed_tokens.qweight", np.ascontiguousarray(e.q.reshape(e.shape[0], -1, BLOCK)))
+            scales = g.const("model.embed_tokens.scales", e.d.reshape(e.shape[0], -1, 1))
+            rows = g.one("Cast", [g.one("Gather", [codes, "input_ids"], "emb/gather_codes", axis=0)], "emb/cast", to=TensorProto.FLOAT)
+            vals = g.one("Mul", [rows, g.one("Gather", [scales, "input_ids"], "emb/gather_scales", axis=0)], "emb/scale")
+            h = g.one("Reshape", [vals, g.const("emb/shape", np.array([0, 0, -1], np.int64))], "emb/rows")
+            return self._scale_embedding(h), codes
         if isinstance(e, Q8Weight):
             codes = self._table("model.embed_tokens.qweight", pack_nbits(q8_codes(e), 8).reshape(e.shape[0], -1, BLOCK))
             scales = g.const("model.embed_tokens.scales", e.d.reshape(e.shape[0], -1, 1))
@@ -329,9 +340,9 @@ class ClientGraphBuilder:
         [vocab, hidden] with no transposed copy beside it (Gemma 3's table is 671 MB in fp32)."""
         g, e = self.g, self.w.embedding
         table = "model.embed_tokens.weight"
-        if isinstance(e, Q8Weight):
-            table = g.one("Mul", [g.one("Sub", [g.one("Cast", ["model.embed_tokens.qweight"], "lm_head/cast", to=TensorProto.FLOAT),
-                                               self._q8_zero()], "lm_head/center"), "model.embed_tokens.scales"], "lm_head/dequantize")
+        if isinstance(e, Q8Weight):  # int8 codes (_embedding): Cast, Mul, Reshape, folded at session start
+            table = g.one("Mul", [g.one("Cast", ["model.embed_tokens.qweight"], "lm_head/cast", to=TensorProto.FLOAT),
+                                  "model.embed_tokens.scales"], "lm_head/dequantize")
             table = g.one("Reshape", [table, g.const("lm_head/table_shape", np.array([e.shape[0], e.shape[1]], np.int64))], "lm_head/table")
         flat = g.one("Reshape", [h, g.const("lm_head/flat", np.array([-1, self.s.hidden], np.int64))], "lm_head/flatten")
         y = g.one("Gemm", [flat, table], "lm_head/Gemm", transB=1)

@@ -223,6 +223,19 @@ QUANTIZATION = {"folded": "q4_1 linear (folded to fp32 at session start) + q8_0 
                 "nbits": "q4_1 linear + q8_0 embedding, exact (block 32)"}
 
 
+# onnxruntime-web's WASM heap is 4 GB for everything: the model bytes, the weights, what the session
+# folds at start and the runs. SmolLM2's q4f (0.54 GB of fp32 after folding) runs there; Gemma 3 270M's
+# (1.07 GB, 0.67 of it the 262 k-token head) fails with std::bad_alloc while the session is created
+# (measured in Node with onnxruntime-web 1.30), so a model past this bound lists no graph for wasm.
+WASM_FOLDED_MAX = 800_000_000
+
+
+def folded_bytes(weights: LlamaWeights) -> int:
+    """fp32 bytes of the table and linear weights once the q4f graph has folded them."""
+    n = int(np.prod(weights.embedding.shape)) + sum(int(np.prod(w.shape)) for w in weights.linear.values())
+    return 4 * n
+
+
 def weights_description(weights: LlamaWeights, q4_matmul: str) -> tuple[str, str]:
     """`weights_dtype` and `quantization` of a graph built from block-quantized weights: Q4 when every
     linear weight is in 4-bit blocks (SmolLM2's Q4_1), else Q8 with the formats named (Gemma's Q4_K_M
@@ -271,7 +284,12 @@ def client_graphs(folder: Path, manifest: dict, weights: LlamaWeights | None = N
         weights = read_gguf(gguf) if gguf is not None else weights_from_torch(manifest)
     variants = Q4_VARIANTS if isinstance(weights.embedding, Q8Weight) else FP32_VARIANTS
     graphs, files = [], []
+    too_big = folded_bytes(weights) > WASM_FOLDED_MAX
     for name, q4_matmul, devices, attention in variants:
+        if too_big and "wasm" in devices:
+            devices = [d for d in devices if d != "wasm"]
+            log(f"export_client: {name} is not listed for wasm: {folded_bytes(weights) / 1e9:.2f} GB of weights folded to "
+                f"fp32 at session start (over {WASM_FOLDED_MAX / 1e9:.1f} GB)")
         entry, _ = export_variant(folder, manifest, weights, name, True, log, q4_matmul, devices, attention)
         if (folder / "reference.json").is_file():
             entry["check"] = check(folder, folder / entry["file"], manifest, log)

@@ -15,6 +15,7 @@ import torch
 
 from loraxs.block_quant import Q8Weight, quantize_q4_1
 from loraxs.client_graph import Branch, build_client_graph
+from loraxs.export_client import quantize
 from loraxs.gguf_llama import READERS, from_state_dict
 from loraxs.models import TINY_GEMMA3, UnsupportedModelError, load_base
 from loraxs.prepare import main as prepare_main
@@ -100,7 +101,7 @@ def _q8(w: np.ndarray, block: int) -> Q8Weight:
 
 def test_mixed_block_formats_compute_their_own_weights(tiny):
     """As in Gemma's Q4_K_M file: q,k,v in 5/8-bit codes (blocks of 32), o and gate/up in 4-bit
-    blocks, down in 6-bit codes (blocks of 16); with the adapter on q,v. The graph equals an fp32
+    blocks, down in 6-bit codes (blocks of 16), the tied embedding in Q8_0; with the adapter on q,v. The graph equals an fp32
     graph of the same weights dequantized."""
     w = weights_of(tiny.model)
     for name in list(w.linear):
@@ -111,8 +112,10 @@ def test_mixed_block_formats_compute_their_own_weights(tiny):
             w.linear[name] = _q8(x, 16)
         else:
             w.linear[name] = quantize_q4_1(x)
+    w.embedding = quantize(weights_of(tiny.model)).embedding  # Q8_0, as Gemma's tied embedding and head
     plain = weights_of(tiny.model)
     plain.linear = {k: v.dequantize() for k, v in w.linear.items()}
+    plain.embedding = w.embedding.dequantize()
     rng = np.random.default_rng(4)
     names = [f"model.layers.{i}.self_attn.{p}" for i in range(3) for p in ("q_proj", "v_proj")]
     branch = Branch(names, [rng.normal(0, 0.3, (4, 64)).astype(np.float32) for _ in names],
