@@ -12,6 +12,22 @@ Features (each can be named alone, for benchmarks; `TrainConfig.fast` turns on a
   queues the next step while the GPU still runs this one;
 - compile: each decoder layer through torch.compile (elementwise work fused, fewer launches),
   and the loss chunks too.
+
+Shapes (SHAPE_POLICY): compiled code is specialised on what it is traced with, so a worker whose
+rounds bring 1 or 32 users, 4 or 400 rows, would compile again for every new batch. Instead the
+compiled parts see one small fixed set of graphs whatever the round holds:
+- the row dimension is symbolic from the first trace: every decoder layer's batch of rows (hidden
+  states, the per-example R, a mask if any) and every loss chunk's tokens are marked dynamic
+  (torch._dynamo.maybe_mark_dynamic), so one graph serves any number of rows ≥ MIN_ROWS; the
+  sequence length and the model's own sizes stay static (the kernels keep them as constants);
+- a batch of fewer than MIN_ROWS rows (one user with batch_size 1, the tail of an evaluation)
+  is padded with copies of its last row whose weight is zero: no loss, no gradient, and dropped
+  from the results (size 1 would be a constant of its own graph);
+- every decoder layer runs the same graph: the LoRA-XS module's row of R (`index`, an int
+  attribute) is a symbolic int instead of one graph per layer, and the factors' cast cache is
+  filled before the first trace.
+What remains distinct: training and evaluation (grad mode), the first layer (its input needs no
+gradient) and the rest, the loss chunk with and without its gradient, and the sequence length.
 """
 
 from __future__ import annotations
@@ -24,7 +40,37 @@ from torch import nn
 from .fused_loss import chunk_nll_and_grad, linear_cross_entropy
 
 FEATURES = ("fused-branch", "chunked-loss", "no-mask", "no-sync", "compile")
-COMPILE_OPTIONS: dict = {}  # default: static shapes first, one dynamic recompile when batch sizes vary; tests swap in a codegen-free backend
+COMPILE_OPTIONS: dict = {}  # inductor by default; tests swap in a codegen-free backend
+SHAPE_POLICY = "rows-dynamic-1"  # what the compiled graphs are specialised on (above); part of the compile cache's key
+MIN_ROWS = 2  # fewer rows are padded: a dimension of size 1 is specialised by torch.compile
+
+
+def mark_rows_dynamic(*tensors: torch.Tensor | None, rows: int | None = None) -> None:
+    """Marks dimension 0 (the rows) of each tensor as dynamic for the next torch.compile trace;
+    only tensors with `rows` rows when given, and never a dimension below MIN_ROWS."""
+    import torch._dynamo
+
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] >= MIN_ROWS and (rows is None or t.shape[0] == rows):
+            torch._dynamo.maybe_mark_dynamic(t, 0)
+
+
+def dynamic_rows(fn: Callable) -> Callable:
+    """fn(h, weight, t, w, need_grad) (a compiled loss chunk) with its token rows marked dynamic;
+    a chunk of one token is padded to MIN_ROWS with a zero-weight row (dropped again)."""
+
+    def call(h, weight, t, w, need_grad):
+        n = h.shape[0]
+        if n < MIN_ROWS:
+            pad = MIN_ROWS - n
+            h = torch.cat([h, h.new_zeros(pad, h.shape[1])])
+            t = torch.cat([t, t.new_zeros(pad)])
+            w = torch.cat([w, w.new_zeros(pad)])
+        mark_rows_dynamic(h, t, w)
+        nll, grad = fn(h, weight, t, w, need_grad)
+        return nll[:n], grad[:n] if grad is not None else None
+
+    return call
 
 
 def pick_features(fast: bool, compile: bool | None, features: tuple[str, ...] | None, device: torch.device) -> frozenset[str]:
@@ -72,7 +118,7 @@ class CausalLMLoss:
         self.weight = head.weight.detach().to(compute_dtype)  # frozen: cast once
         self.compute_dtype = compute_dtype
         self.to_device = to_device
-        self.chunk_fn = torch.compile(chunk_nll_and_grad, **COMPILE_OPTIONS) if compiled else None
+        self.chunk_fn = dynamic_rows(torch.compile(chunk_nll_and_grad, **COMPILE_OPTIONS)) if compiled else None
 
     def __call__(self, ids: torch.Tensor, mask: torch.Tensor, mask_host: torch.Tensor,
                  example_weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -121,23 +167,44 @@ def base_dtype(name: str, device: str) -> torch.dtype:
 
 
 def compile_layers(model: nn.Module) -> Callable[[], None]:
-    """torch.compile each decoder layer in place; returns the undo. Layers share one compiled code
-    (same class), so a 30-layer model compiles once per shape."""
+    """torch.compile each decoder layer in place (shapes: SHAPE_POLICY); returns the undo. The
+    layers share one compiled graph (per grad mode), whatever the number of rows."""
     body = model.get_decoder() if hasattr(model, "get_decoder") else model
     layers = getattr(body, "layers", None)
     if layers is None:
         return lambda: None
     import torch._dynamo
 
-    # One compiled entry per (shape, grad mode, model): a worker with several models and batch
-    # sizes needs more than the default 8 before dynamo gives up and runs eagerly.
+    from .lora_xs import LoraXSLinear
+
+    # One compiled entry per (grad mode, first layer or not, sequence length, model): a worker
+    # with several models and sequence lengths needs more than the default 8.
     cfg = torch._dynamo.config
     name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
     setattr(cfg, name, max(getattr(cfg, name), 64))
+    # The LoRA-XS modules' `index` (their row of R) as a symbolic int: one graph for all layers.
+    unspec_before = cfg.allow_unspec_int_on_nn_module
+    cfg.allow_unspec_int_on_nn_module = True
+    adapted = [m for m in model.modules() if isinstance(m, LoraXSLinear)]
+    sources = {id(m.source): m.source for m in adapted}.values()
+    for m in adapted:  # the cast factors exist before the first trace (an empty cache is another graph)
+        m._factors_in(m.source.compute_dtype or m.base.weight.dtype)
+
+    def marking(compiled: Callable) -> Callable:
+        def call(*args, **kwargs):
+            hidden = args[0] if args else kwargs.get("hidden_states")
+            if isinstance(hidden, torch.Tensor) and hidden.dim() > 0:
+                rows = hidden.shape[0]
+                mark_rows_dynamic(*args, *kwargs.values(), *(s.R for s in sources), rows=rows)
+            return compiled(*args, **kwargs)
+
+        return call
+
     for layer in layers:
-        layer.compile(**COMPILE_OPTIONS)
+        layer._compiled_call_impl = marking(torch.compile(layer._call_impl, **COMPILE_OPTIONS))
 
     def undo() -> None:
+        cfg.allow_unspec_int_on_nn_module = unspec_before
         for layer in layers:
             layer._compiled_call_impl = None
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Blocks, DataError, JobOptions, LabelData, job_defaults, TextData, parse_job_data, parse_options, split_blocks, text_blocks
-from .fast_path import CausalLMLoss, base_dtype, compile_layers, decoder_parts, pick_features, store_frozen_base
+from .fast_path import MIN_ROWS, CausalLMLoss, base_dtype, compile_layers, decoder_parts, pick_features, store_frozen_base
 from .lora_xs import RSource, init_R
 
 
@@ -278,6 +278,11 @@ class MultiUserTrainer:
                  example_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Per-example loss sums and weights for examples `data` of users `rows`, and the objective
         Σ example_weights · loss sums (differentiable; None without weights)."""
+        n = len(rows)
+        if n < MIN_ROWS and "compile" in self.features:  # compiled shapes: fast_path.SHAPE_POLICY
+            rows, data, example_weights = self._pad_rows(rows, data, example_weights, MIN_ROWS - n)
+            s_ex, c_ex, objective = self._forward(rows, data, example_weights)
+            return s_ex[:n], c_ex[:n], objective
         dev = self.device
         self._bind(rows)
         try:
@@ -299,6 +304,17 @@ class MultiUserTrainer:
             self.source.set(None)
         objective = None if example_weights is None else (s_ex.float() * example_weights).sum()
         return s_ex.detach(), c_ex, objective
+
+    @staticmethod
+    def _pad_rows(rows: torch.Tensor, data: Blocks | Examples, example_weights: torch.Tensor | None,
+                  pad: int) -> tuple[torch.Tensor, Blocks | Examples, torch.Tensor | None]:
+        """`pad` more copies of the last row, weighted zero: no loss, no gradient."""
+        last = torch.full((pad,), len(rows) - 1, dtype=torch.long)
+        keep = torch.cat([torch.arange(len(rows)), last])
+        weights = None if example_weights is None else torch.cat([example_weights, example_weights.new_zeros(pad)])
+        if isinstance(data, Blocks):
+            return rows[keep.to(rows.device)], Blocks(data.ids[keep], data.mask[keep]), weights
+        return rows[keep.to(rows.device)], data.subset(keep), weights
 
     def _bind(self, rows: torch.Tensor) -> None:
         self.source.set(self.table[rows])  # [B, M, r, r]: each example its own user's R

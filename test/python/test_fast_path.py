@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from test_train import RANK, VOCAB, cfg, pattern_blocks, tiny_decoder, tiny_encoder
 
 from loraxs import fast_path
-from loraxs.data import Blocks
+from loraxs.data import Blocks, pack_blocks
 from loraxs.fused_loss import chunk_nll_and_grad, linear_cross_entropy
 from loraxs.lora_xs import adapted_modules
 from loraxs.train import MultiUserTrainer, UserTask
@@ -165,3 +165,46 @@ def test_a_bf16_base_keeps_fp32_factors_and_trains_to_nearly_the_same_adapter():
     assert fast_path.base_dtype("auto", "cuda") == torch.bfloat16 and fast_path.base_dtype("auto", "cpu") == torch.float32
     with pytest.raises(ValueError, match=r"base dtype 'fp16' is not one of auto, fp32, bf16"):
         fast_path.base_dtype("fp16", "cpu")
+
+
+def _round(n_users: int, tokens: list[int], batch: list[int], first_user: int = 0) -> list[UserTask]:
+    """A worker round: users of uneven token counts, each with a held-out block (evaluated too)."""
+    tasks = []
+    for i, u in enumerate(range(first_user, first_user + n_users)):
+        blocks = pack_blocks([(7 * u + k % (3 + u % 5)) % VOCAB for k in range(tokens[i])], 24)
+        val = Blocks(blocks.ids[:1], blocks.mask[:1])
+        tasks.append(UserTask(f"u{u}", Blocks(blocks.ids[1:], blocks.mask[1:]), val, steps=2, lr=1e-2, seed=u,
+                              batch_size=batch[i]))
+    return tasks
+
+
+def test_rounds_of_any_size_reuse_the_compiled_graphs(monkeypatch):
+    """A worker's rounds differ in users, rows and tokens; after the first (32 users) nothing compiles
+    again: not 1 user (one row a step, padded), not 5 users with uneven data and batch sizes."""
+    from torch._dynamo.utils import counters
+
+    from loraxs.round_log import compile_seconds
+
+    monkeypatch.setattr(fast_path, "COMPILE_OPTIONS", {"backend": "aot_eager"})
+    torch._dynamo.reset()
+    model, source, _ = tiny_decoder()
+
+    def compiled() -> tuple:
+        return (counters["frames"]["total"], counters["stats"]["unique_graphs"], counters["aot_autograd"]["total"],
+                compile_seconds())
+
+    def train(tasks):
+        return MultiUserTrainer(model, source, "decoder", tasks, cfg(compile=True, eval_every=2)).train()
+
+    train(_round(32, [24 * 4 + 5] * 32, [4] * 32))
+    after_first = compiled()
+    assert after_first[0] > 0
+    solo = _round(1, [24 * 3 + 9], [1], first_user=40)  # 2 training blocks, 1 row a step, 1 held-out block
+    [alone] = train(solo)
+    assert compiled() == after_first, "a 1-user round compiled again"
+    train(_round(5, [30, 24 * 6, 49, 24 * 11 + 7, 24 * 2], [4, 3, 2, 4, 1], first_user=50))
+    assert compiled() == after_first, "a round of 5 uneven users compiled again"
+    # the padded row carries no loss and no gradient: the plain (uncompiled, unpadded) path agrees
+    [plain] = MultiUserTrainer(model, source, "decoder", solo, cfg(fast=False, eval_every=2)).train()
+    assert (alone.R - plain.R).abs().max() <= 1e-5 * plain.R.abs().max()
+    assert alone.val_loss == pytest.approx(plain.val_loss, rel=1e-5)
