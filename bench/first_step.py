@@ -10,7 +10,10 @@ into a temporary folder, the warm one loads it. Both load the model the way the 
 per step (the worker's defaults: a full claim of 32 jobs, 4 × 256 tokens), with its held-out split
 and its evaluation of the start. first_step_s counts from the model being loaded to the first
 training step done (device synced): cache load + trainer set-up + evaluation of the start +
-step 1, compilation included. `--results` merges first_step_s_cold / _warm into bench/results/worker.json.
+step 1, compilation included. `--warm-users N` trains N users in the warm run instead (the cold
+run's cache must cover any number of rows: loraxs.fast_path.SHAPE_POLICY); each run reports
+inductor's and AOTAutograd's cache hits and misses (a warm run should miss nothing).
+`--results` merges first_step_s_cold / _warm into bench/results/worker.json.
 """
 
 from __future__ import annotations
@@ -50,13 +53,14 @@ def child(args) -> dict:
     t0 = time.monotonic()
     base, source, manifest = worker.load(folder.name)
     start = time.monotonic()  # the model is loaded: the first step's clock starts here, with the cache's load
-    key = cache_key(manifest, args.device, worker.base_dtype, TrainConfig.max_batch, COMPILE_OPTIONS)
+    key = cache_key(manifest, args.device, worker.base_dtype, COMPILE_OPTIONS)
     cache = CompileCache(Path(args.cache), key, lambda line: print(f"[worker] {line}", flush=True))
     if args.mode == "warm":
         cache.load()
     vocab = base.model.config.vocab_size
     tasks = []
-    for u in range(args.users):  # random tokens: step time does not depend on the text
+    users = args.warm_users if args.mode == "warm" and args.warm_users else args.users
+    for u in range(users):  # random tokens: step time does not depend on the text
         g = torch.Generator().manual_seed(u)
         blocks = pack_blocks(torch.randint(3, vocab, (args.user_tokens,), generator=g).tolist(), args.seq_len)
         n_val = max(1, len(blocks) // 10)
@@ -75,8 +79,11 @@ def child(args) -> dict:
     sync()
     first = (marks[1] if len(marks) > 1 else time.monotonic()) - start
     saved = cache.save() if args.mode == "cold" else False
-    return {"mode": args.mode, "first_step_s": round(first, 3), "model_load_s": round(start - t0, 3),
-            "cache_loaded": cache.loaded, "cache_saved": saved,
+    from torch._dynamo.utils import counters
+
+    caches = {k: n for group in ("inductor", "aot_autograd") for k, n in counters[group].items() if "cache_" in k}
+    return {"mode": args.mode, "users": users, "first_step_s": round(first, 3), "model_load_s": round(start - t0, 3),
+            "cache_loaded": cache.loaded, "cache_saved": saved, "caches": caches, "graphs": counters["stats"]["unique_graphs"],
             "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
             "torch": torch.__version__}
 
@@ -87,6 +94,7 @@ def main() -> int:
     p.add_argument("--device", default="cuda", choices=["cpu", "cuda"])
     p.add_argument("--compile", default="auto", choices=["auto", "on"], help="on: compile on the CPU too (a check)")
     p.add_argument("--users", type=int, default=32)
+    p.add_argument("--warm-users", type=int, default=None, help="users of the warm run (default: --users)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--user-tokens", type=int, default=20_000)
@@ -109,6 +117,8 @@ def main() -> int:
             cmd = [sys.executable, __file__, "--model-dir", args.model_dir, "--device", args.device, "--compile", args.compile,
                    "--users", str(args.users), "--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len),
                    "--user-tokens", str(args.user_tokens), "--mode", mode, "--cache", f"{tmp}/compile-cache"]
+            if args.warm_users:
+                cmd += ["--warm-users", str(args.warm_users)]
             t0 = time.monotonic()
             r = subprocess.run(cmd, env=env, capture_output=True, text=True)
             lines = [ln for ln in r.stdout.splitlines() if ln.startswith("FIRST_STEP ")]

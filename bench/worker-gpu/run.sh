@@ -3,7 +3,8 @@
 # (each carries .cache/worker-gpu/carry<n>, built by bench/worker-gpu/carry.sh; parts are kept in
 # $KEEP between calls):
 #   A  keeps part 1; bench/train_gpu.py: fast path vs compiled PEFT vs eager PEFT (+ one user's PEFT job alone)
-#   B  keeps part 2; joins the GGUF; bench/first_step.py: first step cold, then warm (the saved cache goes to $KEEP)
+#   B  keeps part 2; joins the GGUF; bench/first_step.py: first step cold (32 users), then warm with 1 user (the
+#      rows are dynamic: the 32-user cache must serve it; the saved cache goes to $KEEP for C)
 #   C  keeps part 3; unpacks Node + wrangler/workerd; bench/time_to_adapter.mjs for 1 and 64 users (SmolLM2,
 #      20 k tokens each) with the worker on the GPU, starting from B's compile cache
 # $OUT gets log, and per call worker-<call>.json (bench/results/worker.json with that call's figures merged)
@@ -48,7 +49,7 @@ A)
 B)
   python_env
   run "${B_TIMEOUT:-160}" "$PY" bench/first_step.py --model-dir models/smollm2-135m --device cuda --results \
-    --keep-cache "$KEEP/compile-cache" ;;
+    --warm-users 1 --keep-cache "$KEEP/compile-cache" ;;
 C)
   python_env
   if [ ! -x "$KEEP/node" ]; then

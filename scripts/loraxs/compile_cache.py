@@ -6,8 +6,10 @@ kernels, AOTAutograd's graphs) to one file; a worker that starts later loads it 
 `load_cache_artifacts()` before its first claim, so its first step only re-traces.
 
 The file is keyed by everything that makes compiled code invalid: the model id and its factor
-digest, the frozen base's dtype, the batch limit, the compile options, the torch version and the
-device (GPU name). A file for another key is never loaded; its sidecar `.json` says which fields
+digest, the frozen base's dtype, the shape policy (fast_path.SHAPE_POLICY: rows dynamic, so one
+entry serves rounds of any number of users and rows; the artifacts of every sequence length the
+worker compiled go in the same file), the compile options, the torch version and the device (GPU
+name). A file for another key is never loaded; its sidecar `.json` says which fields
 differ, so the log tells why the start is cold. A file torch cannot read is reported and skipped.
 
     <dir>/<model>-<key12>.bin    the artifacts (bytes from save_cache_artifacts)
@@ -25,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from .fast_path import SHAPE_POLICY
+
 
 def device_name(device: str) -> str:
     """The GPU's name (kernels are tuned per GPU), or `cpu`."""
@@ -33,13 +37,14 @@ def device_name(device: str) -> str:
     return "cpu"
 
 
-def cache_key(manifest: dict, device: str, base_dtype: str, max_batch: int, options: dict) -> dict:
-    """The fields a compiled artifact depends on (a change in any one means a cold compile)."""
+def cache_key(manifest: dict, device: str, base_dtype: str, options: dict, shapes: str = SHAPE_POLICY) -> dict:
+    """The fields a compiled artifact depends on (a change in any one means a cold compile). The
+    batch is not one of them: the compiled graphs take any number of rows (`shapes`)."""
     return {
         "model": manifest["id"],
         "factors": manifest["factors"]["sha256"],
         "base_dtype": base_dtype,
-        "max_batch": max_batch,
+        "shapes": shapes,
         "compile_options": repr(sorted(options.items())),
         "torch": torch.__version__,
         "device": device_name(device),

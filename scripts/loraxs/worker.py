@@ -15,7 +15,8 @@ uploading (loraxs.round_log; --log-json prints it as one JSON object).
 
 Compiled training (CUDA) saves torch.compile's artifacts after a round that compiled and loads
 them at start (loraxs.compile_cache; --compile-cache DIR, default <models-dir>/<model>/compile-cache),
-so a fresh machine does not compile again.
+so a fresh machine does not compile again. The compiled graphs take any number of rows
+(fast_path.SHAPE_POLICY): a round of 1 user runs on what a round of 32 compiled.
 
 SIGTERM (or SIGINT): stop claiming; the batch in progress may finish within --grace seconds,
 else its jobs are failed with retry=true so that another worker re-claims them. A second
@@ -165,9 +166,8 @@ class Worker:
             if self.compiling and self.use_compile_cache:
                 from .compile_cache import CompileCache, cache_key
                 from .fast_path import COMPILE_OPTIONS
-                from .train import TrainConfig
 
-                key = cache_key(manifest, self.device, self.base_dtype, TrainConfig.max_batch, COMPILE_OPTIONS)
+                key = cache_key(manifest, self.device, self.base_dtype, COMPILE_OPTIONS)
                 cache = CompileCache(self.compile_cache or folder / "compile-cache", key, log)
                 cache.load()
                 self._caches[model] = cache
@@ -302,7 +302,7 @@ class Worker:
         cache = self._caches.get(model)
         if self.compiling:
             log(f"{model}: compiled layers; " + ("artifacts loaded from the compile cache: tracing only" if cache and cache.loaded
-                                                  else "a new shape or a cold start compiles first (minutes on a GPU)"))
+                                                  else "a cold start or a new sequence length compiles first (minutes on a GPU)"))
         compiled_before = round_.seconds["compile"]
         t0 = time.time()
         trainer = MultiUserTrainer(base.model, source, manifest["family"], tasks, cfg)

@@ -2,7 +2,8 @@
 
 The warm-start test compiles for real (inductor, a matmul only: no C++ kernel to build) in one
 fresh process, saves the artifacts, and checks that a second fresh process with an empty
-inductor cache loads them and hits inductor's graph cache instead of compiling.
+inductor cache and another number of rows (dynamic, as the trainer marks them) loads them and
+hits inductor's graph cache instead of compiling.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 
 from loraxs.compile_cache import CompileCache, cache_key
+from loraxs.fast_path import SHAPE_POLICY
 from loraxs.round_log import PHASES, Round
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +26,7 @@ MANIFEST = {"id": "tiny-llama", "factors": {"sha256": "sha256:" + "ab" * 32}}
 
 
 def key(**change) -> dict:
-    return {**cache_key(MANIFEST, "cpu", "auto", 256, {}), **change}
+    return {**cache_key(MANIFEST, "cpu", "auto", {}), **change}
 
 
 def test_a_missing_entry_names_the_fields_of_the_stale_one(tmp_path):
@@ -48,19 +50,23 @@ def test_a_corrupt_file_is_reported_and_skipped(tmp_path):
 
 def test_keys_differ_by_model_factors_shapes_torch_and_device(tmp_path):
     paths = {CompileCache(tmp_path, k, print).path for k in (
-        key(), key(model="other"), key(factors="sha256:" + "cd" * 32), key(max_batch=128), key(torch="9.9"), key(device="gpu"))}
+        key(), key(model="other"), key(factors="sha256:" + "cd" * 32), key(shapes="static"), key(torch="9.9"), key(device="gpu"))}
     assert len(paths) == 6
+    assert key()["shapes"] == SHAPE_POLICY and "max_batch" not in key()  # rounds of any size share one entry
 
 
 SCRIPT = textwrap.dedent("""
     import sys, torch
     from torch._dynamo.utils import counters
     from loraxs.compile_cache import CompileCache
+    from loraxs.fast_path import mark_rows_dynamic
     cache = CompileCache(sys.argv[1], {"model": "m", "factors": "f"}, print)
     if sys.argv[2] == "warm":
         assert cache.load(), "expected a warm start"
+    x = torch.randn(8 if sys.argv[2] == "cold" else 3, 8)  # the rows are dynamic: the warm run has fewer
+    mark_rows_dynamic(x)
     with torch.no_grad():
-        torch.compile(lambda x: x @ x.T)(torch.randn(8, 8))
+        torch.compile(lambda x: x @ x.T)(x)
     print("inductor", dict(counters["inductor"]))
     if sys.argv[2] == "cold":
         assert cache.save()
