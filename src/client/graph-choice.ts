@@ -44,7 +44,7 @@ export function chooseGraph(
     }
     return fromVariant(g, `requested graph ${g.name}`);
   }
-  const g = graphs.find((x) => (x.devices as readonly string[]).includes(device));
+  const g = graphs.find((x) => x.devices.includes(device));
   if (g !== undefined) return fromVariant(g, `first graph listed for ${device}`);
   if (manifest.onnx === null || manifest.onnx === undefined) {
     throw new ClientError("manifest_incomplete", `model ${manifest.id} has no graph for ${device}`);

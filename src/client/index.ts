@@ -1,4 +1,6 @@
 // loraxs-edge client: run a user's personal model on their own device.
+
+export { ManifestError } from "../manifest/index.ts";
 export {
   AdapterClient,
   type AdapterClientOptions,

@@ -11,16 +11,21 @@ export type ClientConfig = Pick<
 > &
   Partial<DecoderConfig> &
   Partial<EncoderConfig>;
-/** A parsed manifest (either family) with `config` readable without narrowing the family. */
+/** One graph variant (docs/manifest.md, `graphs`); `devices` read as plain device names. */
+export type GraphVariant = Omit<NonNullable<Manifest["graphs"]>[number], "devices"> & {
+  devices: string[];
+};
+/**
+ * A parsed manifest (either family) with `config` readable without narrowing the family and
+ * graph variants whose `devices` any device name may be looked up in.
+ */
 export type ClientManifest = Manifest extends infer M
   ? M extends Manifest
-    ? Omit<M, "config"> & { config: ClientConfig }
+    ? Omit<M, "config" | "graphs"> & { config: ClientConfig; graphs?: GraphVariant[] }
     : never
   : never;
 export type ManifestFile = Manifest["files"][number];
 export type FileRole = ManifestFile["role"];
-/** One graph variant (docs/manifest.md, `graphs`). */
-export type GraphVariant = NonNullable<Manifest["graphs"]>[number];
 /** The training-step graph (decoders prepared with --train-step; docs/on-device-training.md). */
 export type OnnxTrain = NonNullable<Manifest["onnx_train"]>;
 
