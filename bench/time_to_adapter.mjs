@@ -19,6 +19,8 @@ import { ensureJwtSecret } from "../scripts/edge/dev-vars.mjs";
 import { reportFailure, ScriptError } from "../scripts/edge/log.mjs";
 import { devVarsPath, root } from "../scripts/edge/paths.mjs";
 import { readWranglerConfig, startLocalEdge, stopGroup } from "../scripts/edge/wrangler.mjs";
+import { EdgeApi } from "../src/client/api/index.ts";
+import { ApiError } from "../src/client/errors.ts";
 import { mintToken } from "../src/shared/tokens.ts";
 import { mergeResults } from "./worker-results.mjs";
 
@@ -144,22 +146,6 @@ function modelsDir() {
   return dir;
 }
 
-async function api(base, token, method, path, body) {
-  const response = await fetch(`${base}${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body ? { "content-type": "application/json" } : {}),
-    },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  if (!response.ok)
-    throw new ScriptError(
-      `${method} ${path} -> ${response.status}: ${(await response.text()).slice(0, 300)}`,
-    );
-  return response;
-}
-
 /** The worker as `npm run worker` runs it; its stdout lines go to `onLine`, resolves when it is idle. */
 function startWorker({ base, token, dir, onLine }) {
   const workerArgs = [
@@ -233,10 +219,12 @@ async function runOnce({ base, n, secret, audience, texts, rounds, model }) {
   await Promise.all(
     users.map(async (user, u) => {
       posted[u] = performance.now();
-      await api(base, tokens[u], "POST", `/v1/models/${model}/users/${user}/jobs`, {
-        data: { kind: "text", texts: [userText(texts, u)] },
-        options: { steps, seq_len: seqLen },
-      });
+      await new EdgeApi({ api: base, token: tokens[u] }).createJob(
+        model,
+        user,
+        { kind: "text", texts: [userText(texts, u)] },
+        { steps, seq_len: seqLen },
+      );
     }),
   );
   const deadline = Date.now() + options.timeout * 1000;
@@ -250,12 +238,15 @@ async function runOnce({ base, n, secret, audience, texts, rounds, model }) {
     for (let i = 0; i < pending.length; i += POLL_CONCURRENCY) {
       await Promise.all(
         pending.slice(i, i + POLL_CONCURRENCY).map(async (u) => {
-          const r = await fetch(`${base}/v1/models/${model}/users/${users[u]}/adapter`, {
-            headers: { authorization: `Bearer ${tokens[u]}` },
-          });
-          await r.arrayBuffer();
-          if (r.ok && Number(r.headers.get("x-adapter-version")) >= 1)
-            readable[u] = performance.now();
+          // Not there yet: a 404 (or any other refusal) keeps the user pending.
+          const r = await new EdgeApi({ api: base, token: tokens[u], retries: 0 })
+            .getAdapter(model, users[u])
+            .catch((error) => {
+              if (error instanceof ApiError) return null;
+              throw error;
+            });
+          await r?.arrayBuffer();
+          if (r && Number(r.headers.get("x-adapter-version")) >= 1) readable[u] = performance.now();
           else still.push(u);
         }),
       );
@@ -300,13 +291,8 @@ async function main() {
   stoppers.unshift(() => edge.stop());
   const base = edge.url;
   const mint = (sub, role) => mintToken({ sub, role, ttlSeconds: 3600, secret, audience });
-  await api(
-    base,
-    await mint("bench-admin", "admin"),
-    "PUT",
-    `/v1/models/${manifest.id}/manifest`,
-    manifest,
-  );
+  const admin = new EdgeApi({ api: base, token: await mint("bench-admin", "admin") });
+  await admin.putManifest(manifest.id, JSON.stringify(manifest));
   console.log(
     `[bench:worker] API ${base} up in ${((Date.now() - t0) / 1000).toFixed(1)} s; model ${manifest.id} published`,
   );
