@@ -23,11 +23,12 @@ compiled parts see one small fixed set of graphs whatever the round holds:
 - a batch of fewer than MIN_ROWS rows (one user with batch_size 1, the tail of an evaluation)
   is padded with copies of its last row whose weight is zero: no loss, no gradient, and dropped
   from the results (size 1 would be a constant of its own graph);
-- every decoder layer runs the same graph: the LoRA-XS module's row of R (`index`, an int
-  attribute) is a symbolic int instead of one graph per layer, and the factors' cast cache is
-  filled before the first trace.
+- the decoder layers share one graph: the LoRA-XS module's row of R (`index`, an int attribute,
+  read with `select`) is a symbolic int instead of a constant of one graph per layer, and the
+  factors' cast cache is filled before the first trace.
 What remains distinct: training and evaluation (grad mode), the first layer (its input needs no
-gradient) and the rest, the loss chunk with and without its gradient, and the sequence length.
+gradient; rows 0 and 1 of R are constants, as sizes 0 and 1 are) and the rest, the loss chunk
+with and without its gradient, and the sequence length.
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ class LoraXSLinear(nn.Module):
         if R.dim() == 3:  # one adapter for the batch
             h = h @ R[self.index].to(dtype).T  # [B, T, r]
         else:  # one adapter per example: R is [B, M, r, r]
-            Rb = R[:, self.index].to(dtype)  # [B, r, r]
+            Rb = R.select(1, self.index).to(dtype)  # [B, r, r]; select: the index can stay symbolic when compiled
             h = torch.matmul(h, Rb.transpose(-1, -2))  # [B, T, r]
         return y + h @ self.up.to(dtype).T  # [B, T, out]
 
@@ -110,7 +110,7 @@ class LoraXSLinear(nn.Module):
         if R.dim() == 3:  # one adapter for the batch: A = R·down [r, in]
             h = xd @ (R[self.index].to(dtype) @ down).T
         else:  # one adapter per example: A [B, r, in]
-            A = torch.matmul(R[:, self.index].to(dtype), down)
+            A = torch.matmul(R.select(1, self.index).to(dtype), down)  # select: one compiled graph for every layer
             h = torch.bmm(xd.reshape(x.shape[0], -1, x.shape[-1]), A.transpose(1, 2))
         out = torch.addmm(y.reshape(-1, y.shape[-1]).to(dtype), h.reshape(-1, h.shape[-1]), up_t)
         return out.view(y.shape)

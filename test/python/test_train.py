@@ -28,11 +28,11 @@ def tiny_factors(model: torch.nn.Module, targets=("q_proj", "v_proj"), rank: int
     return Factors(names, down, up, rank, {"model": "test"}, "")
 
 
-def tiny_decoder(seed: int = 0):
+def tiny_decoder(seed: int = 0, layers: int = 2):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=4,
                       num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=128, tie_word_embeddings=True,
                       initializer_range=0.2)  # larger than default so that q/v changes reach the logits
     cfg._attn_implementation = "eager"
