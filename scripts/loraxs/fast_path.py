@@ -195,8 +195,9 @@ def compile_layers(model: nn.Module) -> Callable[[], None]:
         def call(*args, **kwargs):
             hidden = args[0] if args else kwargs.get("hidden_states")
             if isinstance(hidden, torch.Tensor) and hidden.dim() > 0:
-                rows = hidden.shape[0]
-                mark_rows_dynamic(*args, *kwargs.values(), *(s.R for s in sources), rows=rows)
+                # batch-major tensors only: a 1-D one (cache_position [T]) with as many entries as rows is not
+                tensors = (*args, *kwargs.values(), *(s.R for s in sources))
+                mark_rows_dynamic(*(t for t in tensors if isinstance(t, torch.Tensor) and t.dim() >= 2), rows=hidden.shape[0])
             return compiled(*args, **kwargs)
 
         return call
