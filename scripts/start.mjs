@@ -180,6 +180,11 @@ async function main() {
     return "prepared now";
   });
   const model = readPreparedModel(modelDir);
+  if (!model.manifest.onnx && !model.manifest.graphs?.some((g) => g.devices.includes("wasm"))) {
+    console.log(
+      `[start] ${model.manifest.id} has no graph for wasm (docs/prepare.md): the demo page needs a browser with WebGPU`,
+    );
+  }
 
   await step.run("web bundle (esbuild → .cache/web)", async () => await buildWeb());
 
@@ -252,11 +257,13 @@ async function main() {
   if (devProcess) devProcess.muted = false;
 }
 
-/** Why the model folder is not ready to serve (null when it is): no ONNX graph, or files the manifest lists are absent. */
+/**
+ * Why the model folder is not ready to serve (null when it is): no manifest, no ONNX graph listed,
+ * or files it lists are absent. Gemma 3 270M has client graphs only (no model.onnx).
+ */
 function whatIsMissing(modelDir) {
-  for (const name of ["model.onnx", "manifest.json"]) {
-    if (!existsSync(join(modelDir, name))) return `${show(join(modelDir, name))} is missing`;
-  }
+  const manifestPath = join(modelDir, "manifest.json");
+  if (!existsSync(manifestPath)) return `${show(manifestPath)} is missing`;
   try {
     const { manifest } = readPreparedModel(modelDir);
     if (!manifest.files.some((f) => f.role === "onnx"))
