@@ -13,7 +13,9 @@ const DEFAULT_SYSTEM = /<\|im_start\|>system(?:\n|\\n)([^<]*?)<\|im_end\|>/;
  * trimmed); a system message opens the first user turn, followed by a blank line; a generation
  * prompt `<start_of_turn>model\n` ends it.
  */
-function gemmaTemplate(bos: string): (messages: ChatMessage[], addGenerationPrompt?: boolean) => string {
+function gemmaTemplate(
+  bos: string,
+): (messages: ChatMessage[], addGenerationPrompt?: boolean) => string {
   return (messages, addGenerationPrompt = true) => {
     const system = messages[0]?.role === "system" ? `${messages[0].content}\n\n` : "";
     let out = bos;
