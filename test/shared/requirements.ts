@@ -32,15 +32,21 @@ export const PYTHON: Requirement = {
   requiredInCi: true,
 };
 
-/** These files of SmolLM2's prepared model (0.5 GB, not part of CI). */
-export function smollm2(...files: string[]): Requirement {
+/** These files of a prepared model in models/<id> (not part of CI: its preset downloads and exports it). */
+function preparedModel(id: string, label: string, files: string[]): Requirement {
   return {
-    name: `SmolLM2's prepared ${files.join(", ")} (models/smollm2-135m)`,
-    present: () => files.every((f) => existsSync(join(root, "models", "smollm2-135m", f))),
-    install: "npm run prepare-model -- --preset smollm2-135m",
+    name: `${label}'s prepared ${files.join(", ")} (models/${id})`,
+    present: () => files.every((f) => existsSync(join(root, "models", id, f))),
+    install: `npm run prepare-model -- --preset ${id}`,
     requiredInCi: false,
   };
 }
+
+/** These files of SmolLM2's prepared model (0.5 GB, not part of CI). */
+export const smollm2 = (...files: string[]) => preparedModel("smollm2-135m", "SmolLM2", files);
+
+/** These files of Gemma 3 270M's prepared model (0.36 GB under Gemma's own terms, not part of CI). */
+export const gemma3 = (...files: string[]) => preparedModel("gemma3-270m", "Gemma 3 270M", files);
 
 /**
  * True when `suite` can run: every requirement is present. Otherwise the suite is to be skipped
