@@ -200,25 +200,35 @@ def tokenize_texts(tokenizer, texts: list[str], eos_id: int | None) -> list[int]
     return stream
 
 
-def pack_blocks(stream: list[int], seq_len: int, pad_id: int = 0) -> Blocks:
-    """Cuts a token stream into blocks of `seq_len`; the last partial block is padded (mask 0)."""
-    if seq_len < 2:
+def pack_blocks(stream: list[int], seq_len: int, pad_id: int = 0, bos_id: int | None = None) -> Blocks:
+    """Cuts a token stream into blocks of `seq_len`; the last partial block is padded (mask 0).
+    With `bos_id` every block starts with it and holds `seq_len - 1` tokens of the stream: a model
+    that expects bos first (Gemma; the client's prompts start with it) is trained as it is used."""
+    if seq_len < 2 + (bos_id is not None):
         raise ValueError(f"seq_len = {seq_len}; a causal LM block needs at least 2 tokens")
-    n = max(1, math.ceil(len(stream) / seq_len))
-    ids = torch.full((n, seq_len), pad_id, dtype=torch.long)
-    mask = torch.zeros((n, seq_len), dtype=torch.long)
-    flat = torch.tensor(stream, dtype=torch.long)
-    ids.view(-1)[: len(stream)] = flat
+    width = seq_len - (bos_id is not None)
+    n = max(1, math.ceil(len(stream) / width))
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    ids.view(-1)[: len(stream)] = torch.tensor(stream, dtype=torch.long)
     mask.view(-1)[: len(stream)] = 1
-    if len(stream) % seq_len == 1:  # a trailing 1-token block has no target: drop it
+    if bos_id is not None:
+        ids = torch.cat([torch.full((n, 1), bos_id, dtype=torch.long), ids], 1)
+        mask = torch.cat([torch.ones((n, 1), dtype=torch.long), mask], 1)
+    elif len(stream) % seq_len == 1:  # a trailing 1-token block has no target: drop it
         ids, mask = ids[:-1], mask[:-1]
     return Blocks(ids, mask)
+
+
+# Set on a base model's tokenizer when the model expects bos first (models.py, from the GGUF).
+BOS_FIRST = "loraxs_bos_first"
 
 
 def text_blocks(tokenizer, texts: list[str], seq_len: int) -> Blocks:
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos or 0)
-    return pack_blocks(tokenize_texts(tokenizer, texts, eos), seq_len, pad)
+    bos = tokenizer.bos_token_id if getattr(tokenizer, BOS_FIRST, False) else None
+    return pack_blocks(tokenize_texts(tokenizer, texts, eos), seq_len, pad, bos)
 
 
 def split_blocks(blocks: Blocks, val_frac: float, seed: int) -> tuple[Blocks, Blocks | None]:

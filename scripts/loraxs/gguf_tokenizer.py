@@ -28,6 +28,12 @@ def _scalar(reader, key: str, default=None):
     return default if f is None else f.parts[f.data[0]][0].item()
 
 
+def gguf_add_bos(reader) -> bool:
+    """Whether the model expects every sequence to start with bos (`tokenizer.ggml.add_bos_token`:
+    Gemma yes, SmolLM2 no)."""
+    return bool(_scalar(reader, "tokenizer.ggml.add_bos_token", False))
+
+
 def gguf_tokenizer(path: str | Path):
     """(tokenizers.Tokenizer, special ids {bos, eos, unk, pad}) from a GGUF's SentencePiece vocabulary."""
     from gguf import GGUFReader

@@ -260,9 +260,12 @@ def _load_gguf(path: Path, dtype, id_: str, source: dict[str, Any]) -> BaseModel
 
     from gguf import GGUFReader
 
+    from .data import BOS_FIRST
     from .gguf_llama import gguf_architecture
+    from .gguf_tokenizer import gguf_add_bos
 
-    gguf_arch = gguf_architecture(GGUFReader(str(path)))
+    reader = GGUFReader(str(path))
+    gguf_arch = gguf_architecture(reader)
     if gguf_arch not in GGUF_ARCHITECTURES:
         raise UnsupportedModelError(f"{path}: GGUF architecture {gguf_arch!r} is not supported; supported: "
                                     + ", ".join(f"{k} ({v})" for k, v in GGUF_ARCHITECTURES.items()))
@@ -282,6 +285,9 @@ def _load_gguf(path: Path, dtype, id_: str, source: dict[str, Any]) -> BaseModel
     else:
         tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         tok = _fix_special_tokens(tok, config.bos_token_id, config.eos_token_id, config.pad_token_id)
+    # Training blocks start with bos when the model expects it (data.text_blocks); the tokenizer
+    # itself is left as it is, so the tokenizer.json the client gets does not change.
+    setattr(tok, BOS_FIRST, gguf_add_bos(reader))
     return _make(id_, _finish(model, dtype), tok, family, arch, source)
 
 

