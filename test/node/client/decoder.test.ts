@@ -16,6 +16,7 @@ import {
 import { ensureModel } from "./helpers/models.ts";
 import {
   caseAdapter,
+  caseGreedy,
   maxAbsDiff,
   type Reference,
   type ReferenceCase,
@@ -89,14 +90,7 @@ describe.each(["cpu", "wasm"] as const)(
     it("greedy decoding with the KV cache yields PyTorch's tokens for each adapter", async () => {
       for (const c of ref.cases) {
         model.setAdapter(caseAdapter(dir, c, ref), c.name);
-        const tokens: number[] = [];
-        for await (const t of model.tokens(
-          { ids: c.input_ids[0] ?? [] },
-          { maxTokens: c.greedy?.length, stopIds: new Set() },
-        )) {
-          tokens.push(t);
-        }
-        expect(tokens).toEqual(c.greedy);
+        expect(await caseGreedy(model, c)).toEqual(c.greedy);
       }
     });
 

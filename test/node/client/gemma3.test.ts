@@ -10,7 +10,13 @@ import {
   type PersonalModel,
 } from "../../../src/client/index.ts";
 import { ensureModel } from "./helpers/models.ts";
-import { caseAdapter, maxAbsDiff, type Reference, readReference } from "./helpers/reference.ts";
+import {
+  caseAdapter,
+  caseGreedy,
+  maxAbsDiff,
+  type Reference,
+  readReference,
+} from "./helpers/reference.ts";
 import { type StaticServer, startStaticServer } from "./helpers/static-server.ts";
 
 let dir: string;
@@ -50,13 +56,7 @@ describe.each(["cpu", "wasm"] as Device[])("tiny Gemma 3 on %s", (device) => {
   it("greedy decoding with the KV cache yields PyTorch's tokens past the local window", async () => {
     for (const c of ref.cases) {
       model.setAdapter(caseAdapter(dir, c, ref), c.name);
-      const tokens: number[] = [];
-      for await (const t of model.tokens(
-        { ids: c.input_ids[0] ?? [] },
-        { maxTokens: c.greedy?.length, stopIds: new Set() },
-      ))
-        tokens.push(t);
-      expect(tokens).toEqual(c.greedy);
+      expect(await caseGreedy(model, c)).toEqual(c.greedy);
     }
   });
 });

@@ -17,7 +17,13 @@ import {
 } from "../../../src/client/index.ts";
 import { canRun, smollm2 } from "../../shared/requirements.ts";
 import { ensureModel } from "./helpers/models.ts";
-import { caseAdapter, maxAbsDiff, type Reference, readReference } from "./helpers/reference.ts";
+import {
+  caseAdapter,
+  caseGreedy,
+  maxAbsDiff,
+  type Reference,
+  readReference,
+} from "./helpers/reference.ts";
 import { type StaticServer, startStaticServer } from "./helpers/static-server.ts";
 
 let dir: string;
@@ -138,16 +144,7 @@ describe.skipIf(!haveSmol).each([
       model.setAdapter(caseAdapter(smol, c, smolRef), c.name);
       const [logits] = await model.forward(c.input_ids, c.attention_mask);
       expect(maxAbsDiff(logits as Float32Array, c.logits_last?.[0] as number[])).toBeLessThan(1e-3);
-      const tokens: number[] = [];
-      for await (const t of model.tokens(
-        { ids: c.input_ids[0] as number[] },
-        {
-          maxTokens: c.greedy?.length ?? 8,
-          stopIds: new Set(),
-        },
-      ))
-        tokens.push(t);
-      expect(tokens).toEqual(c.greedy);
+      expect(await caseGreedy(model, c)).toEqual(c.greedy);
     }
     await model.dispose();
   }, 300_000);

@@ -1,6 +1,7 @@
 // Reads prepare's reference fixtures (reference.json + the per-case adapter files).
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { PersonalModel } from "../../../../src/client/index.ts";
 import type { Adapter } from "../../../../src/format/index.ts";
 import { decodeAdapter } from "../../../../src/format/index.ts";
 
@@ -43,4 +44,12 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++)
     max = Math.max(max, Math.abs((a[i] as number) - (b[i] as number)));
   return max;
+}
+
+/** Greedy tokens for the case's prompt with the KV cache (as many as its PyTorch reference has). */
+export async function caseGreedy(model: PersonalModel, c: ReferenceCase): Promise<number[]> {
+  const tokens: number[] = [];
+  const options = { maxTokens: c.greedy?.length ?? 8, stopIds: new Set<number>() };
+  for await (const t of model.tokens({ ids: c.input_ids[0] ?? [] }, options)) tokens.push(t);
+  return tokens;
 }
