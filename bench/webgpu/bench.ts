@@ -39,7 +39,7 @@ const { values: args } = parseArgs({
     "raw-graphs": {
       type: "string",
       default:
-        "plain.onnx,model.onnx,merged-folded.onnx,q4/model.q4w-plain.onnx,q4/model.q4w.onnx,q4/model.q4-plain.onnx,q4/model.q4.onnx",
+        "plain.onnx,model.onnx,merged-folded.onnx,q4/model.q4w-plain.onnx,q4/model.q4w.onnx,q4/model.q4-plain.onnx",
     },
     /** Plain graphs (no R) transformers.js runs: the traced one and the builder's. */
     "tjs-graphs": { type: "string", default: "plain.onnx,q4/model.q4w-plain.onnx" },
