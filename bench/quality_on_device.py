@@ -96,7 +96,7 @@ def worker(a) -> int:
 
 
 def score(a) -> int:
-    from loraxs.adapter import load_adapter
+    from loraxs.format import load_adapter
     from loraxs.evaluate import perplexity
     from loraxs.models import load_prepared
     from loraxs.train import expectations

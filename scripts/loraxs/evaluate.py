@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     args = p.parse_args(argv)
 
-    from .adapter import load_adapter
+    from .format import load_adapter
     from .models import load_prepared
 
     base, factors, source, manifest = load_prepared(args.model_dir)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from loraxs.adapter import MAX_MODEL_ID_BYTES, MAX_MODULES, MAX_RANK, AdapterExpectations
+from loraxs.format import MAX_MODEL_ID_BYTES, MAX_MODULES, MAX_RANK, AdapterExpectations
 
 MANIFEST_SCHEMA_VERSION = 1
 # `onnx-train` and `reference` are fetched by clients only on request.

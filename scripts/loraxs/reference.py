@@ -90,7 +90,7 @@ def write_reference(
     (out_dir / REFERENCE_R_FILE).write_bytes(canonical_safetensors(raw))  # same content, same bytes
     files = [REFERENCE_FILE, REFERENCE_R_FILE]
     try:
-        from .adapter import save_adapter
+        from .format import save_adapter
     except ImportError:  # the adapter codec is optional for the fixtures themselves
         save_adapter = None
     if save_adapter is not None:

@@ -573,7 +573,7 @@ def expectations(manifest: dict) -> dict:
 
 
 def encode_result(result: UserResult, manifest: dict, source: str = "worker", created: str | None = None, note: str | None = None) -> bytes:
-    from .adapter import encode_adapter
+    from .format import encode_adapter
 
     return encode_adapter(**adapter_args(result, manifest, source, created, note))
 

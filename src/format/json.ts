@@ -1,6 +1,6 @@
 // A strict JSON parser for safetensors headers. JSON.parse is not used because it cannot
 // tell `1.0` from `1` (the official reader rejects `1.0` as a size), silently keeps the last
-// of duplicate keys, and turns `__proto__` into a prototype. scripts/loraxs/adapter.py
+// of duplicate keys, and turns `__proto__` into a prototype. scripts/loraxs/format/strict_json.py
 // applies the same rules to Python's json module, so both readers agree on every header.
 
 import { MAX_INTEGER_DIGITS, MAX_JSON_DEPTH } from "./limits.ts";

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from loraxs.adapter import (
+from loraxs.format import (
     ADAPTER_ERROR_CODES,
     AdapterExpectations,
     AdapterFormatError,
@@ -74,6 +74,25 @@ def test_codes_match_the_typescript_list(repo_root):
     block = text.split("ADAPTER_ERROR_CODES = [", 1)[1].split("] as const", 1)[0]
     ts_codes = [line.strip().strip('",') for line in block.splitlines() if line.strip().startswith('"')]
     assert tuple(ts_codes) == ADAPTER_ERROR_CODES
+
+
+def test_format_package_mirrors_src_format(repo_root):
+    """loraxs.format imports nothing of loraxs outside itself (as src/format/ imports nothing), and
+    each of its reader and writer modules has its TypeScript counterpart."""
+    import ast
+
+    folder = repo_root / "scripts" / "loraxs" / "format"
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level in (0, 1) and not (node.module or "").startswith("loraxs"), path.name
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("loraxs") for a in node.names), path.name
+    renamed = {"adapter_types": "types", "strict_json": "json"}  # not to shadow the standard library
+    for path in folder.glob("*.py"):
+        if path.stem != "__init__":
+            ts = renamed.get(path.stem, path.stem).replace("_", "-") + ".ts"
+            assert (repo_root / "src" / "format" / ts).is_file(), f"{path.name} has no src/format/{ts}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
@@ -135,7 +154,7 @@ def test_python_writer_output_is_stable_across_processes(tmp_path, repo_root):
     """safetensors.save orders metadata by a per-process hash; the written header must not."""
     case = next(c for c in VALID if c["name"] == "py-f16")
     script = (
-        "import json,sys; import numpy as np; from loraxs.adapter import encode_adapter;"
+        "import json,sys; import numpy as np; from loraxs.format import encode_adapter;"
         "k=json.load(sys.stdin); k['R']=np.asarray(k['R'],dtype=np.uint32).view(np.float32);"
         "sys.stdout.buffer.write(encode_adapter(**k))"
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loraxs.adapter import AdapterFormatError, decode_adapter
+from loraxs.format import AdapterFormatError, decode_adapter
 from loraxs.manifest import (
     Manifest,
     ManifestError,

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from loraxs import prepare
-from loraxs.adapter import load_adapter, save_adapter
+from loraxs.format import load_adapter, save_adapter
 from loraxs.lora_xs import inject, load_factors
 from loraxs.models import load_source
 

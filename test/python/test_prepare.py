@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from loraxs.adapter import load_adapter
+from loraxs.format import load_adapter
 from loraxs.export_onnx import merged_model, mean_pool_normalize
 from loraxs.lora_xs import file_digest, load_factors
 from loraxs.models import UnsupportedModelError, load_base, load_prepared

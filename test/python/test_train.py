@@ -274,7 +274,7 @@ def fake_manifest(tmp_path, factors: Factors, model_id: str, family: str, hidden
 
 
 def test_trainer_adapter_decodes_against_the_manifest_and_is_byte_reproducible(tmp_path):
-    from loraxs.adapter import AdapterFormatError, decode_adapter
+    from loraxs.format import AdapterFormatError, decode_adapter
     from loraxs.train import encode_result, expectations
 
     def run():
@@ -299,7 +299,7 @@ def test_trainer_adapter_decodes_against_the_manifest_and_is_byte_reproducible(t
 
 
 def test_encoder_adapter_carries_head_and_labels(tmp_path):
-    from loraxs.adapter import decode_adapter
+    from loraxs.format import decode_adapter
     from loraxs.train import encode_result, expectations
 
     model, source, factors = tiny_encoder()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from loraxs.adapter import decode_adapter
+from loraxs.format import decode_adapter
 from loraxs.api_client import ApiClient, ApiError, hs256_token
 from loraxs.train import expectations
 

@@ -99,7 +99,7 @@ function tsVerdict(b: Uint8Array): string {
 
 const PY = `
 import base64, json, sys
-from loraxs.adapter import AdapterFormatError, decode_adapter
+from loraxs.format import AdapterFormatError, decode_adapter
 out = []
 for line in sys.stdin:
     try:

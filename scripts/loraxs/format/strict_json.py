@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import re
 
-MAX_JSON_DEPTH = 8  # a legal header nests 3 deep (header -> tensor -> shape)
-MAX_INTEGER_DIGITS = 16  # 2^53 - 1 has 16 digits
+from .limits import MAX_INTEGER_DIGITS, MAX_JSON_DEPTH
+
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -84,23 +84,3 @@ def parse_json(text: str) -> object:
         raise JsonSyntaxError(str(e)) from None
     _check(value, 0)
     return value
-
-
-def build_header_json(metadata: list[tuple[str, str]], entries: list[dict]) -> str:
-    """The writer's header text, byte for byte what src/format/header.ts builds: compact JSON,
-    `__metadata__` first, tensors in the given order, spaces up to a multiple of 8 bytes."""
-
-    def s(x: str) -> str:
-        return json.dumps(x, ensure_ascii=False)
-
-    meta = ",".join(f"{s(k)}:{s(v)}" for k, v in metadata)
-    out = '{"__metadata__":{' + meta + "}"
-    for t in entries:
-        shape = ",".join(str(d) for d in t["shape"])
-        out += (
-            f',{s(t["name"])}:{{"dtype":"{t["dtype"]}","shape":[{shape}],'
-            f'"data_offsets":[{t["begin"]},{t["end"]}]}}'
-        )
-    out += "}"
-    pad = (8 - len(out.encode("utf-8")) % 8) % 8
-    return out + " " * pad
