@@ -25,16 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from loraxs.evaluate import classification_metrics, predict  # noqa: E402
 from loraxs.lora_xs import Factors, find_target_modules, inject  # noqa: E402
-from loraxs.train import (  # noqa: E402
-    Examples,
-    MultiUserTrainer,
-    Stream,
-    TrainConfig,
-    UserTask,
-    label_examples,
-    lr_at,
-    mean_pool,
-)
+from loraxs.job_io import Examples, UserTask, label_examples  # noqa: E402
+from loraxs.train import MultiUserTrainer, Stream, TrainConfig, lr_at, mean_pool  # noqa: E402
 
 CLASSES = ["ham", "spam"]
 

@@ -37,7 +37,8 @@ def child(args) -> dict:
     import torch
 
     from loraxs.data import Blocks, pack_blocks
-    from loraxs.train import MultiUserTrainer, TrainConfig, UserTask
+    from loraxs.job_io import UserTask
+    from loraxs.train import MultiUserTrainer, TrainConfig
     from loraxs.worker import COMPILE_MODES, Worker
 
     def sync():

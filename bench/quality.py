@@ -48,7 +48,8 @@ from loraxs.evaluate import nll  # noqa: E402
 from loraxs.lora_xs import Factors, find_target_modules, inject, load_factors, save_factors  # noqa: E402
 from loraxs.multi_lora import MultiUserLoraTrainer, inject_lora, lora_seed  # noqa: E402
 from loraxs.population import FactorUser, population_factors, train_factor_users  # noqa: E402
-from loraxs.train import MultiUserTrainer, TrainConfig, UserTask, UserResult, _fast_attention, encode_result, lm_losses, user_seed  # noqa: E402
+from loraxs.job_io import UserResult, UserTask, encode_result, user_seed  # noqa: E402
+from loraxs.train import MultiUserTrainer, TrainConfig, _fast_attention, lm_losses  # noqa: E402
 from quality_sotu import Clock, config_manifest, plain_ppl  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -44,7 +44,8 @@ def president(name: str):
 def worker(a) -> int:
     from loraxs.lora_xs import init_R
     from loraxs.models import load_prepared
-    from loraxs.train import MultiUserTrainer, Stream, TrainConfig, UserTask, encode_result, lr_at, user_seed
+    from loraxs.job_io import UserTask, encode_result, user_seed
+    from loraxs.train import MultiUserTrainer, Stream, TrainConfig, lr_at
 
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +100,7 @@ def score(a) -> int:
     from loraxs.format import load_adapter
     from loraxs.evaluate import perplexity
     from loraxs.models import load_prepared
-    from loraxs.train import expectations
+    from loraxs.job_io import expectations
 
     base, _factors, source, manifest = load_prepared(a.model_dir)
     pres = president(a.user)

@@ -72,18 +72,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from loraxs.data import Blocks, President, sotu_presidents, split_blocks, text_blocks  # noqa: E402
 from loraxs.evaluate import nll  # noqa: E402
 from loraxs.lora_xs import Factors, find_target_modules, inject, load_factors, save_factors  # noqa: E402
-from loraxs.train import (  # noqa: E402
-    MultiUserTrainer,
-    Stream,
-    TrainConfig,
-    UserTask,
-    _fast_attention,
-    created_now,
-    encode_result,
-    lm_losses,
-    lr_at,
-    user_seed,
-)
+from loraxs.job_io import UserTask, created_now, encode_result, user_seed  # noqa: E402
+from loraxs.train import MultiUserTrainer, Stream, TrainConfig, _fast_attention, lm_losses, lr_at  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 T_START = time.time()

@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from loraxs.data import Blocks, pack_blocks  # noqa: E402
 from loraxs.fast_path import compile_layers, store_frozen_base  # noqa: E402
 from loraxs.lora_xs import Factors, find_target_modules, inject  # noqa: E402
-from loraxs.train import MultiUserTrainer, TrainConfig, UserTask, lm_losses  # noqa: E402
+from loraxs.job_io import UserTask  # noqa: E402
+from loraxs.train import MultiUserTrainer, TrainConfig, lm_losses  # noqa: E402
 
 CONFIGS = {
     # SmolLM2-135M-Instruct's real configuration (models/smollm2-135m/manifest.json)

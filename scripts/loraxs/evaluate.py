@@ -54,7 +54,7 @@ def perplexity(model: nn.Module, source: RSource, blocks: Blocks, R: torch.Tenso
 @torch.no_grad()
 def predict(model: nn.Module, source: RSource, examples, R: torch.Tensor | None, head_weight: torch.Tensor,
             head_bias: torch.Tensor, batch_size: int = 32, device: str | torch.device = "cpu") -> torch.Tensor:
-    """Class indices for tokenized examples (train.Examples): head on the sentence embedding."""
+    """Class indices for tokenized examples (job_io.Examples): head on the sentence embedding."""
     from .train import mean_pool
 
     dev = torch.device(device)
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     base.model.to(args.device)
     R = head = None
     if args.adapter:
-        from .train import expectations
+        from .job_io import expectations
 
         adapter = load_adapter(args.adapter, expect=expectations(manifest))
         R = torch.from_numpy(adapter.R).float()
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         blocks = text_blocks(base.tokenizer, texts, args.seq_len)
         result.update(perplexity=perplexity(base.model, source, blocks, R, args.batch_size, args.device), tokens=blocks.tokens)
     else:
-        from .train import label_examples
+        from .job_io import label_examples
 
         if not args.labels or head is None:
             p.error("an encoder needs --labels and an adapter with a head")

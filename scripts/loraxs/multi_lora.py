@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from .lora_xs import _get_parent
-from .train import MultiUserTrainer, TrainConfig, UserTask, user_seed
+from .job_io import UserTask, user_seed
+from .train import MultiUserTrainer, TrainConfig
 
 
 class LoraSource:

@@ -26,7 +26,8 @@ from torch import nn
 
 from .lora_xs import Factors
 from .multi_lora import MultiUserLoraTrainer, inject_lora, lora_seed
-from .train import TrainConfig, UserTask
+from .job_io import UserTask
+from .train import TrainConfig
 
 POPULATION_LORA_RANK, POPULATION_LORA_ALPHA = 8, 16
 
@@ -108,7 +109,7 @@ def read_factor_data(path: str | Path, tokenizer, seq_len: int, max_tokens: int,
     import json
 
     from .data import DataError, split_blocks, text_blocks
-    from .train import user_seed
+    from .job_io import user_seed
 
     raw = Path(path).read_bytes()
     doc = json.loads(gzip.decompress(raw) if str(path).endswith(".gz") else raw)

@@ -263,7 +263,7 @@ class Worker:
 
     def prepare_task(self, client: ApiClient, lease: Lease):
         """Downloads and checks one job's data; a job with bad data is failed (no retry) here."""
-        from .train import make_task
+        from .job_io import make_task
 
         job = lease.job
         try:
@@ -291,7 +291,8 @@ class Worker:
         return task
 
     def train_group(self, model: str, items: list, round_: Round) -> None:
-        from .train import MultiUserTrainer, TrainConfig, created_now, encode_result
+        from .job_io import created_now, encode_result
+        from .train import MultiUserTrainer, TrainConfig
 
         base, source, manifest = self.load(model)
         tasks = [t for _, t in items]

@@ -11,7 +11,8 @@ from loraxs import fast_path
 from loraxs.data import Blocks, pack_blocks
 from loraxs.fused_loss import chunk_nll_and_grad, linear_cross_entropy
 from loraxs.lora_xs import adapted_modules
-from loraxs.train import MultiUserTrainer, UserTask
+from loraxs.job_io import UserTask
+from loraxs.train import MultiUserTrainer
 
 
 @pytest.mark.parametrize("chunk,compiled", [(1, False), (7, False), (64, False), (None, False), (7, True)])
@@ -136,7 +137,7 @@ def test_features_pick_and_reject():
 def test_encoders_keep_the_plain_loss_and_still_train_the_same():
     model, source, _ = tiny_encoder()
     assert fast_path.decoder_parts(model) is None
-    from loraxs.train import Examples
+    from loraxs.job_io import Examples
 
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, VOCAB, (8, 12), generator=g)

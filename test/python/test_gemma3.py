@@ -221,7 +221,8 @@ def test_trainer_trains_gemma_users_fast_path_equal_to_plain():
     plain path's adapters; the loss falls; R = 0 is the base model."""
     from loraxs.evaluate import perplexity
     from loraxs.lora_xs import inject
-    from loraxs.train import MultiUserTrainer, TrainConfig, UserTask
+    from loraxs.job_io import UserTask
+    from loraxs.train import MultiUserTrainer, TrainConfig
 
     from test_train import pattern_blocks, tiny_factors
 

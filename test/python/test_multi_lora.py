@@ -8,7 +8,8 @@ import torch
 
 from loraxs.data import Blocks
 from loraxs.multi_lora import MultiUserLoraTrainer, inject_lora
-from loraxs.train import Stream, TrainConfig, UserTask, lm_losses, lr_at
+from loraxs.job_io import UserTask
+from loraxs.train import Stream, TrainConfig, lm_losses, lr_at
 from test_train import VOCAB, pattern_blocks
 
 

@@ -10,7 +10,8 @@ import torch
 from loraxs.data import Blocks, DataError, JobOptions, TextData, parse_job_data, parse_options, pack_blocks
 from loraxs.evaluate import classification_metrics, perplexity, predict
 from loraxs.lora_xs import Factors, inject
-from loraxs.train import Examples, MultiUserTrainer, TableAdamW, TrainConfig, UserTask, lr_at
+from loraxs.job_io import Examples, UserTask
+from loraxs.train import MultiUserTrainer, TableAdamW, TrainConfig, lr_at
 
 VOCAB = 96
 RANK = 4
@@ -275,7 +276,7 @@ def fake_manifest(tmp_path, factors: Factors, model_id: str, family: str, hidden
 
 def test_trainer_adapter_decodes_against_the_manifest_and_is_byte_reproducible(tmp_path):
     from loraxs.format import AdapterFormatError, decode_adapter
-    from loraxs.train import encode_result, expectations
+    from loraxs.job_io import encode_result, expectations
 
     def run():
         model, source, factors = tiny_decoder()
@@ -300,7 +301,7 @@ def test_trainer_adapter_decodes_against_the_manifest_and_is_byte_reproducible(t
 
 def test_encoder_adapter_carries_head_and_labels(tmp_path):
     from loraxs.format import decode_adapter
-    from loraxs.train import encode_result, expectations
+    from loraxs.job_io import encode_result, expectations
 
     model, source, factors = tiny_encoder()
     ids = torch.randint(5, VOCAB, (8, 10), generator=torch.Generator().manual_seed(0))

@@ -19,7 +19,7 @@ import pytest
 
 from loraxs.format import decode_adapter
 from loraxs.api_client import ApiClient, ApiError, hs256_token
-from loraxs.train import expectations
+from loraxs.job_io import expectations
 
 ROOT = Path(__file__).resolve().parents[2]
 WRANGLER = ROOT / "node_modules" / "wrangler" / "bin" / "wrangler.js"
