@@ -18,7 +18,7 @@ from .errors import fail
 from .header import build_header_json
 from .limits import HEADER_PREFIX_BYTES, MAX_ADAPTER_BYTES, MAX_CLASSES, MAX_HEADER_BYTES, MAX_HIDDEN, MAX_MODULES, MAX_RANK
 from .metadata import FORMAT, FORMAT_VERSION, OPTIONAL_KEYS, as_count_text, check_count, check_factors, check_labels, check_model, check_optional
-from .read_tensor import float_text
+from .read_tensor import fail_not_finite
 from .show import show
 
 
@@ -60,14 +60,7 @@ def _narrow(name: str, x: np.ndarray, dtype: str) -> np.ndarray:
         i = int(bad[0])
         v = float(flat[i])
         if nonfinite[i]:
-            fail(
-                "value_not_finite",
-                f"{name}[{i}] is {float_text(v)}; adapters hold finite values only",
-                tensor=name,
-                index=i,
-                value=float_text(v),
-                dtype=dtype,
-            )
+            fail_not_finite(name, i, v, dtype=dtype)
         fail(
             "value_out_of_range",
             f"{name}[{i}] = {v!r} overflows {dtype} (it would be stored as Infinity)",

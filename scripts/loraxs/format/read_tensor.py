@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -23,15 +24,20 @@ def float_text(x: float) -> str:
     return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
 
 
+def fail_not_finite(name: str, i: int, v: float, **detail: Any):
+    """value_not_finite for `name`[i] (the reader's check; the writer adds the dtype)."""
+    fail(
+        "value_not_finite",
+        f"{name}[{i}] is {float_text(v)}; adapters hold finite values only",
+        tensor=name,
+        index=i,
+        value=float_text(v),
+        **detail,
+    )
+
+
 def check_finite(name: str, values: np.ndarray) -> None:
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
         i = int(bad[0])
-        v = float(values[i])
-        fail(
-            "value_not_finite",
-            f"{name}[{i}] is {float_text(v)}; adapters hold finite values only",
-            tensor=name,
-            index=i,
-            value=float_text(v),
-        )
+        fail_not_finite(name, i, float(values[i]))
