@@ -8,17 +8,12 @@
 // loop replaces).
 
 import { type Dtype, decodeAdapter, encodeAdapter, fromF16 } from "../src/format/index.ts";
+import { median } from "./stats.ts";
 
 const RUNS = Number(process.env.RUNS ?? 60);
 const WARMUP = 10;
 const M = 128;
 const r = 64;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
 
 /**
  * Median seconds of `fn` over RUNS runs after WARMUP, in process CPU time (user + system), so

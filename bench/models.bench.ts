@@ -23,6 +23,7 @@ import {
 } from "../src/client/index.ts";
 import { encodeAdapter } from "../src/format/index.ts";
 import { startStaticServer } from "../test/node/client/helpers/static-server.ts";
+import { median, round } from "./stats.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const RESULTS = join(ROOT, "bench", "results", "models.json");
@@ -42,10 +43,6 @@ const SHIPPED_METHOD: Record<string, string> = {
   "smollm2-135m": "xs-pop-r16-qv",
   "gemma3-270m": "xs-svd-r16-qv",
 };
-
-const median = (xs: number[]) =>
-  [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
-const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 
 /** Bytes a first visit fetches on `device`: its graph and data, tokenizer, factors, manifest (null: no graph for it). */
 function downloadBytes(dir: string, manifest: ClientManifest, device: string): number | null {

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { fsCache, loadModel } from "../src/client/index.ts";
 import { initR, OnDeviceTrainer, type Row } from "../src/client/train/index.ts";
+import { median } from "./stats.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -31,11 +32,6 @@ const DIR = args.dir;
 const STEPS = Number(args.steps);
 const TARGET_TOKENS = Number(args.tokens);
 const EPOCHS = Number(args.epochs);
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
-};
 
 function randomRows(batch: number, seq: number, vocab: number, seed: number): Row[] {
   let s = seed + 1;
