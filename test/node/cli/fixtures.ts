@@ -9,17 +9,12 @@ import { bufferIo } from "../../../src/cli/io.ts";
 import { main } from "../../../src/cli/main.ts";
 import { encodeSafetensorsF32 } from "../../../src/cli/safetensors.ts";
 import { encodeAdapter } from "../../../src/format/index.ts";
+import { mulberry32 } from "../../fixtures/mulberry32.ts";
 
 /** A small deterministic generator (mulberry32) so every run builds the same files. */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
+  const next = mulberry32(seed);
+  return () => next() - 0.5;
 }
 
 export interface TestModule {

@@ -4,21 +4,17 @@ import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { AdapterFormatError, decodeAdapter } from "../../../src/format/index.ts";
+import { mulberry32 } from "../../fixtures/mulberry32.ts";
 import { canRun, PYTHON } from "../../shared/requirements.ts";
 import { bytesOf, cases } from "./fixtures.ts";
 
 const root = new URL("../../..", import.meta.url).pathname;
 const python = join(root, ".venv", "bin", "python");
 
+/** A seeded generator of numbers in [0, n). */
 function rng(seed: number) {
-  let a = seed >>> 0;
-  return (n: number) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * n;
-  };
+  const next = mulberry32(seed);
+  return (n: number) => next() * n;
 }
 
 const enc = new TextEncoder();
