@@ -49,6 +49,9 @@ OPSET = 21
 # Rotary tables cover at most this many positions (SmolLM2's whole context): Gemma 3's 32 k would
 # add 64 MB of cos/sin tables to the download for contexts a client does not reach.
 GRAPH_POSITIONS_MAX = 8192
+# head="nbits": the output head's activations go to its int8 kernel in this many parts (_head_nbits);
+# on SmolLM2 one part is 0.28 off on the logits, two 1.1e-3, three 1.5e-4 (as close as the fp32 head).
+HEAD_PARTS = 3
 TABLE_PIECE_BYTES = 28 << 20  # a constant table larger than this is stored in row pieces (export_client writes 32 MiB files)
 IR_VERSION = 10  # onnxruntime 1.30 reads up to IR 11; 10 is what opset 21 needs
 MS = "com.microsoft"
@@ -107,7 +110,8 @@ def _block_sum_matrix(k: int) -> np.ndarray:
 
 class ClientGraphBuilder:
     def __init__(self, weights: LlamaWeights, branch: Branch | None, max_positions: int | None = None,
-                 q4_matmul: str = "nbits", accuracy_level: int = 0, attention: str = "gqa"):
+                 q4_matmul: str = "nbits", accuracy_level: int = 0, attention: str = "gqa",
+                 head: str = "matmul"):
         if q4_matmul not in ("nbits", "folded"):
             raise ValueError(f"q4_matmul = {q4_matmul!r}; 'nbits' or 'folded'")
         if attention not in ("gqa", "plain"):
@@ -115,6 +119,9 @@ class ClientGraphBuilder:
         self.attention = attention
         self.q4_matmul = q4_matmul
         self.accuracy_level = accuracy_level
+        if head not in ("matmul", "gemm", "nbits"):
+            raise ValueError(f"head = {head!r}; 'matmul', 'gemm' or 'nbits'")
+        self.head = head
         self.w = weights
         self.s = weights.shape
         self.branch = branch
@@ -319,21 +326,23 @@ class ClientGraphBuilder:
         g, e = self.g, self.w.embedding
         if self.spec.name != "llama":
             return self._softcap(self._head_gemm(h))
-        if isinstance(e, Q8Weight):
-            # Dequantized from the same codes by nodes of constants only: onnxruntime folds them into
-            # one fp32 [hidden, vocab] matrix when the session starts (8-bit MatMulNBits has no fast
-            # CPU kernel at fp32 accuracy: 85 ms a token; this matmul takes ~6 ms). Download stays 8-bit.
-            table = g.one("Mul", [g.one("Sub", [g.one("Cast", ["model.embed_tokens.qweight"], "lm_head/cast", to=TensorProto.FLOAT),
-                                               self._q8_zero()], "lm_head/center"), "model.embed_tokens.scales"], "lm_head/dequantize")
-            table = g.one("Reshape", [table, g.const("lm_head/table_shape", np.array([e.shape[0], e.shape[1]], np.int64))], "lm_head/table")
-            table_t = g.one("Transpose", [table], "lm_head/transpose", perm=[1, 0])
-            return g.op("MatMul", [h, table_t], "lm_head/MatMul", ["logits"])[0]
-        # Gemm(transB) reads the tied table as it is (no transposed copy).
-        flat = g.one("Reshape", [h, g.const("lm_head/flat", np.array([-1, self.s.hidden], np.int64))], "lm_head/flatten")
-        y = g.one("Gemm", [flat, "model.embed_tokens.weight"], "lm_head/Gemm", transB=1)
-        shape = g.one("Concat", [g.one("Shape", ["input_ids"], "lm_head/ids_shape"), g.const("lm_head/vocab", np.array([self.s.vocab], np.int64))],
-                      "lm_head/shape", axis=0)
-        return g.op("Reshape", [y, shape], "lm_head/unflatten", ["logits"])[0]
+        if not isinstance(e, Q8Weight):
+            # Gemm(transB) reads the tied table as it is (no transposed copy).
+            return self._gemm_rows(h, "model.embed_tokens.weight", ["logits"])
+        if self.head == "nbits":
+            return self._head_nbits(h)
+        # `matmul` and `gemm`: dequantized from the same codes by nodes of constants only, which
+        # onnxruntime folds into one fp32 [vocab, hidden] matrix when the session starts; the
+        # download stays 8-bit.
+        table = g.one("Mul", [g.one("Sub", [g.one("Cast", ["model.embed_tokens.qweight"], "lm_head/cast", to=TensorProto.FLOAT),
+                                           self._q8_zero()], "lm_head/center"), "model.embed_tokens.scales"], "lm_head/dequantize")
+        table = g.one("Reshape", [table, g.const("lm_head/table_shape", np.array([e.shape[0], e.shape[1]], np.int64))], "lm_head/table")
+        if self.head == "gemm":
+            return self._gemm_rows(h, table, ["logits"])
+        # `head="matmul"`: a transposed copy [hidden, vocab] folded at start and a plain MatMul, the
+        # faster of the two in onnxruntime-web's WASM build (Gemm(transB) takes twice as long there).
+        table_t = g.one("Transpose", [table], "lm_head/transpose", perm=[1, 0])
+        return g.op("MatMul", [h, table_t], "lm_head/MatMul", ["logits"])[0]
 
     def _head_gemm(self, h: str) -> str:
         """`h @ Eᵀ` as Gemm(transB) on the table as stored: for a Q8 table the folded fp32 matrix is
@@ -344,11 +353,56 @@ class ClientGraphBuilder:
             table = g.one("Mul", [g.one("Cast", ["model.embed_tokens.qweight"], "lm_head/cast", to=TensorProto.FLOAT),
                                   "model.embed_tokens.scales"], "lm_head/dequantize")
             table = g.one("Reshape", [table, g.const("lm_head/table_shape", np.array([e.shape[0], e.shape[1]], np.int64))], "lm_head/table")
+        return self._gemm_rows(h, table, 1)
+
+    def _head_nbits(self, h: str) -> str:
+        """`head="nbits"`: the tied Q8_0 table as downloaded (`[vocab, hidden / 32, 32]` codes, zero
+        point 128, and its scales) read by one 8-bit MatMulNBits with int8 activations (accuracy_level
+        4): a quarter of the fp32 table's bytes a token. That kernel rounds each block of 32
+        activations to steps of max|x| / 127 (on SmolLM2, 0.28 off on the logits and other greedy
+        tokens; its fp32-accuracy path has no fast kernel: 90 ms a token). So `h` goes in as
+        HEAD_PARTS rows that sum to it: every part but the last already lies on its own block grid
+        (steps of its max / 127), which the kernel's rounding keeps exactly, and the last, the
+        remainder, is at most half a step of the one before, so each part cuts the rounding error
+        about 250-fold; the logits are the sum of the parts' rows."""
+        g, e = self.g, self.w.embedding
+        vocab, hidden = e.shape
+        parts = HEAD_PARTS
+        rest = g.one("Reshape", [h, g.const("lm_head/blocks_shape", np.array([0, 0, hidden // BLOCK, BLOCK], np.int64))], "lm_head/blocks")
+        pieces = []
+        axis = g.const("lm_head/block_axis", np.array([-1], np.int64))
+        for p in range(parts - 1):
+            amax = g.one("ReduceMax", [g.one("Abs", [rest], f"lm_head/abs.{p}"), axis], f"lm_head/amax.{p}", keepdims=1)
+            step = g.one("Div", [g.one("Max", [amax, self._scalar("lm_head/tiny", np.array(1e-30, np.float32))], f"lm_head/amax_floor.{p}"),
+                                 self._scalar("lm_head/int8_max", np.array(127.0, np.float32))], f"lm_head/step.{p}")
+            grid = g.one("Mul", [g.one("Round", [g.one("Div", [rest, step], f"lm_head/steps.{p}")], f"lm_head/round.{p}"), step], f"lm_head/part.{p}")
+            pieces.append(grid)
+            rest = g.one("Sub", [rest, grid], f"lm_head/rest.{p}")
+        pieces.append(rest)
+        rows = g.one("Concat", pieces, "lm_head/parts", axis=0)  # [parts * batch, seq, hidden / 32, 32]
+        rows = g.one("Reshape", [rows, g.const("lm_head/rows_shape", np.array([0, 0, hidden], np.int64))], "lm_head/rows")
+        # MatMulNBits takes its scales flat; this Reshape of a constant is folded at session start.
+        scales = g.one("Reshape", ["model.embed_tokens.scales", g.const("lm_head/scales_shape", np.array([-1], np.int64))], "lm_head/scales")
+        y = g.one("MatMulNBits", [rows, "model.embed_tokens.qweight", scales], "lm_head/MatMulNBits", MS,
+                  K=hidden, N=vocab, bits=8, block_size=BLOCK, accuracy_level=4)
+        if parts == 1:
+            return g.op("Identity", [y], "lm_head/logits", ["logits"])[0]
+        ys = g.op("Split", [y], "lm_head/split_parts", parts, axis=0, num_outputs=parts)
+        total = ys[0]
+        for p in range(1, parts):
+            total = g.op("Add", [total, ys[p]], f"lm_head/sum.{p}", ["logits"] if p == parts - 1 else 1)[0]
+        return total
+
+    def _gemm_rows(self, h: str, table: str, outputs: int | list[str]) -> str:
+        """`h @ tableᵀ` for a [rows, hidden] table: the rows of every position as one Gemm(transB),
+        back to [batch, sequence, rows]. On onnxruntime CPU this reads the fp32 table in 0.6 of the
+        time MatMul takes on its transposed copy (one decode step of SmolLM2's head: 1.3 vs 2.2 ms)."""
+        g = self.g
         flat = g.one("Reshape", [h, g.const("lm_head/flat", np.array([-1, self.s.hidden], np.int64))], "lm_head/flatten")
         y = g.one("Gemm", [flat, table], "lm_head/Gemm", transB=1)
         shape = g.one("Concat", [g.one("Shape", ["input_ids"], "lm_head/ids_shape"), g.const("lm_head/vocab", np.array([self.s.vocab], np.int64))],
                       "lm_head/shape", axis=0)
-        return g.one("Reshape", [y, shape], "lm_head/unflatten")
+        return g.op("Reshape", [y, shape], "lm_head/unflatten", outputs)[0]
 
     def _softcap(self, logits: str) -> str:
         g, c = self.g, self.s.final_softcap
@@ -532,9 +586,15 @@ class ClientGraphBuilder:
 
 
 def build_client_graph(weights: LlamaWeights, branch: Branch | None, max_positions: int | None = None,
-                       q4_matmul: str = "nbits", accuracy_level: int = 0, attention: str = "gqa") -> onnx.ModelProto:
+                       q4_matmul: str = "nbits", accuracy_level: int = 0, attention: str = "gqa",
+                       head: str = "matmul") -> onnx.ModelProto:
     """The decoder graph; `branch` None leaves the adapter out (no `R` input: the plain base model).
     Q4 weights run as MatMulNBits (`q4_matmul="nbits"`, with `accuracy_level`) or as fp32 MatMuls
     whose matrices onnxruntime folds from the 4-bit blocks at session start (`"folded"`); attention
-    is GroupQueryAttention (`"gqa"`) or plain ops (`"plain"`, the WebGPU graph)."""
-    return ClientGraphBuilder(weights, branch, max_positions, q4_matmul, accuracy_level, attention).build()
+    is GroupQueryAttention (`"gqa"`) or plain ops (`"plain"`, the WebGPU graph). A Q8 output head
+    (SmolLM2's tied Q8_0 embedding) runs as MatMul on a transposed fp32 copy (`head="matmul"`, the
+    faster in onnxruntime-web's WASM) or as Gemm(transB) on the table as stored (`"gemm"`, the
+    faster on onnxruntime CPU), both folded from the 8-bit codes at session start, or as an 8-bit
+    MatMulNBits on the codes themselves (`"nbits"`: int8 kernels, onnxruntime CPU's fastest;
+    `_head_nbits`)."""
+    return ClientGraphBuilder(weights, branch, max_positions, q4_matmul, accuracy_level, attention, head).build()

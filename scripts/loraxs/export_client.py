@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 
 from .block_quant import Q4Weight, Q8Weight, quantize_q4_1
-from .client_graph import OPSET, Branch, build_client_graph
+from .client_graph import HEAD_PARTS, OPSET, Branch, build_client_graph
 from .gguf_llama import LlamaWeights, package_gguf, read_gguf
 
 CHUNK_BYTES = 32 << 20  # per data file; Cache Storage and OPFS take files this size everywhere
@@ -219,6 +219,9 @@ def variant_entry(name: str, file: str, data: list[str], weights_dtype: str, qua
 Q4_VARIANTS = (("q4", "nbits", ["cpu"], "gqa"), ("q4f", "folded", FUSED_DEVICES, "gqa"),
                ("q4w", "nbits", WEBGPU_DEVICES, "plain"))
 FP32_VARIANTS = (("fused", "nbits", FUSED_DEVICES, "gqa"), ("fusedw", "nbits", WEBGPU_DEVICES, "plain"))
+# The output head of a Q8 table per graph (client_graph's `head`; the others keep "matmul", the fp32
+# head folded at session start): `q4` (onnxruntime CPU) reads the 8-bit codes with int8 kernels.
+HEADS = {"q4": "nbits"}
 QUANTIZATION = {"folded": "q4_1 linear (folded to fp32 at session start) + q8_0 embedding, exact (block 32)",
                 "nbits": "q4_1 linear + q8_0 embedding, exact (block 32)"}
 
@@ -257,7 +260,8 @@ def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: st
         raise ValueError(f"{folder}: the client graph builder makes decoder graphs; this is an {manifest['family']}")
     t = time.perf_counter()
     branch = load_branch(folder, manifest) if adapter else None
-    model = build_client_graph(weights, branch, q4_matmul=q4_matmul, attention=attention)
+    head = HEADS.get(name.removesuffix("-plain"), "matmul")
+    model = build_client_graph(weights, branch, q4_matmul=q4_matmul, attention=attention, head=head)
     stem = graph_stem(name)
     data = write_split(model, folder, stem)
     files = [f"{stem}.onnx", *data]
@@ -268,6 +272,8 @@ def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: st
     inputs = [i.name for i in model.graph.input]
     inputs = [n for n in inputs if not n.startswith("past_key_values.")] + ["past_key_values.{i}.key", "past_key_values.{i}.value"]
     dtype, quantization = weights_description(weights, q4_matmul) if quantized else ("F32", "none")
+    if any(n.name == "lm_head/MatMulNBits" for n in model.graph.node):  # head="nbits" (Llama's Q8 head)
+        quantization += f"; output head: 8-bit MatMulNBits, int8 activations in {HEAD_PARTS} parts"
     entry = variant_entry(name, f"{stem}.onnx", data, dtype, quantization, OPSET, inputs, devices=devices or FUSED_DEVICES)
     return entry, len(model.graph.node)
 

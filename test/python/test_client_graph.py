@@ -123,6 +123,42 @@ def test_folded_q4_graph_computes_the_same_blocks_and_ships_them_4_bit(tiny):
         build_client_graph(q, branch, q4_matmul="dequantized")
 
 
+def test_output_heads_of_a_q8_table_agree(tiny):
+    """The tied Q8 head three ways, same codes: MatMul on the folded fp32 copy (`matmul`),
+    Gemm(transB) on it (`gemm`) and the 8-bit MatMulNBits with int8 activations in HEAD_PARTS
+    parts (`nbits`, the q4 graph's): logits within fp32 rounding of each other, the nbits head
+    reads the embedding's own codes (no fp32 table, no extra copy of the codes), and one part alone
+    (the kernel's plain int8 rounding) is far coarser."""
+    from loraxs import client_graph
+    from loraxs.export_client import load_branch
+
+    m = manifest_of(tiny)
+    q = quantize(tiny_weights())
+    branch = load_branch(tiny, m)
+    R = np.random.default_rng(2).normal(0, 0.5, m["io"]["R"]["shape"]).astype(np.float32)
+    c = m["config"]
+    ids = [5, 17, 300, 4000, 12, 9]
+    run = lambda g: logits_of(g, R, ids, c["num_layers"], c["num_kv_heads"], c["head_dim"])  # noqa: E731
+    ref = run(build_client_graph(q, branch))
+    scale = max(1.0, np.abs(ref).max())
+    assert np.abs(run(build_client_graph(q, branch, head="gemm")) - ref).max() < 1e-5 * scale
+    nbits = build_client_graph(q, branch, head="nbits")
+    err = np.abs(run(nbits) - ref).max()
+    assert err < 2e-5 * scale
+    head = [n for n in nbits.graph.node if n.name == "lm_head/MatMulNBits"]
+    assert len(head) == 1 and head[0].input[1] == "model.embed_tokens.qweight"
+    assert not any(n.name.startswith("lm_head/") and n.op_type in ("Gemm", "Transpose", "MatMul") for n in nbits.graph.node)
+    assert all(len(t.raw_data) < 1024 for t in nbits.graph.initializer if t.name.startswith("lm_head"))
+    try:
+        client_graph.HEAD_PARTS = 1
+        one = np.abs(run(build_client_graph(q, branch, head="nbits")) - ref).max()
+    finally:
+        client_graph.HEAD_PARTS = 3
+    assert one > 20 * err
+    with pytest.raises(ValueError, match="head"):
+        build_client_graph(q, branch, head="int8")
+
+
 def test_q4_1_blocks_round_like_ggml_and_keep_offsets():
     w = np.random.default_rng(1).normal(0.3, 1.0, (8, 64)).astype(np.float32)
     q = quantize_q4_1(w)
