@@ -6,6 +6,7 @@
 #   .carry-g<PARTS>/gguf.part<PARTS>             the last call joins the pieces (bench/gemma3/gpu.sh) and runs
 #   .carry-g<PARTS>/pylib/                       the pure-Python gguf package (transformers and the tokenizer read GGUF with it)
 #   .carry-g<PARTS>/corpora.json.gz              the presidents and the Brown genres (no node_modules there)
+#   .carry-gtok/tokenizer.tar.xz                 the prepared tokenizer files (bench/gemma3/client-gpu.sh)
 # Usage: bash bench/gemma3/carry.sh        (PYTHON overrides .venv/bin/python)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,6 +30,9 @@ mkdir -p ".carry-g$PARTS/pylib"
 cp -r "$SITE/gguf" "$SITE"/gguf-*.dist-info ".carry-g$PARTS/pylib/"
 find ".carry-g$PARTS/pylib" -name __pycache__ -type d -prune -exec rm -rf {} +
 PYTHONPATH=scripts $PY bench/quality.py --write-corpora ".carry-g$PARTS/corpora.json.gz"
+# The model's tokenizer files for bench/gemma3/client-gpu.sh (prepare writes them; 33 MB, 3.6 MB as xz).
+mkdir -p .carry-gtok
+tar -C models/gemma3-270m -cf - tokenizer.json tokenizer_config.json | xz -T0 -6 > .carry-gtok/tokenizer.tar.xz
 tracked=$(git ls-files -z | xargs -0 stat -c %s | awk '{s+=$1} END {print s}')
 for c in .carry-g*; do
   n=$(du -sb "$c" | cut -f1)

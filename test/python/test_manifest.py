@@ -99,6 +99,20 @@ def test_population_factors_validate_like_the_typescript_schema():
     assert [(i.path, i.code) for i in validate_manifest(d)] == [("factors.svd.factor_users", "invalid")]
 
 
+@pytest.mark.parametrize("model", ["smollm2-135m", "gemma3-270m"])
+def test_every_shipped_demo_user_decodes_against_its_models_manifest(repo_root, model):
+    """npm start seeds models/<id>/adapters/*.safetensors as they are: each must be valid for its own model
+    (id, factor set, rank, modules) and refused by the other model's expectations."""
+    m = load_manifest(repo_root / "models" / model / "manifest.json")
+    other = load_manifest(repo_root / "models" / ("gemma3-270m" if model == "smollm2-135m" else "smollm2-135m") / "manifest.json")
+    demo = sorted((repo_root / "models" / model / "adapters").glob("*.safetensors"))
+    assert len(demo) == 3
+    for f in demo:
+        assert decode_adapter(f.read_bytes(), expectations_for(m)).factors == m.factors["sha256"]
+        with pytest.raises(AdapterFormatError):
+            decode_adapter(f.read_bytes(), expectations_for(other))
+
+
 def test_smollm2_demo_users_match_the_committed_factors_and_an_older_set_is_refused(repo_root):
     """The shipped factor set changed (population factors); an adapter pinned to the earlier SVD set must
     fail with factors_mismatch, never load silently against factors it was not trained on."""
