@@ -23,7 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from loraxs.adapter import load_adapter  # noqa: E402
+from loraxs.format import load_adapter  # noqa: E402
 from loraxs.data import Blocks, sotu_presidents, text_blocks  # noqa: E402
 from loraxs.evaluate import nll  # noqa: E402
 from loraxs.lora_xs import inject, load_factors  # noqa: E402
