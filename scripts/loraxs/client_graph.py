@@ -110,12 +110,15 @@ def _block_sum_matrix(k: int) -> np.ndarray:
 
 class ClientGraphBuilder:
     def __init__(self, weights: LlamaWeights, branch: Branch | None, max_positions: int | None = None,
-                 q4_matmul: str = "nbits", accuracy_level: int = 0, attention: str = "gqa",
+                 q4_matmul: str = "nbits", accuracy_level: int = 0, attention: str = "gqa", cache_length: int | None = None,
                  head: str = "matmul"):
         if q4_matmul not in ("nbits", "folded"):
             raise ValueError(f"q4_matmul = {q4_matmul!r}; 'nbits' or 'folded'")
-        if attention not in ("gqa", "plain"):
-            raise ValueError(f"attention = {attention!r}; 'gqa' or 'plain'")
+        if attention not in ("gqa", "plain", "static"):
+            raise ValueError(f"attention = {attention!r}; 'gqa', 'plain' or 'static'")
+        if attention == "static" and not cache_length:
+            raise ValueError("attention='static' needs cache_length (the fixed KV cache length)")
+        self.cache_length = cache_length
         self.attention = attention
         self.q4_matmul = q4_matmul
         self.accuracy_level = accuracy_level
@@ -464,7 +467,13 @@ class ClientGraphBuilder:
         for name, x in (("key", k), ("value", v)):
             x = g.one("Reshape", [x, self._shape_const("attn/kv_heads", [0, 0, kv, d])], f"{pre}/{name}_heads")
             x = g.one("Transpose", [x], f"{pre}/{name}_transpose", perm=[0, 2, 1, 3])  # [B, kv, S, d]
-            present.append(g.op("Concat", [f"past_key_values.{layer}.{name}", x], f"{pre}/{name}_cache", [f"present.{layer}.{name}"], axis=2)[0])
+            if self.attention == "static":
+                # The fixed cache is read, never written: the new row is an output (`present.*`, [1, kv, 1, d])
+                # that the client copies into row `position` of its cache buffer after the run.
+                g.op("Identity", [x], f"{pre}/{name}_new", [f"present.{layer}.{name}"])
+                present.append(g.one("Concat", [f"past_key_values.{layer}.{name}", x], f"{pre}/{name}_cache", axis=2))
+            else:
+                present.append(g.op("Concat", [f"past_key_values.{layer}.{name}", x], f"{pre}/{name}_cache", [f"present.{layer}.{name}"], axis=2)[0])
         kt = g.one("Transpose", [present[0]], f"{pre}/key_t", perm=[0, 1, 3, 2])
         scores = g.one("Add", [g.one("MatMul", [q, kt], f"{pre}/scores"), mask], f"{pre}/masked")
         probs = g.one("Softmax", [scores], f"{pre}/softmax", axis=-1)
@@ -472,6 +481,20 @@ class ClientGraphBuilder:
         out = g.one("Reshape", [out, self._shape_const("attn/ctx_groups", [0, 0, group, -1, d])], f"{pre}/context_groups")
         out = g.one("Transpose", [out], f"{pre}/context_transpose", perm=[0, 3, 1, 2, 4])  # [B, S, kv, G, d]
         return g.one("Reshape", [out, self._shape_const("attn/ctx_rows", [0, 0, -1])], f"{pre}/context_rows")
+
+    def _static_attention_inputs(self) -> None:
+        """Once per run of the fixed-cache graph (one token, a cache of L rows): `attention_mask` [1, L]
+        is 1 on the cached rows, and the additive mask [1, 1, 1, L + 1] opens them and the new token
+        (appended last); `position_ids` [1, 1] to int64 for RotaryEmbedding. The inputs are int32: a
+        graph captured by onnxruntime-web's WebGPU provider (1.30) replays with the values its int64
+        inputs had when it was captured (docs/client.md)."""
+        g = self.g
+        g.op("Cast", ["position_ids"], "attn/position_cast", ["attn/position_ids"], to=TensorProto.INT64)
+        keep = g.one("Cast", ["attention_mask"], "attn/keep", to=TensorProto.FLOAT)  # [1, L]
+        neg = self._scalar("attn/masked", np.array(-1e9, np.float32))
+        closed = g.one("Mul", [g.one("Sub", [self._scalar("attn/one_f", np.array(1.0, np.float32)), keep], "attn/drop"), neg], "attn/padding")
+        row = g.one("Concat", [closed, g.const("attn/new_row", np.zeros((1, 1), np.float32))], "attn/with_new", axis=1)  # [1, L + 1]
+        g.op("Unsqueeze", [row, g.const("attn/axes12", np.array([1, 2], np.int64))], "attn/mask_rows", ["attn/mask_grouped"])
 
     def _shape_const(self, name: str, values: list[int]) -> str:
         return self._scalar(name, np.array(values, np.int64))
@@ -520,6 +543,8 @@ class ClientGraphBuilder:
             local_cos, local_sin = g.const("attn/cos_cache_local", local_cos), g.const("attn/sin_cache_local", local_sin)
         if self.attention == "plain":
             self._plain_attention_inputs()
+        elif self.attention == "static":
+            self._static_attention_inputs()
         else:
             # Lengths for GroupQueryAttention: each row's attended length - 1, and the total length.
             lengths = g.one("ReduceSum", ["attention_mask", g.const("attn/axis1", np.array([1], np.int64))], "attn/mask_sum", keepdims=0)
@@ -538,7 +563,9 @@ class ClientGraphBuilder:
             qkv = self._qk_norm(self.linear(normed, i, QKV, "self_attn.qkv_proj"), i)
             local = i in s.local_layers
             layer_cos, layer_sin = (local_cos, local_sin) if local else (cos, sin)
-            if self.attention == "plain":
+            if self.attention == "static" and local:
+                raise ValueError("the fixed-cache graph has no local (sliding-window) layers yet")
+            if self.attention in ("plain", "static"):
                 attn = self._plain_attention(qkv, i, layer_cos, layer_sin, "attn/mask_local_grouped" if local else "attn/mask_grouped")
             else:
                 # GroupQueryAttention's local_window_size counts the keys a query sees, itself included.
@@ -569,16 +596,24 @@ class ClientGraphBuilder:
 
         f32, i64 = TensorProto.FLOAT, TensorProto.INT64
         kv = ["batch", s.kv_heads, "past_sequence_length", s.head_dim]
-        inputs = [helper.make_tensor_value_info("input_ids", i64, ["batch", "sequence_length"]),
-                  helper.make_tensor_value_info("attention_mask", i64, ["batch", "total_sequence_length"])]
+        ids_dims, mask_dims = ["batch", "sequence_length"], ["batch", "total_sequence_length"]
+        present_dims = ["batch", s.kv_heads, "total_sequence_length", s.head_dim]
+        if self.attention == "static":
+            # One token per run over a cache of fixed length; `present.*` is the new row only.
+            kv, present_dims = [1, s.kv_heads, self.cache_length, s.head_dim], [1, s.kv_heads, 1, s.head_dim]
+            ids_dims, mask_dims = [1, 1], [1, self.cache_length]
+        index = TensorProto.INT32 if self.attention == "static" else i64
+        inputs = [helper.make_tensor_value_info("input_ids", index, ids_dims),
+                  helper.make_tensor_value_info("attention_mask", index, mask_dims)]
+        if self.attention == "static":
+            inputs.append(helper.make_tensor_value_info("position_ids", index, [1, 1]))
         if self.index:
             inputs.append(helper.make_tensor_value_info("R", f32, [len(self.index), self.branch.rank, self.branch.rank]))
-        outputs = [helper.make_tensor_value_info("logits", f32, ["batch", "sequence_length", s.vocab])]
+        outputs = [helper.make_tensor_value_info("logits", f32, [*ids_dims, s.vocab])]
         for i in range(s.layers):
             for kind in ("key", "value"):
                 inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", f32, kv))
-                outputs.append(helper.make_tensor_value_info(f"present.{i}.{kind}", f32,
-                                                             ["batch", s.kv_heads, "total_sequence_length", s.head_dim]))
+                outputs.append(helper.make_tensor_value_info(f"present.{i}.{kind}", f32, present_dims))
         graph = helper.make_graph(g.nodes, "loraxs-client", inputs, outputs, g.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)],
                                   producer_name="loraxs-edge", ir_version=IR_VERSION)
@@ -587,7 +622,7 @@ class ClientGraphBuilder:
 
 def build_client_graph(weights: LlamaWeights, branch: Branch | None, max_positions: int | None = None,
                        q4_matmul: str = "nbits", accuracy_level: int = 0, attention: str = "gqa",
-                       head: str = "matmul") -> onnx.ModelProto:
+                       cache_length: int | None = None, head: str = "matmul") -> onnx.ModelProto:
     """The decoder graph; `branch` None leaves the adapter out (no `R` input: the plain base model).
     Q4 weights run as MatMulNBits (`q4_matmul="nbits"`, with `accuracy_level`) or as fp32 MatMuls
     whose matrices onnxruntime folds from the 4-bit blocks at session start (`"folded"`); attention
@@ -597,4 +632,4 @@ def build_client_graph(weights: LlamaWeights, branch: Branch | None, max_positio
     faster on onnxruntime CPU), both folded from the 8-bit codes at session start, or as an 8-bit
     MatMulNBits on the codes themselves (`"nbits"`: int8 kernels, onnxruntime CPU's fastest;
     `_head_nbits`)."""
-    return ClientGraphBuilder(weights, branch, max_positions, q4_matmul, accuracy_level, attention, head).build()
+    return ClientGraphBuilder(weights, branch, max_positions, q4_matmul, accuracy_level, attention, cache_length, head).build()

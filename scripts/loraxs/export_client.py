@@ -169,6 +169,34 @@ def greedy(sess, prompt: list[int], steps: int, R, shape: dict) -> tuple[np.ndar
     return first, tokens
 
 
+def greedy_static(sess, prompt: list[int], steps: int, R, shape: dict) -> tuple[np.ndarray, list[int]]:
+    """`greedy` for the fixed-cache graph: one token per run (the prompt too), int32 ids, positions
+    and mask, each run's new K/V row (`present.*`) written into the cache at its position."""
+    layers = shape["num_layers"]
+    length = next(i.shape[1] for i in sess.get_inputs() if i.name == "attention_mask")
+    kv_shape = next(i.shape for i in sess.get_inputs() if i.name == "past_key_values.0.key")
+    cache = {f"past_key_values.{i}.{k}": np.zeros(kv_shape, np.float32) for i in range(layers) for k in ("key", "value")}
+    mask = np.zeros((1, length), np.int32)
+    names = [o.name for o in sess.get_outputs()]
+    seq, tokens, first = list(prompt), [], None
+    for p in range(len(prompt) + steps - 1):
+        if p >= length:
+            raise ValueError(f"the conversation needs more than the graph's {length} cache rows")
+        feeds = {"input_ids": np.array([[seq[p]]], np.int32), "position_ids": np.array([[p]], np.int32),
+                 "attention_mask": mask, "R": R, **cache}
+        outs = dict(zip(names, sess.run(None, {k: v for k, v in feeds.items() if k in {i.name for i in sess.get_inputs()}})))
+        for i in range(layers):
+            for k in ("key", "value"):
+                cache[f"past_key_values.{i}.{k}"][:, :, p] = outs[f"present.{i}.{k}"][:, :, 0]
+        mask[0, p] = 1
+        if p >= len(prompt) - 1:
+            last = outs["logits"][0, -1]
+            first = last if first is None else first
+            tokens.append(int(np.argmax(last)))
+            seq.append(tokens[-1])
+    return first, tokens
+
+
 def check(folder: Path, graph: Path, manifest: dict, log=print) -> dict:
     """The graph on the reference cases: max |logit - reference| and greedy tokens vs the references."""
     from safetensors.numpy import load_file
@@ -180,7 +208,8 @@ def check(folder: Path, graph: Path, manifest: dict, log=print) -> dict:
     worst, agree, cases = 0.0, True, []
     for case in ref["cases"]:
         R = np.zeros(shape, np.float32) if case["R"] == "zeros" else Rs[case["R"].split("#")[1]]
-        logits, tokens = greedy(sess, case["input_ids"][0], len(case["greedy"]), R, manifest["config"])
+        static = any(i.name == "position_ids" and i.type == "tensor(int32)" for i in sess.get_inputs())
+        logits, tokens = (greedy_static if static else greedy)(sess, case["input_ids"][0], len(case["greedy"]), R, manifest["config"])
         err = float(np.abs(logits - np.array(case["logits_last"][0], np.float32)).max())
         worst = max(worst, err)
         same = tokens == case["greedy"]
@@ -215,10 +244,15 @@ def variant_entry(name: str, file: str, data: list[str], weights_dtype: str, qua
 # there), so `wasm` gets `q4f`, whose 4-bit blocks are folded into fp32 MatMuls at session start
 # (faster than the traced fp32 graph there; `cpu` runs it by name); `webgpu` gets `q4w`: q4's
 # MatMulNBits, norms and packed projections with the attention in plain ops.
+# `q4ws` (`fusedws` for fp32 weights) is q4w for onnxruntime-web's graph capture: one token per run over
+# a KV cache of STATIC_CACHE_LENGTH rows, int32 inputs (docs/client.md, "Graph capture").
 # (name, q4_matmul, devices, attention)
 Q4_VARIANTS = (("q4", "nbits", ["cpu"], "gqa"), ("q4f", "folded", FUSED_DEVICES, "gqa"),
-               ("q4w", "nbits", WEBGPU_DEVICES, "plain"))
-FP32_VARIANTS = (("fused", "nbits", FUSED_DEVICES, "gqa"), ("fusedw", "nbits", WEBGPU_DEVICES, "plain"))
+               ("q4w", "nbits", WEBGPU_DEVICES, "plain"), ("q4ws", "nbits", WEBGPU_DEVICES, "static"))
+FP32_VARIANTS = (("fused", "nbits", FUSED_DEVICES, "gqa"), ("fusedw", "nbits", WEBGPU_DEVICES, "plain"),
+                 ("fusedws", "nbits", WEBGPU_DEVICES, "static"))
+# Rows of the fixed KV cache (prompt and answer together): 2048 rows of SmolLM2 take 94 MB of GPU memory.
+STATIC_CACHE_LENGTH = 2048
 # The output head of a Q8 table per graph (client_graph's `head`; the others keep "matmul", the fp32
 # head folded at session start): `q4` (onnxruntime CPU) reads the 8-bit codes with int8 kernels.
 HEADS = {"q4": "nbits"}
@@ -261,7 +295,8 @@ def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: st
     t = time.perf_counter()
     branch = load_branch(folder, manifest) if adapter else None
     head = HEADS.get(name.removesuffix("-plain"), "matmul")
-    model = build_client_graph(weights, branch, q4_matmul=q4_matmul, attention=attention, head=head)
+    cache_length = min(STATIC_CACHE_LENGTH, weights.shape.max_positions) if attention == "static" else None
+    model = build_client_graph(weights, branch, q4_matmul=q4_matmul, attention=attention, head=head, cache_length=cache_length)
     stem = graph_stem(name)
     data = write_split(model, folder, stem)
     files = [f"{stem}.onnx", *data]
@@ -292,6 +327,9 @@ def client_graphs(folder: Path, manifest: dict, weights: LlamaWeights | None = N
     graphs, files = [], []
     too_big = folded_bytes(weights) > WASM_FOLDED_MAX
     for name, q4_matmul, devices, attention in variants:
+        if attention == "static" and weights.shape.local_layers:
+            log(f"export_client: no {name}: the fixed-cache graph has no sliding-window layers yet")
+            continue
         if too_big and "wasm" in devices:
             devices = [d for d in devices if d != "wasm"]
             log(f"export_client: {name} is not listed for wasm: {folded_bytes(weights) / 1e9:.2f} GB of weights folded to "
