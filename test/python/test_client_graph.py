@@ -52,8 +52,9 @@ def logits_of(model_or_path, R: np.ndarray | None, ids: list[int], layers: int, 
 
 def test_prepare_lists_the_fused_graph_first_and_it_matches_pytorch(tiny):
     m = manifest_of(tiny)
-    assert [g["name"] for g in m["graphs"]] == ["fused", "fusedw", "fp32"]
+    assert [g["name"] for g in m["graphs"]] == ["fused", "fusedw", "fusedws", "fp32"]
     assert m["graphs"][1]["devices"] == ["webgpu"] and m["graphs"][1]["check"]["greedy_equal"] is True
+    assert m["graphs"][2]["devices"] == ["webgpu"] and m["graphs"][2]["check"]["greedy_equal"] is True  # fusedws: fixed cache, fed token by token
     fused = m["graphs"][0]
     listed = {f["name"]: f["role"] for f in m["files"]}
     assert listed[fused["file"]] == "onnx" and all(listed[d] == "onnx-data" for d in fused["data_files"])
