@@ -81,7 +81,7 @@ async function plainRun(): Promise<{ logits: Float32Array[]; tokens: number[]; s
       ...past,
     } as never);
     len += input.length;
-    const lg = (out.logits?.data as Float32Array).slice((input.length - 1) * V);
+    const lg = (out.logits as { data: Float32Array }).data.slice((input.length - 1) * V);
     logits.push(lg);
     tokens.push(argmax(lg));
     past = {};

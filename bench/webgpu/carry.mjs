@@ -105,6 +105,8 @@ if (readdirSync(join(OUT, "debs")).length === 0) {
 
 // The benchmark with the client, bundled; onnxruntime-web stays a package the carry provides.
 await bundleForNode(join(HERE, "bench.ts"), join(OUT, "bench.mjs"));
+// Graph capture of the fixed-cache graph q4ws (capture.ts), bundled the same way.
+await bundleForNode(join(HERE, "capture.ts"), join(OUT, "capture.mjs"));
 
 // The training benchmark (train.ts: the client's own training code), bundled the same way, and
 // ~25k tokens of State of the Union text to personalize on (Barack Obama, 2009-2011: addresses

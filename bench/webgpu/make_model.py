@@ -194,6 +194,8 @@ def write_client(out: Path) -> None:
     weights = quantize(from_state_dict(state, model.config.to_dict()))
     entry, _ = export_variant(folder, manifest, weights, "q4w", True, devices=WEBGPU_DEVICES, attention="plain")
     plain, _ = export_variant(folder, manifest, weights, "q4w-plain", False, devices=WEBGPU_DEVICES, attention="plain")
+    # q4w for graph capture (fixed KV cache, one token a run): timed by capture.mjs, not listed here.
+    export_variant(folder, manifest, weights, "q4ws", True, devices=WEBGPU_DEVICES, attention="static")
     # The GroupQueryAttention graph (the CPU graph's attention) without the branch: fewer nodes; timed
     # by the bare loop only, since WebGPU's GroupQueryAttention is wrong for prompts of 32+ tokens in
     # one run (with the branch, its Split of R into 30 outputs exceeds WebGPU's storage buffers).

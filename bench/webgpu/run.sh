@@ -26,7 +26,7 @@ cp "$C/webgpu/index.js" "$C/webgpu/package.json" "$W/webgpu/"
 unxz_to "$C/webgpu/dawn.node.xz" "$W/webgpu/dist/linux-x64/dawn.node"
 cp -r "$C/node_modules" "$W/"
 for f in "$W"/node_modules/onnxruntime-web/dist/*.xz; do unxz_to "$f" "${f%.xz}" && rm "$f"; done
-cp "$C/bench.mjs" "$C/transformers.mjs" "$W/"
+cp "$C/bench.mjs" "$C/transformers.mjs" "$C/capture.mjs" "$W/"
 tar -C "$W/model" -xJf "$C/model.tar.xz"
 echo "unpacked in $(( $(date +%s) - t0 )) s"
 PY=${PYTHON:-python3}
@@ -46,4 +46,7 @@ PYTHONPATH="$REPO/scripts" $PY "$REPO/bench/webgpu/make_model.py" client --dir "
 echo "model ready after $(( $(date +%s) - t0 )) s"
 OUTFILE=${OUT:-$W}/webgpu.json
 "$W/bin/node" "$W/bench.mjs" --root "$W" --model "$W/model" --tjs "$W/transformers.mjs" --out "$OUTFILE" "$@"
+# q4w vs q4ws uncaptured vs q4ws captured (graph capture, docs/client.md): 128-token prompt, 128 tokens.
+"$W/bin/node" "$W/capture.mjs" --root "$W" --model "$W/model/q4" --prompt 128 --tokens 128 --out "${OUT:-$W}/capture.json" ||
+  echo "capture.mjs failed"
 echo "done after $(( $(date +%s) - t0 )) s"
