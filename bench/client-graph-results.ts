@@ -120,6 +120,10 @@ export function recordClientGraph(modelDir: string, results: Record<string, unkn
       results["chromium-wasm"] !== undefined ? "chromium" : "node (onnxruntime-web wasm)",
     client_machine: results.machine,
     client_date: results.date,
+    client_load_average: results.loadAverage,
+    ...(results["chromium-wasm-threads"] !== undefined
+      ? { wasm_threads: results["chromium-wasm-threads"] }
+      : {}),
   };
   if (wasm.new?.warmStart?.downloadedBytes !== undefined)
     update.second_visit_weight_bytes = wasm.new.warmStart.downloadedBytes;

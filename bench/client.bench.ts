@@ -8,7 +8,7 @@
 // Models come from .cache/models/<id> (npm run prepare-model -- --preset <id> --out .cache/models/<id>).
 // WebGPU here is SwiftShader (software): it always runs tiny-llama, and its timings are not GPU speed.
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createRng, fsCache, loadModel, type PersonalModel } from "../src/client/index.ts";
@@ -110,6 +110,9 @@ const results: Record<string, unknown> = {
   machine: `${cpus()[0]?.model ?? "cpu"} × ${cpus().length}, ${process.platform} ${process.arch}, Node ${process.version}`,
   date: new Date().toISOString(),
   tokens: TOKENS,
+  // The 1-minute load average when the run starts and ends: on a shared machine, rows are comparable
+  // only within one run, and only while this stays low.
+  loadAverage: { start: round(loadavg()[0] ?? Number.NaN), end: Number.NaN },
 };
 
 // ---- Node, onnxruntime-node (CPU): each graph variant ----
@@ -234,6 +237,16 @@ if (!args["skip-browser"] && hasChromium()) {
   const server = await startPageServer({ main: modelDir, tiny: tinyDir, adapters: adaptersDir });
   const browser = await launch(`${server.url}/`);
   try {
+    // onnxruntime-web's WASM threads: with no numThreads set (the client sets none in a browser) it
+    // takes min(4, ceil(hardwareConcurrency / 2)) when the page is crossOriginIsolated, else 1.
+    const env = await browser.page.evaluate(() => ({
+      crossOriginIsolated: globalThis.crossOriginIsolated,
+      hardwareConcurrency: navigator.hardwareConcurrency,
+    }));
+    results["chromium-wasm-threads"] = {
+      ...env,
+      numThreads: env.crossOriginIsolated ? Math.min(4, Math.ceil(env.hardwareConcurrency / 2)) : 1,
+    };
     type Page = { loraxsPage: LoraxsPage };
     const runBackend = async (
       device: "wasm" | "webgpu",
@@ -354,6 +367,7 @@ if (!args["skip-browser"] && hasChromium()) {
   }
 }
 
+(results.loadAverage as { end: number }).end = round(loadavg()[0] ?? Number.NaN);
 await recordClientGraph(modelDir, results);
 if (args.out !== undefined) writeFileSync(args.out, `${JSON.stringify(results, null, 1)}\n`);
 console.log(JSON.stringify(results));
