@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { startLocalEdge } from "../scripts/edge/wrangler.mjs";
 import { encodeAdapter, sha256Digest } from "../src/format/index.ts";
+import { syntheticManifest } from "../src/manifest/synthetic.ts";
 import { mintToken } from "../src/shared/tokens.ts";
 
 const { values } = parseArgs({
@@ -220,40 +221,18 @@ try {
   await edge.stop();
 }
 
+/** SmolLM2's shapes: q_proj and v_proj alternating over ceil(modules / 2) layers. */
 function benchManifest(id, modules, rank, factors) {
   const hidden = 576;
-  return {
-    schema_version: 1,
+  return syntheticManifest({
     id,
-    family: "decoder",
-    architecture: "LlamaForCausalLM",
-    source: { kind: "random", preset: "bench", seed: 0, revision: null },
-    rank,
-    targets: "q_proj,v_proj",
     modules: Array.from({ length: modules }, (_, i) => ({
       name: `model.layers.${i >> 1}.self_attn.${i % 2 ? "v_proj" : "q_proj"}`,
       in: hidden,
       out: i % 2 ? 192 : hidden,
     })),
-    factors: {
-      file: "factors.safetensors",
-      sha256: factors,
-      dtype: "F32",
-      svd: { method: "randomized", oversample: 8, niter: 4, seed: 0 },
-    },
-    onnx: null,
-    io: {
-      inputs: [
-        "input_ids",
-        "attention_mask",
-        "position_ids",
-        "R",
-        "past_key_values.{i}.key",
-        "past_key_values.{i}.value",
-      ],
-      outputs: ["logits", "present.{i}.key", "present.{i}.value"],
-      R: { name: "R", shape: [modules, rank, rank], dtype: "float32" },
-    },
+    rank,
+    factors: { sha256: factors, bytes: 4096 },
     config: {
       hidden_size: hidden,
       num_layers: Math.ceil(modules / 2),
@@ -261,19 +240,8 @@ function benchManifest(id, modules, rank, factors) {
       num_kv_heads: 3,
       head_dim: 64,
       vocab_size: 49152,
-      bos_token_id: 1,
-      eos_token_id: 2,
       max_position_embeddings: 8192,
     },
-    tokenizer: { files: ["tokenizer.json", "tokenizer_config.json"], chat_template: true },
-    files: [{ name: "factors.safetensors", role: "factors", sha256: factors, bytes: 4096 }],
-    check: {
-      runtime: "onnxruntime-cpu",
-      reference: "pytorch",
-      max_abs_error: 3e-6,
-      tolerance: 1e-3,
-      cases: 3,
-    },
-    created: "2026-11-28T00:00:00Z",
-  };
+    preset: "bench",
+  });
 }

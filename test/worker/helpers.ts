@@ -2,6 +2,7 @@
 // made in plain sight with the project's own encoder.
 import { env, SELF } from "cloudflare:test";
 import { encodeAdapter } from "../../src/format/index.ts";
+import { syntheticManifest } from "../../src/manifest/synthetic.ts";
 import { mintToken, type Role } from "../../src/shared/tokens.ts";
 
 export const BASE = "http://edge.test";
@@ -43,47 +44,18 @@ export const RANK = 4;
 export const MODULES = 3;
 export const HIDDEN = 32;
 
-/** A decoder manifest as docs/contracts.md describes it: 3 modules of rank 4. */
-export function decoderManifest(id: string, factors = FACTORS) {
-  const modules = Array.from({ length: MODULES }, (_, i) => ({
-    name: `model.layers.${i}.self_attn.q_proj`,
-    in: HIDDEN,
-    out: HIDDEN,
-  }));
-  return {
-    schema_version: 1,
+/** A manifest as docs/contracts.md describes it: 3 modules of rank 4, with its graph's files. */
+function tinyManifest(id: string, family: "decoder" | "encoder", factors: string) {
+  return syntheticManifest({
     id,
-    family: "decoder",
-    architecture: "LlamaForCausalLM",
-    source: { kind: "random", preset: "tiny-llama", seed: 0, revision: null },
+    family,
+    modules: Array.from({ length: MODULES }, (_, i) => ({
+      name: `model.layers.${i}.self_attn.q_proj`,
+      in: HIDDEN,
+      out: HIDDEN,
+    })),
     rank: RANK,
-    targets: "q_proj",
-    modules,
-    factors: {
-      file: "factors.safetensors",
-      sha256: factors,
-      dtype: "F32",
-      svd: { method: "exact", oversample: 0, niter: 0, seed: 0 },
-    },
-    onnx: {
-      file: "model.onnx",
-      data_file: "model.onnx.data",
-      opset: 18,
-      weights_dtype: "F32",
-      quantization: "none",
-    },
-    io: {
-      inputs: [
-        "input_ids",
-        "attention_mask",
-        "position_ids",
-        "R",
-        "past_key_values.{i}.key",
-        "past_key_values.{i}.value",
-      ],
-      outputs: ["logits", "present.{i}.key", "present.{i}.value"],
-      R: { name: "R", shape: [MODULES, RANK, RANK], dtype: "float32" },
-    },
+    factors: { sha256: factors, bytes: 2048 },
     config: {
       hidden_size: HIDDEN,
       num_layers: MODULES,
@@ -91,13 +63,17 @@ export function decoderManifest(id: string, factors = FACTORS) {
       num_kv_heads: 2,
       head_dim: 8,
       vocab_size: 128,
-      bos_token_id: 1,
-      eos_token_id: 2,
       max_position_embeddings: 256,
     },
-    tokenizer: { files: ["tokenizer.json", "tokenizer_config.json"], chat_template: true },
+    preset: family === "decoder" ? "tiny-llama" : "tiny-bert",
+    onnx: {
+      file: "model.onnx",
+      data_file: "model.onnx.data",
+      opset: 18,
+      weights_dtype: "F32",
+      quantization: "none",
+    },
     files: [
-      { name: "factors.safetensors", role: "factors", sha256: factors, bytes: 2048 },
       { name: "model.onnx", role: "onnx", sha256: `sha256:${"0".repeat(64)}`, bytes: 4096 },
       {
         name: "model.onnx.data",
@@ -106,45 +82,14 @@ export function decoderManifest(id: string, factors = FACTORS) {
         bytes: 8192,
       },
     ],
-    check: {
-      runtime: "onnxruntime-cpu",
-      reference: "pytorch",
-      max_abs_error: 1e-6,
-      tolerance: 1e-3,
-      cases: 1,
-    },
-    created: "2026-11-28T00:00:00Z",
-  };
+  });
 }
 
+export const decoderManifest = (id: string, factors = FACTORS) =>
+  tinyManifest(id, "decoder", factors);
+
 /** An encoder manifest (jobs with labelled examples). */
-export function encoderManifest(id: string) {
-  const m = decoderManifest(id);
-  return {
-    ...m,
-    family: "encoder",
-    architecture: "BertModel",
-    source: { kind: "random", preset: "tiny-bert", seed: 0, revision: null },
-    config: {
-      hidden_size: HIDDEN,
-      num_layers: MODULES,
-      num_attention_heads: 4,
-      vocab_size: 128,
-      max_position_embeddings: 256,
-      type_vocab_size: 2,
-      pad_token_id: 0,
-      cls_token_id: 1,
-      sep_token_id: 2,
-      pooling: "mean",
-      normalize: true,
-    },
-    io: {
-      inputs: ["input_ids", "attention_mask", "token_type_ids", "R"],
-      outputs: ["last_hidden_state", "sentence_embedding"],
-      R: m.io.R,
-    },
-  };
-}
+export const encoderManifest = (id: string) => tinyManifest(id, "encoder", FACTORS);
 
 /** A valid adapter for the test manifest; `fill` sets every R value. */
 export function adapter(

@@ -9,6 +9,7 @@ import { bufferIo } from "../../../src/cli/io.ts";
 import { main } from "../../../src/cli/main.ts";
 import { encodeSafetensorsF32 } from "../../../src/cli/safetensors.ts";
 import { encodeAdapter } from "../../../src/format/index.ts";
+import { syntheticManifest } from "../../../src/manifest/synthetic.ts";
 import { mulberry32 } from "../../fixtures/mulberry32.ts";
 
 /** A small deterministic generator (mulberry32) so every run builds the same files. */
@@ -103,60 +104,23 @@ export async function makeModel(
   const factorsPath = join(dir, "factors.safetensors");
   await writeFile(factorsPath, factorBytes);
   const digest = `sha256:${createHash("sha256").update(factorBytes).digest("hex")}`;
-  const manifest = {
-    schema_version: 1,
+  const manifest = syntheticManifest({
     id,
-    family: options.family ?? "decoder",
-    architecture: options.family === "encoder" ? "BertModel" : "LlamaForCausalLM",
-    source: { kind: "random", preset: id, seed: 0, revision: null },
-    rank,
-    targets: "q_proj,v_proj",
+    family: options.family,
     modules: shapes,
-    factors: {
-      file: "factors.safetensors",
-      sha256: digest,
-      dtype: "F32",
-      svd: { method: "exact", oversample: 0, niter: 0, seed: 0 },
+    rank,
+    factors: { sha256: digest, bytes: factorBytes.length },
+    config: {
+      hidden_size: w,
+      num_layers: 2,
+      num_attention_heads: 2,
+      num_kv_heads: 1,
+      head_dim: 8,
+      vocab_size: 32,
+      max_position_embeddings: 64,
     },
-    onnx: null,
-    io: {
-      inputs: ["input_ids", "attention_mask", "position_ids", "R"],
-      outputs: ["logits"],
-      R: { name: "R", shape: [modules.length, rank, rank], dtype: "float32" },
-    },
-    config:
-      options.family === "encoder"
-        ? {
-            hidden_size: w,
-            num_layers: 2,
-            num_attention_heads: 2,
-            vocab_size: 32,
-            max_position_embeddings: 64,
-            type_vocab_size: 2,
-            pad_token_id: 0,
-            cls_token_id: 1,
-            sep_token_id: 2,
-            pooling: "mean",
-            normalize: true,
-          }
-        : {
-            hidden_size: w,
-            num_layers: 2,
-            num_attention_heads: 2,
-            num_kv_heads: 1,
-            head_dim: 8,
-            vocab_size: 32,
-            bos_token_id: 1,
-            eos_token_id: 2,
-            max_position_embeddings: 64,
-          },
     tokenizer: { files: [], chat_template: false },
-    files: [
-      { name: "factors.safetensors", role: "factors", sha256: digest, bytes: factorBytes.length },
-    ],
-    check: null,
-    created: "2026-11-28T00:00:00Z",
-  };
+  });
   const manifestPath = join(dir, "manifest.json");
   await writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
   return { dir, manifestPath, factorsPath, digest, id, rank, modules };
