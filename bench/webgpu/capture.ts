@@ -2,7 +2,7 @@
 // replayed by onnxruntime-web (`enableGraphCapture`) against the same graph run uncaptured and the
 // shipped plain graph (`q4w` / `fusedw`): greedy tokens, max logit difference, ms per decode step.
 //   node --experimental-strip-types bench/webgpu/capture.ts --root <dir with webgpu/> --model <folder>
-//     [--static model.q4ws] [--plain model.q4w] [--prompt 16] [--tokens 32] [--out capture.json]
+//     [--static model.q4ws] [--plain model.q4w] [--prompt 16] [--tokens 32] [--opt all] [--out capture.json]
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -16,6 +16,8 @@ const { values: a } = parseArgs({
     plain: { type: "string", default: "model.q4w" },
     prompt: { type: "string", default: "16" },
     tokens: { type: "string", default: "32" },
+    /** onnxruntime's graph optimization level for both graphs (its kernels differ per level). */
+    opt: { type: "string", default: "all" },
     out: { type: "string" },
   },
 });
@@ -36,6 +38,7 @@ const prompt = Array.from({ length: promptLen }, (_, i) => (i * 7919 + 13) % V);
 const load = (stem: string, options: Record<string, unknown>) =>
   ort.InferenceSession.create(readFileSync(join(dir, `${stem}.onnx`)), {
     executionProviders: ["webgpu"],
+    graphOptimizationLevel: a.opt as "all" | "basic" | "extended" | "disabled",
     externalData: readdirSync(dir)
       .filter((f) => f.startsWith(`${stem}.onnx.data`))
       .map((f) => ({ path: f, data: readFileSync(join(dir, f)) })),

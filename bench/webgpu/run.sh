@@ -45,8 +45,11 @@ PYTHONPATH="$REPO/scripts" $PY "$REPO/bench/webgpu/make_model.py" client --dir "
 (cd "$W/model" && $PY "$REPO/bench/webgpu/merge_graph.py" model.onnx merged-folded.onnx --gather --fold)
 echo "model ready after $(( $(date +%s) - t0 )) s"
 OUTFILE=${OUT:-$W}/webgpu.json
-"$W/bin/node" "$W/bench.mjs" --root "$W" --model "$W/model" --tjs "$W/transformers.mjs" --out "$OUTFILE" "$@"
-# q4w vs q4ws uncaptured vs q4ws captured (graph capture, docs/client.md): 128-token prompt, 128 tokens.
-"$W/bin/node" "$W/capture.mjs" --root "$W" --model "$W/model/q4" --prompt 128 --tokens 128 --out "${OUT:-$W}/capture.json" ||
-  echo "capture.mjs failed"
+# CAPTURE_ONLY=1 skips the main table; CAPTURE_OPTS lists the optimization levels capture.mjs runs at.
+[ -n "${CAPTURE_ONLY:-}" ] || "$W/bin/node" "$W/bench.mjs" --root "$W" --model "$W/model" --tjs "$W/transformers.mjs" --out "$OUTFILE" "$@"
+# q4w vs q4ws uncaptured vs q4ws captured (graph capture, docs/client.md).
+for opt in ${CAPTURE_OPTS:-all}; do
+  "$W/bin/node" "$W/capture.mjs" --root "$W" --model "$W/model/q4" --prompt "${CAPTURE_PROMPT:-128}" --tokens "${CAPTURE_TOKENS:-128}" \
+    --opt "$opt" --out "${OUT:-$W}/capture-$opt.json" 2>&1 | tail -c 3000 || echo "capture.mjs --opt $opt failed"
+done
 echo "done after $(( $(date +%s) - t0 )) s"

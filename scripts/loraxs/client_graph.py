@@ -179,9 +179,10 @@ class ClientGraphBuilder:
             ident[0, :kb, :kb] = np.eye(kb, dtype=np.float32)
             diag = g.one("Add", [diag, g.const("r/identity", ident)], "r/with_offsets")
         outs = [f"r/blockdiag.{i}.{parts[0].split('.')[-1]}" for i, parts in order]
-        if self.attention == "plain" and n > 1:
-            # One Gather per matmul: a WebGPU shader binds every output of a Split as a storage
-            # buffer, beyond the per-stage limit (10 on SwiftShader) for more than a few layers.
+        if self.attention in ("plain", "static") and n > 1:
+            # One Gather per matmul (the WebGPU graphs): a WebGPU shader binds every output of a Split
+            # as a storage buffer, beyond the per-stage limit (10 on SwiftShader, 16 on an H100's Dawn)
+            # for more than a few layers.
             for j, out in enumerate(outs):
                 g.op("Gather", [diag, g.const(f"r/index.{j}", np.array([j], np.int64))], f"r/gather.{j}", [out], axis=0)
         else:
