@@ -8,7 +8,9 @@
 #       graphs (scripts/loraxs/export_client.py --plain) into $KEEP/gemma3-270m with the tokenizer carried
 #   bash bench/gemma3/client-gpu.sh webgpu    carrying bench/webgpu/.carry (npm run bench:webgpu -- build):
 #       the client's personal and base decode on WebGPU (Node + Dawn, bench/webgpu/bench.ts) on that folder;
-#       report in $OUT/webgpu.json (bench/gemma3/record-webgpu.ts turns it into bench/results/webgpu-gemma3-270m.json)
+#       report in $OUT/webgpu.json. With the carry's onnxruntime-web build (ort.webgpu, asyncify) the session fails
+#       with std::bad_alloc on Gemma's q4w (folding 1.07 GB of weights to fp32 in the 4 GB WASM heap); the JSPI
+#       build the demo page loads (ort.jspi, node --experimental-wasm-jspi) skips the fold it cannot hold and runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STAGE=${1:?usage: client-gpu.sh users|webgpu [bench options]}
@@ -49,19 +51,10 @@ webgpu)
   [ -f "$M/manifest.json" ] || { say "$M is missing: run the users stage first"; exit 2; }
   C=bench/webgpu/.carry
   W=${WG_DIR:-/tmp/wg-gemma}
-  unxz_to() { python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' "$1" "$2"; }
-  rm -rf "$W" && mkdir -p "$W/bin" "$W/webgpu/dist/linux-x64"
-  if [ -d /usr/local/nvidia ] && ! ldconfig -p | grep -q libvulkan.so.1; then
-    for f in "$C"/debs/*.deb; do dpkg -x "$f" /; done
-    ldconfig
-  fi
-  ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-  [ -f "$ICD" ] && export VK_DRIVER_FILES=$ICD
-  unxz_to "$C/node.xz" "$W/bin/node" && chmod +x "$W/bin/node"
-  cp "$C/webgpu/index.js" "$C/webgpu/package.json" "$W/webgpu/"
-  unxz_to "$C/webgpu/dawn.node.xz" "$W/webgpu/dist/linux-x64/dawn.node"
-  cp -r "$C/node_modules" "$W/"
-  for f in "$W"/node_modules/onnxruntime-web/dist/*.xz; do unxz_to "$f" "${f%.xz}" && rm "$f"; done
+  # shellcheck source=../webgpu/runtime.sh
+  . bench/webgpu/runtime.sh
+  rm -rf "$W"
+  unpack_runtime "$C" "$W"
   cp "$C/bench.mjs" "$W/"
   # bench.ts reads the traced graph's shared data file for its bare rows; Gemma has none (no bare rows run).
   : > "$M/model.onnx.data"

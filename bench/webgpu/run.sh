@@ -12,20 +12,10 @@ C=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$C/../../.." && pwd)
 W=${WG_DIR:-/tmp/wg}
 t0=$(date +%s)
-unxz_to() { python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' "$1" "$2"; }
-rm -rf "$W" && mkdir -p "$W/bin" "$W/webgpu/dist/linux-x64" "$W/model"
-# The Vulkan loader goes into / only on the GPU machine (its driver lives in /usr/local/nvidia).
-if [ -d /usr/local/nvidia ] && ! ldconfig -p | grep -q libvulkan.so.1; then
-  for f in "$C"/debs/*.deb; do dpkg -x "$f" /; done
-  ldconfig
-fi
-ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$ICD" ] && export VK_DRIVER_FILES=$ICD
-unxz_to "$C/node.xz" "$W/bin/node" && chmod +x "$W/bin/node"
-cp "$C/webgpu/index.js" "$C/webgpu/package.json" "$W/webgpu/"
-unxz_to "$C/webgpu/dawn.node.xz" "$W/webgpu/dist/linux-x64/dawn.node"
-cp -r "$C/node_modules" "$W/"
-for f in "$W"/node_modules/onnxruntime-web/dist/*.xz; do unxz_to "$f" "${f%.xz}" && rm "$f"; done
+# shellcheck source=runtime.sh
+. "$REPO/bench/webgpu/runtime.sh"
+rm -rf "$W" && mkdir -p "$W/model"
+unpack_runtime "$C" "$W"
 cp "$C/bench.mjs" "$C/transformers.mjs" "$C/capture.mjs" "$W/"
 tar -C "$W/model" -xJf "$C/model.tar.xz"
 echo "unpacked in $(( $(date +%s) - t0 )) s"
