@@ -113,7 +113,18 @@ function qualityMean(id: string): number | null {
   return entries.reduce((s, e) => s + e.fraction_of_lora_gain_mean, 0) / entries.length;
 }
 
+/** The client's personal WebGPU decode on the GPU machine: bench:webgpu's figure for the model
+ * bench/results/client-graph.json describes (its default graph), else webgpu-<id>.json's. */
 function webgpuTokS(id: string): number | null {
+  const clientGraph = join(ROOT, "bench", "results", "client-graph.json");
+  if (existsSync(clientGraph)) {
+    const r = JSON.parse(readFileSync(clientGraph, "utf8")) as {
+      model?: string;
+      webgpu_decode_tok_s?: { new?: number | null };
+    };
+    if (r.model === id && typeof r.webgpu_decode_tok_s?.new === "number")
+      return Math.round(r.webgpu_decode_tok_s.new * 100) / 100;
+  }
   const file = join(ROOT, "bench", "results", `webgpu-${id}.json`);
   if (!existsSync(file)) return null;
   return (JSON.parse(readFileSync(file, "utf8")) as { decode_tok_s?: number }).decode_tok_s ?? null;
