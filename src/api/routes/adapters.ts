@@ -13,6 +13,7 @@ import {
 import { guard, identityOf } from "../auth.ts";
 import { readBytes } from "../body.ts";
 import * as db from "../db.ts";
+import type { Bindings } from "../env.ts";
 import { notFound } from "../errors.ts";
 import { requireManifest } from "../manifests.ts";
 import { bearer, errors, router } from "../openapi.ts";
@@ -149,6 +150,18 @@ const bytesResponse = (
     },
   });
 
+/** One stored version of a user's adapter, or 404 `adapter.version_not_found`. */
+async function storedVersion(env: Bindings, model: string, user: string, version: number) {
+  const object = await env.BUCKET.get(r2AdapterKey(model, user, version));
+  if (!object) {
+    throw notFound(
+      "adapter.version_not_found",
+      `user ${JSON.stringify(user)} has no version ${version} for model ${JSON.stringify(model)}`,
+    );
+  }
+  return object;
+}
+
 export const adapterRoutes = router()
   .openapi(getAdapter, async (c) => {
     const { model, user } = c.req.valid("param");
@@ -197,24 +210,12 @@ export const adapterRoutes = router()
   })
   .openapi(getVersion, async (c) => {
     const { model, user, version } = c.req.valid("param");
-    const object = await c.env.BUCKET.get(r2AdapterKey(model, user, version));
-    if (!object) {
-      throw notFound(
-        "adapter.version_not_found",
-        `user ${JSON.stringify(user)} has no version ${version} for model ${JSON.stringify(model)}`,
-      );
-    }
+    const object = await storedVersion(c.env, model, user, version);
     return bytesResponse(object.body, object.customMetadata?.etag ?? "", version) as never;
   })
   .openapi(restoreVersion, async (c) => {
     const { model, user, version } = c.req.valid("param");
-    const object = await c.env.BUCKET.get(r2AdapterKey(model, user, version));
-    if (!object) {
-      throw notFound(
-        "adapter.version_not_found",
-        `user ${JSON.stringify(user)} has no version ${version} for model ${JSON.stringify(model)}`,
-      );
-    }
+    const object = await storedVersion(c.env, model, user, version);
     const bytes = new Uint8Array(await object.arrayBuffer());
     // The model may have been republished since: restoring re-checks against today's manifest.
     validateAdapter(bytes, await requireManifest(c.env, model));
