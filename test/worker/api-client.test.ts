@@ -14,7 +14,7 @@ import {
   NotFoundError,
   OfflineError,
 } from "../../src/client/errors.ts";
-import { adapter, BASE, decoderManifest, publish, putAdapter, token, uid } from "./helpers.ts";
+import { adapter, BASE, publishModel, putAdapter, token, uid } from "./helpers.ts";
 
 type Schema = typeof app extends Hono<infer _E, infer S, infer _B> ? S : never;
 /** The API's 2xx JSON answer of a route and method (bytes and empty answers are not JSON). */
@@ -45,8 +45,7 @@ const viaWorker: typeof fetch = (input, init) => SELF.fetch(input as RequestInfo
 
 describe("the API client", () => {
   it("reads health, versions and jobs, and restores a version", async () => {
-    const model = uid("typed");
-    await publish(decoderManifest(model));
+    const model = await publishModel("typed");
     const user = uid("u");
     await putAdapter(model, user, adapter(model));
 
@@ -67,8 +66,7 @@ describe("the API client", () => {
   });
 
   it("throws ApiError with the API's code, status and request id", async () => {
-    const model = uid("typed");
-    await publish(decoderManifest(model));
+    const model = await publishModel("typed");
     const user = uid("u");
     const api = new EdgeApi({ api: BASE, token: await token(user), fetch: viaWorker });
     const missing = await api.getAdapter(model, user).catch((e: unknown) => e);

@@ -5,9 +5,8 @@ import {
   adapter,
   adapterPath,
   call,
-  decoderManifest,
   errorOf,
-  publish,
+  publishModel,
   putAdapter,
   token,
   uid,
@@ -42,9 +41,8 @@ async function hs256(header: string, payload: string) {
 }
 
 async function seeded() {
-  const model = uid("auth");
+  const model = await publishModel("auth");
   const user = uid("u");
-  await publish(decoderManifest(model));
   expect((await putAdapter(model, user, adapter(model))).status).toBe(201);
   return { model, user, path: adapterPath(model, user) };
 }

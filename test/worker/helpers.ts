@@ -122,6 +122,13 @@ export async function publish(manifest: { id: string }) {
     throw new Error(`publish ${manifest.id}: ${res.status} ${await res.text()}`);
 }
 
+/** A fresh model id, its manifest (decoder unless told) published. */
+export async function publishModel(prefix: string, family: "decoder" | "encoder" = "decoder") {
+  const id = uid(prefix);
+  await publish(tinyManifest(id, family, FACTORS));
+  return id;
+}
+
 export const adapterPath = (model: string, user: string) =>
   `/v1/models/${model}/users/${user}/adapter`;
 

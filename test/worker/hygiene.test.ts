@@ -4,9 +4,8 @@ import {
   adapter,
   adapterPath,
   call,
-  decoderManifest,
   errorOf,
-  publish,
+  publishModel,
   putAdapter,
   token,
   uid,
@@ -31,8 +30,7 @@ describe("errors are JSON everywhere", () => {
   });
 
   it("bad input never turns into a 500", async () => {
-    const model = uid("hyg");
-    await publish(decoderManifest(model));
+    const model = await publishModel("hyg");
     const user = uid("u");
     const t = await token(user);
     const attempts = [
@@ -107,8 +105,7 @@ describe("request ids, CORS, logs", () => {
 
 describe("logs", () => {
   it("one JSON line per request, with the request id and code, never the token or the body", async () => {
-    const model = uid("log");
-    await publish(decoderManifest(model));
+    const model = await publishModel("log");
     const user = uid("u");
     const t = await token(user);
     const lines: string[] = [];
@@ -154,8 +151,7 @@ describe("logs", () => {
 
 describe("write rate limit", () => {
   it("the 61st write of a user in a minute is 429 with Retry-After; other users are not affected", async () => {
-    const model = uid("rate");
-    await publish(decoderManifest(model));
+    const model = await publishModel("rate");
     const user = uid("u");
     const t = await token(user);
     // Rejected writes count too: the limit protects the validation work.

@@ -4,11 +4,9 @@ import {
   adapter,
   adapterPath,
   call,
-  decoderManifest,
-  encoderManifest,
   errorOf,
   OTHER_FACTORS,
-  publish,
+  publishModel,
   sha256,
   token,
   uid,
@@ -30,8 +28,7 @@ type Claimed = { jobs: { job: Job; lease_id: string }[] };
 const textData = { kind: "text", texts: ["hello there", "general kenobi"] };
 
 async function setup(family: "decoder" | "encoder" = "decoder") {
-  const model = uid(family === "decoder" ? "job-llama" : "job-bert");
-  await publish(family === "decoder" ? decoderManifest(model) : encoderManifest(model));
+  const model = await publishModel(family === "decoder" ? "job-llama" : "job-bert", family);
   const user = uid("u");
   const worker = await token(uid("gpu"), "worker");
   return { model, user, worker, userToken: await token(user) };
