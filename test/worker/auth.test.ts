@@ -8,6 +8,7 @@ import {
   errorOf,
   publishModel,
   putAdapter,
+  signHs256,
   token,
   uid,
 } from "./helpers.ts";
@@ -19,25 +20,6 @@ const now = () => Math.floor(Date.now() / 1000);
 
 async function signed(claims: Record<string, unknown>, key = secret(), alg = "HS256") {
   return new SignJWT(claims).setProtectedHeader({ alg }).sign(key);
-}
-
-async function hs256(header: string, payload: string) {
-  const key = await crypto.subtle.importKey(
-    "raw",
-    secret(),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  const input = `${header}.${payload.replace(/=+$/, "")}`;
-  const sig = new Uint8Array(
-    await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(input)),
-  );
-  const s = btoa(String.fromCharCode(...sig))
-    .replace(/=+$/, "")
-    .replace(/\+/g, "-")
-    .replace(/\//g, "_");
-  return `${input}.${s}`;
 }
 
 async function seeded() {
@@ -73,7 +55,7 @@ describe("bearer tokens", () => {
     // Correctly signed, but the payload is not a JSON object.
     await expect401(
       path,
-      `Bearer ${await hs256(b64url({ alg: "HS256" }), btoa("[1,2]"))}`,
+      `Bearer ${await signHs256(b64url({ alg: "HS256" }), btoa("[1,2]"))}`,
       "auth.malformed_token",
     );
   });

@@ -33,6 +33,29 @@ export function call(method: string, path: string, init: CallInit = {}) {
   return SELF.fetch(`${BASE}${path}`, { method, headers, body });
 }
 
+/**
+ * `header.payload` (base64url, padding dropped) signed HS256 with the test secret: tokens no JWT
+ * library would build.
+ */
+export async function signHs256(header: string, payload: string) {
+  const key = await crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(env.JWT_SECRET),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const input = `${header}.${payload.replace(/=+$/, "")}`;
+  const sig = new Uint8Array(
+    await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(input)),
+  );
+  const s = btoa(String.fromCharCode(...sig))
+    .replace(/=+$/, "")
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_");
+  return `${input}.${s}`;
+}
+
 export async function errorOf(res: Response) {
   const body = (await res.json()) as { error: { code: string; message: string } };
   return body.error;
