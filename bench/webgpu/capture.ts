@@ -98,13 +98,17 @@ async function plainRun(): Promise<{ logits: Float32Array[]; tokens: number[]; s
   return { logits, tokens, stepMs };
 }
 
+// WebGPU's flag values (GPUBufferUsage, GPUMapMode): the globals exist in Dawn's binding, not in the
+// DOM types this file is checked with.
+const [MAP_READ, COPY_DST, MAP_MODE_READ] = [0x0001, 0x0008, 0x0001];
+
 // The fixed-cache graph, one token a run; every buffer from onnxruntime itself (see docs/client.md).
 async function staticRun(
   capture: boolean,
 ): Promise<{ logits: Float32Array[]; tokens: number[]; stepMs: number; promptMs: number }> {
   const s = await load(a.static as string, { enableGraphCapture: capture });
-  const L = (s.inputMetadata.find((m) => m.name === "attention_mask") as { shape: number[] })
-    .shape[1] as number;
+  const maskMeta = s.inputMetadata.find((m) => m.name === "attention_mask");
+  const L = (maskMeta !== undefined && "shape" in maskMeta ? maskMeta.shape[1] : undefined) as number;
   if (promptLen + steps > L)
     throw new Error(`prompt + tokens ${promptLen + steps} exceed the cache's ${L} rows`);
   const dev = (await ort.env.webgpu.device) as GPUDevice;
@@ -151,7 +155,7 @@ async function staticRun(
     }
   const staging = dev.createBuffer({
     size: V * 4,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    usage: MAP_READ | COPY_DST,
   });
   const logits: Float32Array[] = [];
   const tokens: number[] = [];
@@ -172,7 +176,7 @@ async function staticRun(
     dev.queue.submit([e.finish()]);
     dev.queue.writeBuffer(mask, 4 * p, Int32Array.of(1));
     if (p >= promptLen - 1) {
-      await staging.mapAsync(GPUMapMode.READ);
+      await staging.mapAsync(MAP_MODE_READ);
       const lg = new Float32Array(staging.getMappedRange().slice(0));
       staging.unmap();
       logits.push(lg);
