@@ -108,7 +108,9 @@ async function staticRun(
 ): Promise<{ logits: Float32Array[]; tokens: number[]; stepMs: number; promptMs: number }> {
   const s = await load(a.static as string, { enableGraphCapture: capture });
   const maskMeta = s.inputMetadata.find((m) => m.name === "attention_mask");
-  const L = (maskMeta !== undefined && "shape" in maskMeta ? maskMeta.shape[1] : undefined) as number;
+  const L = (
+    maskMeta !== undefined && "shape" in maskMeta ? maskMeta.shape[1] : undefined
+  ) as number;
   if (promptLen + steps > L)
     throw new Error(`prompt + tokens ${promptLen + steps} exceed the cache's ${L} rows`);
   const dev = (await ort.env.webgpu.device) as GPUDevice;
