@@ -111,7 +111,7 @@ def _block_sum_matrix(k: int) -> np.ndarray:
 class ClientGraphBuilder:
     def __init__(self, weights: LlamaWeights, branch: Branch | None, max_positions: int | None = None,
                  q4_matmul: str = "nbits", accuracy_level: int = 0, attention: str = "gqa", cache_length: int | None = None,
-                 head: str = "matmul"):
+                 head: str = "matmul", dequantize: str = "session"):
         if q4_matmul not in ("nbits", "folded"):
             raise ValueError(f"q4_matmul = {q4_matmul!r}; 'nbits' or 'folded'")
         if attention not in ("gqa", "plain", "static"):
@@ -125,6 +125,10 @@ class ClientGraphBuilder:
         if head not in ("matmul", "gemm", "nbits"):
             raise ValueError(f"head = {head!r}; 'matmul', 'gemm' or 'nbits'")
         self.head = head
+        if dequantize not in ("session", "run"):
+            raise ValueError(f"dequantize = {dequantize!r}; 'session' or 'run'")
+        self.dequantize = dequantize
+        self._runtime_one: str | None = None
         self.w = weights
         self.s = weights.shape
         self.branch = branch
@@ -259,7 +263,7 @@ class ClientGraphBuilder:
         high = g.one("BitShift", [codes, self._scalar("q4/four", np.array(4, np.uint8))], f"{pre}/fold.high", direction="RIGHT")
         blocks = g.one("Concat", [low, high], f"{pre}/fold.blocks", axis=1)  # [kb, 32, n]: W^T by blocks
         m = w.c - np.float32(8.0) * w.d  # the block minimum: c = m + 8 d
-        vals = g.one("Mul", [g.one("Cast", [blocks], f"{pre}/fold.cast", to=TensorProto.FLOAT),
+        vals = g.one("Mul", [self._codes_to_float(blocks, f"{pre}/fold.cast"),
                              g.const(f"{pre}.scales_t", np.ascontiguousarray(w.d.T[:, None, :]))], f"{pre}/fold.scale")
         vals = g.one("Add", [vals, g.const(f"{pre}.mins_t", np.ascontiguousarray(m.T[:, None, :].astype(np.float32)))], f"{pre}/fold.offset")
         return g.one("Reshape", [vals, g.const(f"{pre}.shape", np.array([k, n], np.int64))], f"{pre}/fold.rows")
@@ -271,7 +275,7 @@ class ClientGraphBuilder:
         n, k = w.shape
         b = w.block
         codes = g.const(f"{pre}.qweight8_t", np.ascontiguousarray(w.q.reshape(n, k // b, b).transpose(1, 2, 0)))
-        vals = g.one("Mul", [g.one("Cast", [codes], f"{pre}/fold.cast", to=TensorProto.FLOAT),
+        vals = g.one("Mul", [self._codes_to_float(codes, f"{pre}/fold.cast"),
                              g.const(f"{pre}.scales_t", np.ascontiguousarray(w.d.T[:, None, :].astype(np.float32)))], f"{pre}/fold.scale")
         return g.one("Reshape", [vals, g.const(f"{pre}.shape", np.array([k, n], np.int64))], f"{pre}/fold.rows")
 
@@ -321,6 +325,21 @@ class ClientGraphBuilder:
         pieces = [self.g.const(f"{name}.rows{i}", array[i:i + rows]) for i in range(0, array.shape[0], rows)]
         return self.g.op("Concat", pieces, f"{name}/join", [name], axis=0)[0]
 
+    def _codes_to_float(self, codes: str, name: str) -> str:
+        """Integer weight codes as fp32 values. `dequantize="session"`: a Cast of constants, which
+        onnxruntime folds with the rest of the dequantization when the session starts. `"run"`: a
+        DequantizeLinear whose scale (1.0) is computed from `input_ids`, so no optimizer can fold it and
+        each run rebuilds the fp32 weights it needs: slower, but the session holds only the codes (for a
+        model whose folded weights do not fit onnxruntime-web's 4 GB WASM heap)."""
+        g = self.g
+        if self.dequantize == "session":
+            return g.one("Cast", [codes], name, to=TensorProto.FLOAT)
+        if self._runtime_one is None:
+            size = g.one("Size", ["input_ids"], "dq/ids_size")
+            some = g.one("Greater", [size, g.const("dq/zero", np.array(0, np.int64))], "dq/ids_some")
+            self._runtime_one = g.one("Cast", [some], "dq/one", to=TensorProto.FLOAT)
+        return g.one("DequantizeLinear", [codes, self._runtime_one], name)
+
     def _q8_zero(self) -> str:
         if "q8/zero_point" not in self.g._names:
             self.g.const("q8/zero_point", np.array(128, np.float32))
@@ -338,7 +357,7 @@ class ClientGraphBuilder:
         # `matmul` and `gemm`: dequantized from the same codes by nodes of constants only, which
         # onnxruntime folds into one fp32 [vocab, hidden] matrix when the session starts; the
         # download stays 8-bit.
-        table = g.one("Mul", [g.one("Sub", [g.one("Cast", ["model.embed_tokens.qweight"], "lm_head/cast", to=TensorProto.FLOAT),
+        table = g.one("Mul", [g.one("Sub", [self._codes_to_float("model.embed_tokens.qweight", "lm_head/cast"),
                                            self._q8_zero()], "lm_head/center"), "model.embed_tokens.scales"], "lm_head/dequantize")
         table = g.one("Reshape", [table, g.const("lm_head/table_shape", np.array([e.shape[0], e.shape[1]], np.int64))], "lm_head/table")
         if self.head == "gemm":
@@ -354,7 +373,7 @@ class ClientGraphBuilder:
         g, e = self.g, self.w.embedding
         table = "model.embed_tokens.weight"
         if isinstance(e, Q8Weight):  # int8 codes (_embedding): Cast, Mul, Reshape, folded at session start
-            table = g.one("Mul", [g.one("Cast", ["model.embed_tokens.qweight"], "lm_head/cast", to=TensorProto.FLOAT),
+            table = g.one("Mul", [self._codes_to_float("model.embed_tokens.qweight", "lm_head/cast"),
                                   "model.embed_tokens.scales"], "lm_head/dequantize")
             table = g.one("Reshape", [table, g.const("lm_head/table_shape", np.array([e.shape[0], e.shape[1]], np.int64))], "lm_head/table")
         return self._gemm_rows(h, table, 1)
@@ -623,7 +642,7 @@ class ClientGraphBuilder:
 
 def build_client_graph(weights: LlamaWeights, branch: Branch | None, max_positions: int | None = None,
                        q4_matmul: str = "nbits", accuracy_level: int = 0, attention: str = "gqa",
-                       cache_length: int | None = None, head: str = "matmul") -> onnx.ModelProto:
+                       cache_length: int | None = None, head: str = "matmul", dequantize: str = "session") -> onnx.ModelProto:
     """The decoder graph; `branch` None leaves the adapter out (no `R` input: the plain base model).
     Q4 weights run as MatMulNBits (`q4_matmul="nbits"`, with `accuracy_level`) or as fp32 MatMuls
     whose matrices onnxruntime folds from the 4-bit blocks at session start (`"folded"`); attention
@@ -632,5 +651,7 @@ def build_client_graph(weights: LlamaWeights, branch: Branch | None, max_positio
     faster in onnxruntime-web's WASM) or as Gemm(transB) on the table as stored (`"gemm"`, the
     faster on onnxruntime CPU), both folded from the 8-bit codes at session start, or as an 8-bit
     MatMulNBits on the codes themselves (`"nbits"`: int8 kernels, onnxruntime CPU's fastest;
-    `_head_nbits`)."""
-    return ClientGraphBuilder(weights, branch, max_positions, q4_matmul, accuracy_level, attention, cache_length, head).build()
+    `_head_nbits`). `dequantize="run"` rebuilds the folded weights on every run instead of once
+    (`_codes_to_float`)."""
+    return ClientGraphBuilder(weights, branch, max_positions, q4_matmul, accuracy_level, attention, cache_length, head,
+                              dequantize).build()

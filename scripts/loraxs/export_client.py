@@ -248,9 +248,15 @@ def variant_entry(name: str, file: str, data: list[str], weights_dtype: str, qua
 # a KV cache of STATIC_CACHE_LENGTH rows, int32 inputs (docs/client.md, "Graph capture").
 # (name, q4_matmul, devices, attention)
 Q4_VARIANTS = (("q4", "nbits", ["cpu"], "gqa"), ("q4f", "folded", FUSED_DEVICES, "gqa"),
-               ("q4w", "nbits", WEBGPU_DEVICES, "plain"), ("q4ws", "nbits", WEBGPU_DEVICES, "static"))
-FP32_VARIANTS = (("fused", "nbits", FUSED_DEVICES, "gqa"), ("fusedw", "nbits", WEBGPU_DEVICES, "plain"),
-                 ("fusedws", "nbits", WEBGPU_DEVICES, "static"))
+               ("q4w", "nbits", WEBGPU_DEVICES, "plain"))
+FP32_VARIANTS = (("fused", "nbits", FUSED_DEVICES, "gqa"), ("fusedw", "nbits", WEBGPU_DEVICES, "plain"))
+# The fixed-cache graphs are written on request (`--static`, bench:webgpu) and not listed in the
+# manifest: the client's decode loop does not run them yet (docs/client.md, "Graph capture").
+STATIC_VARIANTS = {"q4w": ("q4ws", "nbits", WEBGPU_DEVICES, "static"), "fusedw": ("fusedws", "nbits", WEBGPU_DEVICES, "static")}
+# A model whose weights folded to fp32 pass WASM_FOLDED_MAX gets this graph for wasm instead: q4f's
+# arithmetic with the weights rebuilt from their codes on every run (client_graph's dequantize="run").
+WASM_RUN_VARIANT = ("q4r", "folded", ["wasm"], "gqa")
+DEQUANTIZE = {"q4r": "run"}
 # Rows of the fixed KV cache (prompt and answer together): 2048 rows of SmolLM2 take 94 MB of GPU memory.
 STATIC_CACHE_LENGTH = 2048
 # The output head of a Q8 table per graph (client_graph's `head`; the others keep "matmul", the fp32
@@ -263,7 +269,7 @@ QUANTIZATION = {"folded": "q4_1 linear (folded to fp32 at session start) + q8_0 
 # onnxruntime-web's WASM heap is 4 GB for everything: the model bytes, the weights, what the session
 # folds at start and the runs. SmolLM2's q4f (0.54 GB of fp32 after folding) runs there; Gemma 3 270M's
 # (1.07 GB, 0.67 of it the 262 k-token head) fails with std::bad_alloc while the session is created
-# (measured in Node with onnxruntime-web 1.30), so a model past this bound lists no graph for wasm.
+# (measured in Node with onnxruntime-web 1.30), so a model past this bound lists q4r for wasm instead.
 WASM_FOLDED_MAX = 800_000_000
 
 
@@ -273,7 +279,7 @@ def folded_bytes(weights: LlamaWeights) -> int:
     return 4 * n
 
 
-def weights_description(weights: LlamaWeights, q4_matmul: str) -> tuple[str, str]:
+def weights_description(weights: LlamaWeights, q4_matmul: str, dequantize: str = "session") -> tuple[str, str]:
     """`weights_dtype` and `quantization` of a graph built from block-quantized weights: Q4 when every
     linear weight is in 4-bit blocks (SmolLM2's Q4_1), else Q8 with the formats named (Gemma's Q4_K_M
     mixes Q4_K with Q5_0, Q6_K and Q8_0, whose codes the graph stores in 8 bits)."""
@@ -281,9 +287,10 @@ def weights_description(weights: LlamaWeights, q4_matmul: str) -> tuple[str, str
     if kinds == {Q4Weight}:
         return "Q4", QUANTIZATION[q4_matmul]
     formats = sorted({f"{w.block}-blocks" for w in weights.linear.values() if isinstance(w, Q8Weight)})
-    run = "MatMulNBits" if q4_matmul == "nbits" else "folded to fp32 at session start"
-    return "Q8", (f"4-bit blocks of 32 ({run}) + 5/6/8-bit codes as int8 in {', '.join(formats)} (folded to fp32 at "
-                  "session start) + q8_0 embedding, exact")
+    when = "at session start" if dequantize == "session" else "on every run"
+    run = "MatMulNBits" if q4_matmul == "nbits" else f"folded to fp32 {when}"
+    return "Q8", (f"4-bit blocks of 32 ({run}) + 5/6/8-bit codes as int8 in {', '.join(formats)} (folded to fp32 "
+                  f"{when}) + q8_0 embedding, exact")
 
 
 def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: str, adapter: bool = True,
@@ -295,8 +302,10 @@ def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: st
     t = time.perf_counter()
     branch = load_branch(folder, manifest) if adapter else None
     head = HEADS.get(name.removesuffix("-plain"), "matmul")
+    dequantize = DEQUANTIZE.get(name.removesuffix("-plain"), "session")
     cache_length = min(STATIC_CACHE_LENGTH, weights.shape.max_positions) if attention == "static" else None
-    model = build_client_graph(weights, branch, q4_matmul=q4_matmul, attention=attention, head=head, cache_length=cache_length)
+    model = build_client_graph(weights, branch, q4_matmul=q4_matmul, attention=attention, head=head, cache_length=cache_length,
+                               dequantize=dequantize)
     stem = graph_stem(name)
     data = write_split(model, folder, stem)
     files = [f"{stem}.onnx", *data]
@@ -306,7 +315,7 @@ def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: st
     quantized = isinstance(weights.embedding, Q8Weight)
     inputs = [i.name for i in model.graph.input]
     inputs = [n for n in inputs if not n.startswith("past_key_values.")] + ["past_key_values.{i}.key", "past_key_values.{i}.value"]
-    dtype, quantization = weights_description(weights, q4_matmul) if quantized else ("F32", "none")
+    dtype, quantization = weights_description(weights, q4_matmul, dequantize) if quantized else ("F32", "none")
     if any(n.name == "lm_head/MatMulNBits" for n in model.graph.node):  # head="nbits" (Llama's Q8 head)
         quantization += f"; output head: 8-bit MatMulNBits, int8 activations in {HEAD_PARTS} parts"
     entry = variant_entry(name, f"{stem}.onnx", data, dtype, quantization, OPSET, inputs, devices=devices or FUSED_DEVICES)
@@ -326,14 +335,13 @@ def client_graphs(folder: Path, manifest: dict, weights: LlamaWeights | None = N
     variants = Q4_VARIANTS if isinstance(weights.embedding, Q8Weight) else FP32_VARIANTS
     graphs, files = [], []
     too_big = folded_bytes(weights) > WASM_FOLDED_MAX
+    if too_big and variants is Q4_VARIANTS:
+        variants = (*variants, WASM_RUN_VARIANT)
     for name, q4_matmul, devices, attention in variants:
-        if attention == "static" and weights.shape.local_layers:
-            log(f"export_client: no {name}: the fixed-cache graph has no sliding-window layers yet")
-            continue
-        if too_big and "wasm" in devices:
+        if too_big and "wasm" in devices and name != WASM_RUN_VARIANT[0]:
             devices = [d for d in devices if d != "wasm"]
             log(f"export_client: {name} is not listed for wasm: {folded_bytes(weights) / 1e9:.2f} GB of weights folded to "
-                f"fp32 at session start (over {WASM_FOLDED_MAX / 1e9:.1f} GB)")
+                f"fp32 at session start (over {WASM_FOLDED_MAX / 1e9:.1f} GB); wasm gets {WASM_RUN_VARIANT[0]}")
         entry, _ = export_variant(folder, manifest, weights, name, True, log, q4_matmul, devices, attention)
         if (folder / "reference.json").is_file():
             entry["check"] = check(folder, folder / entry["file"], manifest, log)
@@ -356,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("folder", help="a prepared decoder folder (manifest.json, factors; reference.json for the check)")
     p.add_argument("--plain", action="store_true",
                    help="also write model.<name>-plain.onnx: the same graph without the adapter (benchmarks; not in the manifest)")
+    p.add_argument("--static", action="store_true",
+                   help="also write the fixed-cache graph (q4ws / fusedws, graph capture) and check it (benchmarks; not in the manifest)")
     args = p.parse_args(argv)
     folder = Path(args.folder)
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -364,18 +374,29 @@ def main(argv: list[str] | None = None) -> int:
     old = manifest.get("graphs", [])
     graphs, _ = client_graphs(folder, manifest, weights)
     if args.plain:
-        built = {v[0]: v for v in (*Q4_VARIANTS, *FP32_VARIANTS)}
+        built = {v[0]: v for v in (*Q4_VARIANTS, *FP32_VARIANTS, WASM_RUN_VARIANT)}
         for g in graphs[:-1] if manifest.get("onnx") else graphs:
             _, q4_matmul, devices, attention = built[g["name"]]
             export_variant(folder, manifest, weights, f"{g['name']}-plain", False, q4_matmul=q4_matmul,
                            devices=devices, attention=attention)
+    static_ok = True
+    for g in graphs if args.static else []:
+        if g["name"] not in STATIC_VARIANTS:
+            continue
+        name, q4_matmul, devices, attention = STATIC_VARIANTS[g["name"]]
+        if weights.shape.local_layers:
+            print(f"export_client: no {name}: the fixed-cache graph has no sliding-window layers yet")
+            continue
+        entry, _ = export_variant(folder, manifest, weights, name, True, print, q4_matmul, devices, attention)
+        if (folder / "reference.json").is_file():
+            static_ok &= check(folder, folder / entry["file"], manifest)["greedy_equal"]
     stale = {n for g in old for n in [g["file"], *g["data_files"]]} - {n for g in graphs for n in [g["file"], *g["data_files"]]}
     manifest["files"] = [f for f in manifest["files"] if f["name"] not in stale]
     manifest["graphs"] = graphs
     write_manifest(folder / "manifest.json", manifest)
     for g in graphs:
         print(json.dumps({k: v for k, v in g.items() if k != "data_files"}))
-    return 0 if all(g["check"] is None or g["check"]["greedy_equal"] for g in graphs) else 1
+    return 0 if static_ok and all(g["check"] is None or g["check"]["greedy_equal"] for g in graphs) else 1
 
 
 if __name__ == "__main__":

@@ -241,12 +241,13 @@ describe.skipIf(!canRun(smolSuite, CHROMIUM_BROWSER, smolFiles))(smolSuite, () =
 });
 
 // Gemma 3 270M when `npm run prepare-model -- --preset gemma3-270m` has run (not part of CI: 0.36 GB
-// under Gemma's own terms). It has no WASM graph (docs/prepare.md), so WebGPU's q4w (attention in
-// plain ops, local layers with a window mask) is checked against the q4 graph on onnxruntime-node
+// under Gemma's own terms). WebGPU's q4w (attention in plain ops, local layers with a window mask)
+// and WASM's q4r (weights rebuilt from their codes every run: folded once they would not fit the
+// 4 GB WASM heap, docs/prepare.md) are checked against the q4 graph on onnxruntime-node
 // (GroupQueryAttention, checked against PyTorch by prepare) on prompts of 9 to 100 tokens, and
-// against PyTorch's reference cases.
+// q4w against PyTorch's reference cases.
 const gemma = join(process.cwd(), "models", "gemma3-270m");
-const gemmaFiles = gemma3("model.q4w.onnx", "model.q4.onnx", "reference.json");
+const gemmaFiles = gemma3("model.q4w.onnx", "model.q4r.onnx", "model.q4.onnx", "reference.json");
 
 /**
  * Gemma's logits reach |24| (SmolLM2's |7|); q4w on SwiftShader measured 7.2e-5 to 1.2e-4 against
@@ -285,6 +286,13 @@ describe.skipIf(!canRun(gemmaSuite, CHROMIUM_BROWSER, gemmaFiles))(gemmaSuite, (
     const webgpu = await runPrompts(page.browser, url, "webgpu");
     expect([webgpu.graph, cpu.graph]).toEqual(["q4w", "q4"]);
     expectPromptsAgree("Gemma 3 q4w webgpu vs q4 node", webgpu, cpu, GEMMA_TOLERANCE);
+  }, 1_500_000);
+
+  it("q4r on WASM agrees with q4 on onnxruntime-node on prompts of 9 to 100 tokens", async () => {
+    const cpu = await nodePrompts(`${page.server.url}${url}`);
+    const wasm = await runPrompts(page.browser, url, "wasm");
+    expect([wasm.graph, cpu.graph]).toEqual(["q4r", "q4"]);
+    expectPromptsAgree("Gemma 3 q4r wasm vs q4 node", wasm, cpu, GEMMA_TOLERANCE);
   }, 1_500_000);
 
   // Apart from the prompts: SwiftShader takes about 15 minutes for each half on two cores.
