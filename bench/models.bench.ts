@@ -1,8 +1,9 @@
 // Per base model: what a device downloads, what a user costs, decode speed in Node (onnxruntime-node,
-// CPU) and the quality figures other runs recorded; written to bench/results/models.json.
+// CPU) and in Chromium's WASM (the graph the manifest lists for wasm), and the quality figures other
+// runs recorded; written to bench/results/models.json.
 //
 //   node --experimental-strip-types bench/models.bench.ts [--models smollm2-135m,gemma3-270m]
-//        [--prepare-log gemma3-270m=/tmp/prepare.log] [--tokens 32] [--repeats 3]
+//        [--prepare-log gemma3-270m=/tmp/prepare.log] [--tokens 32] [--repeats 3] [--skip-browser]
 //
 // Models come from models/<id> (npm run prepare-model -- --preset <id>). A figure this script cannot
 // measure here stays null until its run exists: fraction_of_lora_gain_mean comes from
@@ -22,6 +23,10 @@ import {
   SKIPPED_ROLES,
 } from "../src/client/index.ts";
 import { encodeAdapter } from "../src/format/index.ts";
+import { buildPage } from "../test/browser/build.ts";
+import { hasChromium, launch } from "../test/browser/chromium.ts";
+import type { LoraxsPage } from "../test/browser/page/entry.ts";
+import { startPageServer } from "../test/browser/server.ts";
 import { startStaticServer } from "../test/node/client/helpers/static-server.ts";
 import { median, round } from "./stats.ts";
 
@@ -32,6 +37,7 @@ const { values: args } = parseArgs({
     models: { type: "string", default: "smollm2-135m,gemma3-270m" },
     "prepare-log": { type: "string", multiple: true, default: [] },
     tokens: { type: "string", default: "32" },
+    "skip-browser": { type: "boolean", default: false },
     repeats: { type: "string", default: "3" },
   },
 });
@@ -88,10 +94,44 @@ async function nodeDecode(dir: string) {
     await decodeTokensPerSecond(model, ids); // warm-up
     const runs: number[] = [];
     for (let i = 0; i < REPEATS; i++) runs.push(await decodeTokensPerSecond(model, ids));
-    const row = { graph: model.graph.name, prompt_tokens: ids.length, tok_s: round(median(runs)) };
+    const row = { graph: model.graph.name, ids, tok_s: round(median(runs)) };
     await model.dispose();
     return row;
   } finally {
+    await server.close();
+  }
+}
+
+/** Chromium's WASM on the graph the manifest lists for wasm (null when none): the same prompt, R = 0,
+ * median of REPEATS after a warm-up; the page is the browser tests' (Cache Storage, its onnxruntime-web). */
+async function chromiumWasmDecode(
+  id: string,
+  dir: string,
+  manifest: ClientManifest,
+  ids: number[],
+) {
+  if (args["skip-browser"] || !hasChromium()) return null;
+  if (!(manifest.graphs ?? []).some((g) => g.devices.includes("wasm"))) return null;
+  await buildPage();
+  const server = await startPageServer({ [id]: dir });
+  const browser = await launch(`${server.url}/`);
+  type Page = { loraxsPage: LoraxsPage };
+  try {
+    const loaded = await browser.page.evaluate(
+      (u) => (window as unknown as Page).loraxsPage.load(u, "wasm"),
+      `/models/${id}/manifest.json`,
+    );
+    const timing = () =>
+      browser.page.evaluate(
+        ([p, k]) => (window as unknown as Page).loraxsPage.decodeTiming(p as number[], k as number),
+        [ids, TOKENS] as const,
+      );
+    await timing(); // warm-up
+    const runs: number[] = [];
+    for (let i = 0; i < REPEATS; i++) runs.push((await timing()).decodeTokensPerSecond);
+    return { graph: loaded.graph, tok_s: round(median(runs)) };
+  } finally {
+    await browser.close();
     await server.close();
   }
 }
@@ -147,6 +187,7 @@ for (const id of args.models.split(",")) {
   const dir = join(ROOT, "models", id);
   const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
   const node = await nodeDecode(dir);
+  const wasm = await chromiumWasmDecode(id, dir, manifest, node.ids);
   out[id] = {
     download_bytes: downloadBytes(dir, manifest, "webgpu"),
     download_bytes_by_device: Object.fromEntries(
@@ -157,6 +198,8 @@ for (const id of args.models.split(",")) {
     webgpu_decode_tok_s: webgpuTokS(id),
     node_cpu_decode_tok_s: node.tok_s,
     node_cpu_graph: node.graph,
+    chromium_wasm_decode_tok_s: wasm?.tok_s ?? null,
+    chromium_wasm_graph: wasm?.graph ?? null,
     prepare_seconds: prepareSeconds(id, old.models[id]),
   };
   console.log(JSON.stringify({ [id]: out[id] }));
@@ -168,7 +211,8 @@ const doc = {
   notes:
     "download_bytes: a browser's first visit on WebGPU (graph + data, tokenizer, factors, manifest; by device: null where no graph " +
     "lists it); node_cpu_decode_tok_s: " +
-    `greedy, ${TOKENS} tokens after a chat prompt, median of ${REPEATS}, R = 0`,
+    `greedy, ${TOKENS} tokens after a chat prompt, median of ${REPEATS}, R = 0; chromium_wasm_decode_tok_s: the same in ` +
+    "Chromium's WASM on the graph listed for wasm",
   models: { ...old.models, ...out },
 };
 writeFileSync(RESULTS, `${JSON.stringify(doc, null, 1)}\n`);
