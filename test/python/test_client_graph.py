@@ -38,6 +38,23 @@ def tiny_weights():
     return from_state_dict(state, base.model.config.to_dict())
 
 
+def quantized_case(tiny: Path, seed: int):
+    """The tiny model's weights in Q4 blocks with its branch, a random R, its config and a prompt."""
+    from loraxs.export_client import load_branch
+
+    m = manifest_of(tiny)
+    R = np.random.default_rng(seed).normal(0, 0.5, m["io"]["R"]["shape"]).astype(np.float32)
+    return quantize(tiny_weights()), load_branch(tiny, m), R, m["config"], [5, 17, 300, 4000, 12, 9]
+
+
+def dequantized(q):
+    """The same weights as fp32 (what a Q4 graph must compute)."""
+    deq = tiny_weights()
+    deq.linear = {k: v.dequantize() for k, v in q.linear.items()}
+    deq.embedding = q.embedding.dequantize()
+    return deq
+
+
 def logits_of(model_or_path, R: np.ndarray | None, ids: list[int], layers: int, kv: int, hd: int) -> np.ndarray:
     src = model_or_path if isinstance(model_or_path, (str, Path)) else model_or_path.SerializeToString()
     sess = ort.InferenceSession(str(src) if isinstance(src, Path) else src, providers=["CPUExecutionProvider"])
@@ -94,18 +111,9 @@ def test_the_check_sees_a_broken_graph(tiny, tmp_path):
 def test_q4_graph_computes_its_own_blocks_exactly(tiny):
     """MatMulNBits packing, scales and the per-block offset: the Q4 graph equals an fp32 graph of
     the dequantized weights (same branch, random R)."""
-    m = manifest_of(tiny)
-    q = quantize(tiny_weights())
+    q, branch, R, c, ids = quantized_case(tiny, 0)
     assert isinstance(q.linear["model.layers.0.mlp.up_proj"], Q4Weight)
-    deq = tiny_weights()
-    deq.linear = {k: v.dequantize() for k, v in q.linear.items()}
-    deq.embedding = q.embedding.dequantize()
-    from loraxs.export_client import load_branch
-
-    branch = load_branch(tiny, m)
-    R = np.random.default_rng(0).normal(0, 0.5, m["io"]["R"]["shape"]).astype(np.float32)
-    c = m["config"]
-    ids = [5, 17, 300, 4000, 12, 9]
+    deq = dequantized(q)
     a = logits_of(build_client_graph(q, branch), R, ids, c["num_layers"], c["num_kv_heads"], c["head_dim"])
     b = logits_of(build_client_graph(deq, branch), R, ids, c["num_layers"], c["num_kv_heads"], c["head_dim"])
     zero = logits_of(build_client_graph(q, branch), np.zeros_like(R), ids, c["num_layers"], c["num_kv_heads"], c["head_dim"])
@@ -117,17 +125,8 @@ def test_folded_q4_graph_computes_the_same_blocks_and_ships_them_4_bit(tiny):
     """q4f: the 4-bit codes, scales and minimums folded into fp32 MatMuls by constant nodes equal an
     fp32 graph of the dequantized weights; no MatMulNBits, and the linear weights travel as packed
     4-bit bytes (half a byte per weight)."""
-    m = manifest_of(tiny)
-    q = quantize(tiny_weights())
-    deq = tiny_weights()
-    deq.linear = {k: v.dequantize() for k, v in q.linear.items()}
-    deq.embedding = q.embedding.dequantize()
-    from loraxs.export_client import load_branch
-
-    branch = load_branch(tiny, m)
-    R = np.random.default_rng(1).normal(0, 0.5, m["io"]["R"]["shape"]).astype(np.float32)
-    c = m["config"]
-    ids = [5, 17, 300, 4000, 12, 9]
+    q, branch, R, c, ids = quantized_case(tiny, 1)
+    deq = dequantized(q)
     folded = build_client_graph(q, branch, q4_matmul="folded")
     a = logits_of(folded, R, ids, c["num_layers"], c["num_kv_heads"], c["head_dim"])
     b = logits_of(build_client_graph(deq, branch), R, ids, c["num_layers"], c["num_kv_heads"], c["head_dim"])
@@ -146,14 +145,7 @@ def test_run_dequantized_graph_equals_the_folded_one_and_onnxruntime_cannot_fold
     and after onnxruntime's full optimization the session still holds the 8-bit and 4-bit codes and
     rebuilds the fp32 weights in each run (DequantizeLinear nodes left; no fp32 weight initializers
     beyond q4f's constants), which is what keeps Gemma 3 270M under onnxruntime-web's 4 GB heap."""
-    m = manifest_of(tiny)
-    q = quantize(tiny_weights())
-    from loraxs.export_client import load_branch
-
-    branch = load_branch(tiny, m)
-    R = np.random.default_rng(2).normal(0, 0.5, m["io"]["R"]["shape"]).astype(np.float32)
-    c = m["config"]
-    ids = [5, 17, 300, 4000, 12, 9]
+    q, branch, R, c, ids = quantized_case(tiny, 2)
     folded = build_client_graph(q, branch, q4_matmul="folded")
     run = build_client_graph(q, branch, q4_matmul="folded", dequantize="run")
     a = logits_of(run, R, ids, c["num_layers"], c["num_kv_heads"], c["head_dim"])
@@ -185,14 +177,8 @@ def test_output_heads_of_a_q8_table_agree(tiny):
     reads the embedding's own codes (no fp32 table, no extra copy of the codes), and one part alone
     (the kernel's plain int8 rounding) is far coarser."""
     from loraxs import client_graph
-    from loraxs.export_client import load_branch
 
-    m = manifest_of(tiny)
-    q = quantize(tiny_weights())
-    branch = load_branch(tiny, m)
-    R = np.random.default_rng(2).normal(0, 0.5, m["io"]["R"]["shape"]).astype(np.float32)
-    c = m["config"]
-    ids = [5, 17, 300, 4000, 12, 9]
+    q, branch, R, c, ids = quantized_case(tiny, 2)
     run = lambda g: logits_of(g, R, ids, c["num_layers"], c["num_kv_heads"], c["head_dim"])  # noqa: E731
     ref = run(build_client_graph(q, branch))
     scale = max(1.0, np.abs(ref).max())

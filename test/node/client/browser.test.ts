@@ -281,19 +281,19 @@ describe.skipIf(!canRun(gemmaSuite, CHROMIUM_BROWSER, gemmaFiles))(gemmaSuite, (
   const page = usePage({ "gemma3-270m": gemma });
   const url = "/models/gemma3-270m/manifest.json";
 
-  it("q4w on WebGPU agrees with q4 on onnxruntime-node on prompts of 9 to 100 tokens", async () => {
-    const cpu = await nodePrompts(`${page.server.url}${url}`);
-    const webgpu = await runPrompts(page.browser, url, "webgpu");
-    expect([webgpu.graph, cpu.graph]).toEqual(["q4w", "q4"]);
-    expectPromptsAgree("Gemma 3 q4w webgpu vs q4 node", webgpu, cpu, GEMMA_TOLERANCE);
-  }, 1_500_000);
-
-  it("q4r on WASM agrees with q4 on onnxruntime-node on prompts of 9 to 100 tokens", async () => {
-    const cpu = await nodePrompts(`${page.server.url}${url}`);
-    const wasm = await runPrompts(page.browser, url, "wasm");
-    expect([wasm.graph, cpu.graph]).toEqual(["q4r", "q4"]);
-    expectPromptsAgree("Gemma 3 q4r wasm vs q4 node", wasm, cpu, GEMMA_TOLERANCE);
-  }, 1_500_000);
+  it.each([
+    ["webgpu", "q4w"],
+    ["wasm", "q4r"],
+  ] as const)(
+    "%s's graph (%s) agrees with q4 on onnxruntime-node on prompts of 9 to 100 tokens",
+    async (device, graph) => {
+      const cpu = await nodePrompts(`${page.server.url}${url}`);
+      const got = await runPrompts(page.browser, url, device);
+      expect([got.graph, cpu.graph]).toEqual([graph, "q4"]);
+      expectPromptsAgree(`Gemma 3 ${graph} ${device} vs q4 node`, got, cpu, GEMMA_TOLERANCE);
+    },
+    1_500_000,
+  );
 
   // Apart from the prompts: SwiftShader takes about 15 minutes for each half on two cores.
   it("q4w on WebGPU reproduces PyTorch's reference cases", async () => {
