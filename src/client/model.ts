@@ -181,34 +181,24 @@ export class PersonalModel {
     }
   }
 
+  /** The part this call needs, or a ClientError naming what the model lacks. */
+  private need<T>(part: T | undefined, code: string, lack: string): T {
+    if (part === undefined) throw new ClientError(code, `model ${this.manifest.id} ${lack}`);
+    return part;
+  }
+
   private needDecoder(): DecoderRunner {
-    if (this.decoder === undefined) {
-      throw new ClientError(
-        "wrong_family",
-        `model ${this.manifest.id} is an ${this.manifest.family}; this needs a decoder`,
-      );
-    }
-    return this.decoder;
+    const family = this.manifest.family;
+    return this.need(this.decoder, "wrong_family", `is an ${family}; this needs a decoder`);
   }
 
   private needEncoder(): EncoderRunner {
-    if (this.encoder === undefined) {
-      throw new ClientError(
-        "wrong_family",
-        `model ${this.manifest.id} is a ${this.manifest.family}; this needs an encoder`,
-      );
-    }
-    return this.encoder;
+    const family = this.manifest.family;
+    return this.need(this.encoder, "wrong_family", `is a ${family}; this needs an encoder`);
   }
 
   private needTokenizer(): TextTokenizer {
-    if (this.tokenizer === undefined) {
-      throw new ClientError(
-        "no_tokenizer",
-        `model ${this.manifest.id} lists no tokenizer files; pass token ids`,
-      );
-    }
-    return this.tokenizer;
+    return this.need(this.tokenizer, "no_tokenizer", "lists no tokenizer files; pass token ids");
   }
 
   /** Token ids of a prompt: chat messages go through the chat template. */

@@ -80,6 +80,16 @@ const pageErrors: string[] = [];
 let wasmBaseText = "";
 
 const demo = () => page.evaluate(() => (globalThis as unknown as { demo: DemoStatus }).demo);
+/** Waits until the page has loaded its model or shown an error. */
+const demoSettled = () =>
+  page.waitForFunction(
+    () => {
+      const d = (globalThis as unknown as { demo?: DemoStatus }).demo;
+      return d?.ready === true || Boolean(d?.error);
+    },
+    null,
+    { timeout: 120_000 },
+  );
 
 beforeAll(async () => {
   if (existsSync(MODELS_CACHE)) {
@@ -113,14 +123,7 @@ afterAll(async () => {
 describe("demo page on npm start's server", () => {
   it("loads the model on this device and reports the backend", async () => {
     await page.goto(`${server.url}/`);
-    await page.waitForFunction(
-      () => {
-        const d = (globalThis as unknown as { demo?: DemoStatus }).demo;
-        return d?.ready === true || Boolean(d?.error);
-      },
-      null,
-      { timeout: 120_000 },
-    );
+    await demoSettled();
     const status = await demo();
     expect(status.error).toBe("");
     expect(["wasm", "webgpu"]).toContain(status.device);
@@ -140,14 +143,7 @@ describe("demo page on npm start's server", () => {
     };
     page.on("response", onResponse);
     await page.reload();
-    await page.waitForFunction(
-      () => {
-        const d = (globalThis as unknown as { demo?: DemoStatus }).demo;
-        return d?.ready === true || Boolean(d?.error);
-      },
-      null,
-      { timeout: 120_000 },
-    );
+    await demoSettled();
     page.off("response", onResponse);
     const status = await demo();
     expect(status.error).toBe("");

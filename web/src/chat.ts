@@ -1,15 +1,12 @@
 import type { FetchedAdapter } from "../../src/client/index.ts";
 import { compareSideBySide } from "./compare.ts";
-import { byId, describe } from "./dom.ts";
+import { byId, describe, onSubmit } from "./dom.ts";
 import { state, status } from "./state.ts";
 
 /** The prompt form: base model and personal model, side by side. */
 export function setUpChat(): void {
   const button = byId<HTMLButtonElement>("generate");
-  byId("chat-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    void generate(button);
-  });
+  onSubmit("chat-form", () => generate(button));
 }
 
 async function generate(button: HTMLButtonElement): Promise<void> {

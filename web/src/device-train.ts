@@ -1,6 +1,6 @@
 import { OnDeviceTrainer, type PersonalModel, type TrainEvent } from "../../src/client/index.ts";
 import { refreshCard, useAdapter } from "./adapter-card.ts";
-import { byId, describe, formatBytes, showVerdict } from "./dom.ts";
+import { byId, describe, formatBytes, onSubmit, showVerdict } from "./dom.ts";
 import { modelUrl, state, status } from "./state.ts";
 
 /** Defaults for a pasted paragraph or two: enough steps to see the loss fall, seconds on WASM. */
@@ -18,10 +18,7 @@ let running: AbortController | null = null;
 export function setUpDeviceTraining(): void {
   byId<HTMLInputElement>("device-train-steps").value = String(DEFAULT_STEPS);
   byId<HTMLInputElement>("device-train-lr").value = String(DEFAULT_LR);
-  byId("device-train-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    void train();
-  });
+  onSubmit("device-train-form", () => train());
   byId("device-train-cancel").addEventListener("click", () =>
     running?.abort(new Error("cancelled on this page")),
   );

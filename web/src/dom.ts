@@ -12,6 +12,14 @@ export function showVerdict(el: HTMLElement, ok: boolean | "pending", text: stri
   el.textContent = text;
 }
 
+/** Runs `handler` on the form's submit instead of the browser's navigation. */
+export function onSubmit(formId: string, handler: () => void | Promise<void>): void {
+  byId(formId).addEventListener("submit", (event) => {
+    event.preventDefault();
+    void handler();
+  });
+}
+
 export function formatBytes(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
   if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;

@@ -1,7 +1,7 @@
 import { useAdapter } from "./adapter-card.ts";
 import { edgeApi } from "./api.ts";
 import type { DemoUser } from "./config.ts";
-import { byId, describe, showVerdict } from "./dom.ts";
+import { byId, describe, onSubmit, showVerdict } from "./dom.ts";
 import { state } from "./state.ts";
 
 /** How often a training job's status is asked for while it runs. */
@@ -10,19 +10,12 @@ const JOB_POLL_MS = 2000;
 /** The training form: queues a job with the pasted text and follows it until a worker is done. */
 export function setUpTraining(): void {
   const verdict = byId("train-status");
-  byId("train-form").addEventListener("submit", async (event) => {
-    event.preventDefault();
+  onSubmit("train-form", async () => {
     const user = state.user;
     const text = byId<HTMLTextAreaElement>("train-text").value.trim();
     const steps = Number(byId<HTMLInputElement>("train-steps").value) || undefined;
-    if (!user || !text) {
-      showVerdict(
-        verdict,
-        false,
-        user ? "paste some text to train on first" : "choose a user first",
-      );
-      return;
-    }
+    if (!user) return showVerdict(verdict, false, "choose a user first");
+    if (!text) return showVerdict(verdict, false, "paste some text to train on first");
     try {
       const paragraphs = text
         .split(/\n\s*\n/)

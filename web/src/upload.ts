@@ -1,23 +1,16 @@
 import { refreshCard, useAdapter } from "./adapter-card.ts";
 import { edgeApi } from "./api.ts";
-import { byId, describe, formatBytes, showVerdict } from "./dom.ts";
+import { byId, describe, formatBytes, onSubmit, showVerdict } from "./dom.ts";
 import { state } from "./state.ts";
 
 /** The upload form: sends a .safetensors file as the user's next adapter and shows the verdict. */
 export function setUpUpload(): void {
   const verdict = byId("upload-verdict");
-  byId("upload-form").addEventListener("submit", async (event) => {
-    event.preventDefault();
+  onSubmit("upload-form", async () => {
     const file = byId<HTMLInputElement>("upload-file").files?.[0];
     const { user, model } = state;
-    if (!file || !user) {
-      showVerdict(
-        verdict,
-        false,
-        file ? "choose a user first" : "choose a .safetensors file first",
-      );
-      return;
-    }
+    if (!file) return showVerdict(verdict, false, "choose a .safetensors file first");
+    if (!user) return showVerdict(verdict, false, "choose a user first");
     showVerdict(
       verdict,
       "pending",

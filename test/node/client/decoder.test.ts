@@ -1,9 +1,3 @@
-// The decoder against PyTorch's reference fixtures, in both Node runtimes, one session each:
-// two adapters swapped in the same session each reproduce their own logits, the zero adapter
-// reproduces the base model, and greedy decoding with the KV cache matches PyTorch's tokens.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   AbortedError,
@@ -13,16 +7,8 @@ import {
   loadModel,
   type PersonalModel,
 } from "../../../src/client/index.ts";
-import { ensureModel } from "./helpers/models.ts";
-import {
-  caseAdapter,
-  caseGreedy,
-  maxAbsDiff,
-  type Reference,
-  type ReferenceCase,
-  readReference,
-} from "./helpers/reference.ts";
-import { type StaticServer, startStaticServer } from "./helpers/static-server.ts";
+import { caseAdapter, caseGreedy, maxAbsDiff, type ReferenceCase } from "./helpers/reference.ts";
+import { serveModel, useTempDir } from "./helpers/served-model.ts";
 
 /**
  * Largest logit difference accepted per backend. Both run fp32 on the CPU and differ from
@@ -33,30 +19,17 @@ import { type StaticServer, startStaticServer } from "./helpers/static-server.ts
  */
 const TOLERANCE: Record<"cpu" | "wasm", number> = { cpu: 5e-5, wasm: 5e-5 };
 
-let dir: string;
-let ref: Reference;
-let server: StaticServer;
-let cacheDir: string;
-
-beforeAll(async () => {
-  dir = await ensureModel("tiny-llama");
-  ref = readReference(dir);
-  server = await startStaticServer(dir);
-  cacheDir = mkdtempSync(join(tmpdir(), "loraxs-decoder-"));
-});
-afterAll(async () => {
-  await server?.close();
-  if (cacheDir) rmSync(cacheDir, { recursive: true, force: true });
-});
+const m = serveModel("tiny-llama");
+const cacheDir = useTempDir("loraxs-decoder-");
 
 describe.each(["cpu", "wasm"] as const)(
   "tiny-llama on %s",
   (device: Extract<Device, "cpu" | "wasm">) => {
     let model: PersonalModel;
     beforeAll(async () => {
-      model = await loadModel(`${server.url}/manifest.json`, {
+      model = await loadModel(m.manifestUrl, {
         device,
-        cache: await fsCache(cacheDir),
+        cache: await fsCache(cacheDir.path),
       });
     });
     afterAll(async () => {
@@ -64,17 +37,17 @@ describe.each(["cpu", "wasm"] as const)(
     });
 
     it("tokenizes the reference text to prepare's ids", () => {
-      expect(model.tokenizer?.encode(ref.text)).toEqual(ref.cases[0]?.input_ids[0]);
+      expect(model.tokenizer?.encode(m.ref.text)).toEqual(m.ref.cases[0]?.input_ids[0]);
     });
 
     it("reproduces every case's last-position logits with R swapped in one session", async () => {
       // base → adapter 1 → adapter 2 → base again, without reloading anything.
-      const order = [...ref.cases, ref.cases[0]];
+      const order = [...m.ref.cases, m.ref.cases[0]];
       const errors: Record<string, number> = {};
       let previous: Float32Array | undefined;
       for (const c of order) {
         if (c === undefined) continue;
-        model.setAdapter(caseAdapter(dir, c, ref), c.name);
+        model.setAdapter(caseAdapter(m.dir, c, m.ref), c.name);
         const [logits] = await model.forward(c.input_ids, c.attention_mask);
         if (logits === undefined || c.logits_last?.[0] === undefined) throw new Error("no logits");
         errors[c.name] = maxAbsDiff(logits, c.logits_last[0]);
@@ -88,14 +61,14 @@ describe.each(["cpu", "wasm"] as const)(
     });
 
     it("greedy decoding with the KV cache yields PyTorch's tokens for each adapter", async () => {
-      for (const c of ref.cases) {
-        model.setAdapter(caseAdapter(dir, c, ref), c.name);
+      for (const c of m.ref.cases) {
+        model.setAdapter(caseAdapter(m.dir, c, m.ref), c.name);
         expect(await caseGreedy(model, c)).toEqual(c.greedy);
       }
     });
 
     it("samples reproducibly, stops at a stop string and honours maxTokens", async () => {
-      model.setAdapter(caseAdapter(dir, ref.cases[1] as ReferenceCase, ref));
+      model.setAdapter(caseAdapter(m.dir, m.ref.cases[1] as ReferenceCase, m.ref));
       const prompt = [{ role: "user" as const, content: "Tell me something." }];
       const a = await model.complete(prompt, {
         maxTokens: 12,
@@ -146,7 +119,7 @@ describe.each(["cpu", "wasm"] as const)(
     });
 
     it("refuses an adapter for other factors and keeps the current R", async () => {
-      const good = caseAdapter(dir, ref.cases[1] as ReferenceCase, ref);
+      const good = caseAdapter(m.dir, m.ref.cases[1] as ReferenceCase, m.ref);
       if (good === null) throw new Error("case 1 has no adapter");
       model.setAdapter(good, "good");
       const foreign = { ...good, factors: `sha256:${"ab".repeat(32)}` };
@@ -158,13 +131,13 @@ describe.each(["cpu", "wasm"] as const)(
 
 describe("cache", () => {
   it("a second start downloads nothing but the manifest", async () => {
-    server.requests.length = 0;
-    const again = await loadModel(`${server.url}/manifest.json`, {
+    m.server.requests.length = 0;
+    const again = await loadModel(m.manifestUrl, {
       device: "cpu",
-      cache: await fsCache(cacheDir),
+      cache: await fsCache(cacheDir.path),
     });
     try {
-      expect(server.requests).toEqual(["/manifest.json"]);
+      expect(m.server.requests).toEqual(["/manifest.json"]);
       expect(again.timings.downloadedBytes).toBe(0);
     } finally {
       await again.dispose();

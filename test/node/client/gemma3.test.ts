@@ -9,33 +9,15 @@ import {
   memoryCache,
   type PersonalModel,
 } from "../../../src/client/index.ts";
-import { ensureModel } from "./helpers/models.ts";
-import {
-  caseAdapter,
-  caseGreedy,
-  maxAbsDiff,
-  type Reference,
-  readReference,
-} from "./helpers/reference.ts";
-import { type StaticServer, startStaticServer } from "./helpers/static-server.ts";
+import { caseAdapter, caseGreedy, maxAbsDiff } from "./helpers/reference.ts";
+import { serveModel } from "./helpers/served-model.ts";
 
-let dir: string;
-let ref: Reference;
-let server: StaticServer;
-
-beforeAll(async () => {
-  dir = await ensureModel("tiny-gemma3");
-  ref = readReference(dir);
-  server = await startStaticServer(dir);
-});
-afterAll(async () => {
-  await server?.close();
-});
+const m = serveModel("tiny-gemma3");
 
 describe.each(["cpu", "wasm"] as Device[])("tiny Gemma 3 on %s", (device) => {
   let model: PersonalModel;
   beforeAll(async () => {
-    model = await loadModel(`${server.url}/manifest.json`, { device, cache: memoryCache() });
+    model = await loadModel(m.manifestUrl, { device, cache: memoryCache() });
   });
   afterAll(async () => {
     await model?.dispose();
@@ -43,19 +25,19 @@ describe.each(["cpu", "wasm"] as Device[])("tiny Gemma 3 on %s", (device) => {
 
   it("runs the fused graph and matches PyTorch's logits for every adapter", async () => {
     expect(model.graph.name).toBe("fused");
-    expect(ref.cases.every((c) => (c.input_ids[0]?.length ?? 0) > 8)).toBe(true);
-    for (const c of ref.cases) {
-      model.setAdapter(caseAdapter(dir, c, ref), c.name);
+    expect(m.ref.cases.every((c) => (c.input_ids[0]?.length ?? 0) > 8)).toBe(true);
+    for (const c of m.ref.cases) {
+      model.setAdapter(caseAdapter(m.dir, c, m.ref), c.name);
       const [logits] = await model.forward(c.input_ids, c.attention_mask);
       expect(maxAbsDiff(logits as Float32Array, c.logits_last?.[0] as number[])).toBeLessThan(
-        ref.tolerance,
+        m.ref.tolerance,
       );
     }
   });
 
   it("greedy decoding with the KV cache yields PyTorch's tokens past the local window", async () => {
-    for (const c of ref.cases) {
-      model.setAdapter(caseAdapter(dir, c, ref), c.name);
+    for (const c of m.ref.cases) {
+      model.setAdapter(caseAdapter(m.dir, c, m.ref), c.name);
       expect(await caseGreedy(model, c)).toEqual(c.greedy);
     }
   });

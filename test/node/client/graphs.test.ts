@@ -1,11 +1,5 @@
-// Graph variants (manifest `graphs`): the client runs the first one listed for its device, fetches
-// only that graph's files, runs another by name, refuses an unknown name, and old manifests
-// (no `graphs`) keep loading their `onnx` graph. With SmolLM2 prepared, its Q4 graph reproduces
-// PyTorch's greedy tokens in both Node runtimes.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { chooseGraph } from "../../../src/client/graph-choice.ts";
 import {
   ClientError,
@@ -16,43 +10,27 @@ import {
   type Progress,
 } from "../../../src/client/index.ts";
 import { canRun, smollm2 } from "../../shared/requirements.ts";
-import { ensureModel } from "./helpers/models.ts";
-import {
-  caseAdapter,
-  caseGreedy,
-  maxAbsDiff,
-  type Reference,
-  readReference,
-} from "./helpers/reference.ts";
-import { type StaticServer, startStaticServer } from "./helpers/static-server.ts";
+import { caseAdapter, caseGreedy, maxAbsDiff } from "./helpers/reference.ts";
+import { serveFolder, serveModel, useTempDir } from "./helpers/served-model.ts";
 
-let dir: string;
-let ref: Reference;
-let server: StaticServer;
+const m = serveModel("tiny-llama");
 let manifest: ClientManifest;
 
 beforeAll(async () => {
-  dir = await ensureModel("tiny-llama");
-  ref = readReference(dir);
-  server = await startStaticServer(dir);
-  manifest = (await (await fetch(`${server.url}/manifest.json`)).json()) as ClientManifest;
+  manifest = (await (await fetch(m.manifestUrl)).json()) as ClientManifest;
 });
-afterAll(async () => {
-  await server?.close();
-});
-
 async function fetchedFiles(graph?: string): Promise<{ files: Set<string>; name: string }> {
   const files = new Set<string>();
-  const model = await loadModel(`${server.url}/manifest.json`, {
+  const model = await loadModel(m.manifestUrl, {
     device: "wasm",
     cache: memoryCache(),
     graph,
     onProgress: (p: Progress) => files.add(p.file),
   });
   const name = model.graph.name;
-  const c = ref.cases[1];
+  const c = m.ref.cases[1];
   if (c === undefined) throw new Error("no case");
-  model.setAdapter(caseAdapter(dir, c, ref), c.name);
+  model.setAdapter(caseAdapter(m.dir, c, m.ref), c.name);
   const [logits] = await model.forward(c.input_ids, c.attention_mask);
   expect(maxAbsDiff(logits as Float32Array, c.logits_last?.[0] as number[])).toBeLessThan(5e-5);
   await model.dispose();
@@ -80,7 +58,7 @@ describe("graph variants", () => {
 
   it("refuses a graph name the manifest does not have, listing the ones it has", async () => {
     await expect(
-      loadModel(`${server.url}/manifest.json`, {
+      loadModel(m.manifestUrl, {
         device: "wasm",
         cache: memoryCache(),
         graph: "q2",
@@ -121,27 +99,18 @@ describe.skipIf(!haveSmol).each([
   ["wasm", undefined, "q4f"],
   ["cpu", "q4f", "q4f"],
 ] as const)("SmolLM2 graph on %s (asked: %s)", (device, graph, expected) => {
-  let cacheDir: string;
-  let smolServer: StaticServer;
-  beforeAll(async () => {
-    smolServer = await startStaticServer(smol);
-    cacheDir = mkdtempSync(join(tmpdir(), "loraxs-smol-"));
-  });
-  afterAll(async () => {
-    await smolServer?.close();
-    rmSync(cacheDir, { recursive: true, force: true });
-  });
+  const s = serveFolder(() => smol);
+  const cacheDir = useTempDir("loraxs-smol-");
 
   it("greedy tokens equal PyTorch's on every reference case, logits within 1e-3", async () => {
-    const smolRef = readReference(smol);
-    const model = await loadModel(`${smolServer.url}/manifest.json`, {
+    const model = await loadModel(s.manifestUrl, {
       device,
       graph,
-      cache: await fsCache(cacheDir),
+      cache: await fsCache(cacheDir.path),
     });
     expect(model.graph.name).toBe(expected);
-    for (const c of smolRef.cases) {
-      model.setAdapter(caseAdapter(smol, c, smolRef), c.name);
+    for (const c of s.ref.cases) {
+      model.setAdapter(caseAdapter(s.dir, c, s.ref), c.name);
       const [logits] = await model.forward(c.input_ids, c.attention_mask);
       expect(maxAbsDiff(logits as Float32Array, c.logits_last?.[0] as number[])).toBeLessThan(1e-3);
       expect(await caseGreedy(model, c)).toEqual(c.greedy);
