@@ -1,5 +1,5 @@
 import { env } from "cloudflare:test";
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { deleteAllVersions, storeVersion } from "../../src/api/adapter-store.ts";
 import type { Bindings } from "../../src/api/env.ts";
 import { encodeAdapter } from "../../src/format/index.ts";
@@ -7,21 +7,20 @@ import {
   adapter,
   adapterPath,
   call,
-  decoderManifest,
+  decoderModelForTests,
   errorOf,
   FACTORS,
   MODULES,
   OTHER_FACTORS,
-  publish,
   putAdapter,
   RANK,
   sha256,
   token,
   uid,
+  userWithVersions,
 } from "./helpers.ts";
 
-const model = uid("tiny-llama");
-beforeAll(() => publish(decoderManifest(model)));
+const model = decoderModelForTests("tiny-llama");
 
 /** An F32 adapter whose first R value is then overwritten with NaN, byte by byte. */
 function nanAdapter() {
@@ -369,9 +368,7 @@ describe("versions", () => {
   });
 
   it("unknown and malformed versions", async () => {
-    const user = uid("u");
-    const auth = await token(user);
-    await putAdapter(model, user, adapter(model));
+    const { user, auth } = await userWithVersions(model, 0.1);
     const missing = await call("GET", `${adapterPath(model, user)}/versions/9`, { token: auth });
     expect(missing.status).toBe(404);
     expect((await errorOf(missing)).code).toBe("adapter.version_not_found");
@@ -392,10 +389,7 @@ describe("versions", () => {
   });
 
   it("a restore with a stale If-Match is 412", async () => {
-    const user = uid("u");
-    const auth = await token(user);
-    await putAdapter(model, user, adapter(model, { fill: 0.1 }));
-    await putAdapter(model, user, adapter(model, { fill: 0.2 }));
+    const { user, auth } = await userWithVersions(model, 0.1, 0.2);
     const res = await call("POST", `${adapterPath(model, user)}/versions/1/restore`, {
       token: auth,
       headers: { "if-match": `"${await sha256(adapter(model, { fill: 0.1 }))}"` },
@@ -406,10 +400,7 @@ describe("versions", () => {
 
 describe("DELETE", () => {
   it("leaves nothing readable: GET 404, versions empty, R2 and KV gone", async () => {
-    const user = uid("u");
-    const auth = await token(user);
-    await putAdapter(model, user, adapter(model, { fill: 0.1 }));
-    await putAdapter(model, user, adapter(model, { fill: 0.2 }));
+    const { user, auth } = await userWithVersions(model, 0.1, 0.2);
     const del = await call("DELETE", adapterPath(model, user), { token: auth });
     expect(del.status).toBe(204);
 
@@ -448,9 +439,7 @@ describe("DELETE", () => {
 
   it("a PUT racing a DELETE leaves KV, D1 and R2 agreeing", async () => {
     for (let i = 0; i < 4; i++) {
-      const user = uid("u");
-      const auth = await token(user);
-      await putAdapter(model, user, adapter(model, { fill: 0.1 }));
+      const { user, auth } = await userWithVersions(model, 0.1);
       await Promise.all([
         putAdapter(model, user, adapter(model, { fill: 0.2 })),
         call("DELETE", adapterPath(model, user), { token: auth }),

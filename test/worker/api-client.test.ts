@@ -14,7 +14,15 @@ import {
   NotFoundError,
   OfflineError,
 } from "../../src/client/errors.ts";
-import { adapter, BASE, publishModel, putAdapter, token, uid } from "./helpers.ts";
+import {
+  adapter,
+  BASE,
+  publishModel,
+  publishModelWithAdapter,
+  putAdapter,
+  token,
+  uid,
+} from "./helpers.ts";
 
 type Schema = typeof app extends Hono<infer _E, infer S, infer _B> ? S : never;
 /** The API's 2xx JSON answer of a route and method (bytes and empty answers are not JSON). */
@@ -45,9 +53,7 @@ const viaWorker: typeof fetch = (input, init) => SELF.fetch(input as RequestInfo
 
 describe("the API client", () => {
   it("reads health, versions and jobs, and restores a version", async () => {
-    const model = await publishModel("typed");
-    const user = uid("u");
-    await putAdapter(model, user, adapter(model));
+    const { model, user } = await publishModelWithAdapter("typed");
 
     expect(await new EdgeApi({ api: BASE, fetch: viaWorker }).health()).toEqual({ ok: true });
 

@@ -1,17 +1,7 @@
 import { env } from "cloudflare:test";
 import { SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
-import {
-  adapter,
-  adapterPath,
-  call,
-  errorOf,
-  publishModel,
-  putAdapter,
-  signHs256,
-  token,
-  uid,
-} from "./helpers.ts";
+import { adapter, call, errorOf, publishModelWithAdapter, signHs256, token } from "./helpers.ts";
 
 const b64url = (v: unknown) =>
   btoa(JSON.stringify(v)).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
@@ -20,13 +10,6 @@ const now = () => Math.floor(Date.now() / 1000);
 
 async function signed(claims: Record<string, unknown>, key = secret(), alg = "HS256") {
   return new SignJWT(claims).setProtectedHeader({ alg }).sign(key);
-}
-
-async function seeded() {
-  const model = await publishModel("auth");
-  const user = uid("u");
-  expect((await putAdapter(model, user, adapter(model))).status).toBe(201);
-  return { model, user, path: adapterPath(model, user) };
 }
 
 async function expect401(path: string, bearer: string | undefined, code: string) {
@@ -42,13 +25,13 @@ async function expect401(path: string, bearer: string | undefined, code: string)
 
 describe("bearer tokens", () => {
   it("a valid token reads its own adapter", async () => {
-    const { path, user } = await seeded();
+    const { path, user } = await publishModelWithAdapter("auth");
     const res = await call("GET", path, { token: await token(user) });
     expect(res.status).toBe(200);
   });
 
   it("rejects a missing header, a non-bearer header and a malformed token", async () => {
-    const { path } = await seeded();
+    const { path } = await publishModelWithAdapter("auth");
     await expect401(path, undefined, "auth.missing_token");
     await expect401(path, "Basic dXNlcjpwdw==", "auth.malformed_header");
     await expect401(path, "Bearer not-a-jwt", "auth.malformed_token");
@@ -61,7 +44,7 @@ describe("bearer tokens", () => {
   });
 
   it("rejects alg none, even with valid claims", async () => {
-    const { path, user } = await seeded();
+    const { path, user } = await publishModelWithAdapter("auth");
     const claims = { sub: user, role: "user", aud: env.JWT_AUDIENCE, exp: now() + 600 };
     await expect401(
       path,
@@ -77,13 +60,13 @@ describe("bearer tokens", () => {
   });
 
   it("rejects an expired token", async () => {
-    const { path, user } = await seeded();
+    const { path, user } = await publishModelWithAdapter("auth");
     const jwt = await signed({ sub: user, role: "user", aud: env.JWT_AUDIENCE, exp: now() - 60 });
     await expect401(path, `Bearer ${jwt}`, "auth.token_expired");
   });
 
   it("rejects the wrong audience and a missing audience", async () => {
-    const { path, user } = await seeded();
+    const { path, user } = await publishModelWithAdapter("auth");
     const wrong = await signed({ sub: user, role: "user", aud: "someone-else", exp: now() + 600 });
     await expect401(path, `Bearer ${wrong}`, "auth.wrong_audience");
     const none = await signed({ sub: user, role: "user", exp: now() + 600 });
@@ -91,7 +74,7 @@ describe("bearer tokens", () => {
   });
 
   it("rejects a bad signature (another secret, or a tampered payload)", async () => {
-    const { path, user } = await seeded();
+    const { path, user } = await publishModelWithAdapter("auth");
     const claims = { sub: user, role: "user", aud: env.JWT_AUDIENCE, exp: now() + 600 };
     const other = await signed(claims, new TextEncoder().encode("not-the-secret"));
     await expect401(path, `Bearer ${other}`, "auth.bad_signature");
@@ -102,7 +85,7 @@ describe("bearer tokens", () => {
   });
 
   it("requires exp, a known role and a well-formed sub", async () => {
-    const { path, user } = await seeded();
+    const { path, user } = await publishModelWithAdapter("auth");
     const noExp = await signed({ sub: user, role: "user", aud: env.JWT_AUDIENCE });
     await expect401(path, `Bearer ${noExp}`, "auth.bad_claims");
     const badRole = await signed({
@@ -122,7 +105,7 @@ describe("bearer tokens", () => {
   });
 
   it("a role outside the route's list is 403, not 401", async () => {
-    const { path, model, user } = await seeded();
+    const { path, model, user } = await publishModelWithAdapter("auth");
     const res = await call("PUT", path, {
       token: await token("ops", "admin"),
       body: adapter(model),

@@ -6,29 +6,22 @@ import {
   adapter,
   adapterPath,
   call,
-  decoderManifest,
+  createJob,
   errorOf,
-  publish,
-  putAdapter,
+  jobsPath,
   token,
   uid,
+  userWithVersionsForTests,
 } from "./helpers.ts";
 
-const model = uid("bola");
-const victim = uid("victim");
+// The victim's adapter versions 1 and 2 (fills 0.3 and 0.4) and a job are in place before the tests.
+const { model, user: victim } = userWithVersionsForTests("bola", 0.3, 0.4);
+const original = adapter(model, { fill: 0.3 });
 const attacker = uid("attacker");
 let jobId = "";
-let original: Uint8Array<ArrayBuffer>;
 
 beforeAll(async () => {
-  await publish(decoderManifest(model));
-  original = adapter(model, { fill: 0.3 });
-  await putAdapter(model, victim, original);
-  await putAdapter(model, victim, adapter(model, { fill: 0.4 }));
-  const res = await call("POST", `/v1/models/${model}/users/${victim}/jobs`, {
-    token: await token(victim),
-    json: { data: { kind: "text", texts: ["private diary"] } },
-  });
+  const res = await createJob(model, victim, { data: { kind: "text", texts: ["private diary"] } });
   jobId = ((await res.json()) as { job: { id: string } }).job.id;
 });
 
@@ -44,7 +37,7 @@ describe("a user token on another user's objects is 403 auth.forbidden_user", ()
     [
       "create a job",
       "POST",
-      () => `/v1/models/${model}/users/${victim}/jobs`,
+      () => jobsPath(model, victim),
       () => JSON.stringify({ data: { kind: "text", texts: ["x"] } }),
     ],
     ["read a job", "GET", () => `/v1/jobs/${jobId}`, () => undefined],

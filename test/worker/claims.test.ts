@@ -2,29 +2,22 @@
 // 401 with the documented code, never a 500 and never a 403 (the claim must not reach authorization).
 import { env } from "cloudflare:test";
 import { SignJWT } from "jose";
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Role } from "../../src/shared/tokens.ts";
 import {
   adapter,
   adapterPath,
   call,
-  decoderManifest,
   errorOf,
-  publish,
   putAdapter,
   signHs256,
   token,
-  uid,
+  userWithVersionsForTests,
 } from "./helpers.ts";
 
 const now = () => Math.floor(Date.now() / 1000);
-const model = uid("claims");
-const user = uid("u");
-
-beforeAll(async () => {
-  await publish(decoderManifest(model));
-  expect((await putAdapter(model, user, adapter(model))).status).toBe(201);
-});
+// The user has one adapter version before the tests run.
+const { model, user } = userWithVersionsForTests("claims", 0.1);
 
 /** Signs any claims set with the test secret (jose's builder would refuse a non-string sub). */
 function signed(claims: Record<string, unknown>) {

@@ -1,6 +1,8 @@
 // Builders the worker tests share: tokens, requests through the worker, manifests and adapters
-// made in plain sight with the project's own encoder.
+// made in plain sight with the project's own encoder, and the setup most tests start from (a
+// published model, a user with stored adapter versions, a job).
 import { env, SELF } from "cloudflare:test";
+import { beforeAll, expect } from "vitest";
 import { encodeAdapter } from "../../src/format/index.ts";
 import { syntheticManifest } from "../../src/manifest/synthetic.ts";
 import { mintToken, type Role } from "../../src/shared/tokens.ts";
@@ -31,6 +33,20 @@ export function call(method: string, path: string, init: CallInit = {}) {
     body = JSON.stringify(init.json);
   }
   return SELF.fetch(`${BASE}${path}`, { method, headers, body });
+}
+
+/**
+ * A body sent as it is under the given content type: malformed or oversized JSON, or a body under
+ * the wrong type, which `call`'s `json` option would never send.
+ */
+export function callWithRawBody(
+  method: string,
+  path: string,
+  bearer: string,
+  body: string,
+  contentType = "application/json",
+) {
+  return call(method, path, { token: bearer, body, headers: { "content-type": contentType } });
 }
 
 /**
@@ -152,8 +168,26 @@ export async function publishModel(prefix: string, family: "decoder" | "encoder"
   return id;
 }
 
+/**
+ * A fresh decoder model id for the tests of one file (or describe block), published by a
+ * `beforeAll` this registers: the id is there at once for module-level tables and closures, the
+ * manifest before the first test runs.
+ */
+export function decoderModelForTests(prefix: string) {
+  const id = uid(prefix);
+  beforeAll(() => publish(decoderManifest(id)));
+  return id;
+}
+
 export const adapterPath = (model: string, user: string) =>
   `/v1/models/${model}/users/${user}/adapter`;
+
+export const jobsPath = (model: string, user: string) => `/v1/models/${model}/users/${user}/jobs`;
+
+/** Asks for a training job on `user`'s data with the user's own token, as a client would. */
+export async function createJob(model: string, user: string, body: unknown) {
+  return call("POST", jobsPath(model, user), { token: await token(user), json: body });
+}
 
 export async function putAdapter(
   model: string,
@@ -172,4 +206,45 @@ export async function putAdapter(
 export async function sha256(bytes: Uint8Array) {
   const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
   return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Stores `bytes` as `user`'s next adapter version with the user's own token and checks that it
+ * landed, so a test's setup never goes on from a write that failed.
+ */
+export async function storeAdapter(model: string, user: string, bytes: Uint8Array<ArrayBuffer>) {
+  const res = await putAdapter(model, user, bytes);
+  expect(res.status, `storing an adapter for ${user}`).toBe(201);
+}
+
+/**
+ * A fresh user with one stored version per fill, in order (version 1 holds `fills[0]`), and the
+ * user's token: the start of the version and DELETE tests.
+ */
+export async function userWithVersions(model: string, ...fills: number[]) {
+  const user = uid("u");
+  for (const fill of fills) await storeAdapter(model, user, adapter(model, { fill }));
+  return { user, auth: await token(user) };
+}
+
+/**
+ * For the tests of one file: a fresh decoder model and a fresh user whose adapter versions (one
+ * per fill, in order) are stored by `beforeAll`s this registers; both ids at once, for
+ * module-level tables and closures.
+ */
+export function userWithVersionsForTests(prefix: string, ...fills: number[]) {
+  const model = decoderModelForTests(prefix);
+  const user = uid("u");
+  beforeAll(async () => {
+    for (const fill of fills) await storeAdapter(model, user, adapter(model, { fill }));
+  });
+  return { model, user };
+}
+
+/** A freshly published decoder model and a fresh user whose first adapter (version 1) is stored. */
+export async function publishModelWithAdapter(prefix: string) {
+  const model = await publishModel(prefix);
+  const user = uid("u");
+  await storeAdapter(model, user, adapter(model));
+  return { model, user, path: adapterPath(model, user) };
 }

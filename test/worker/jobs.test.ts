@@ -4,7 +4,10 @@ import {
   adapter,
   adapterPath,
   call,
+  callWithRawBody,
+  createJob,
   errorOf,
+  jobsPath,
   OTHER_FACTORS,
   publishModel,
   sha256,
@@ -34,16 +37,8 @@ async function setup(family: "decoder" | "encoder" = "decoder") {
   return { model, user, worker, userToken: await token(user) };
 }
 
-async function create(
-  model: string,
-  user: string,
-  body: unknown = { data: textData, options: { steps: 10, lr: 0.002, batch_size: 2 } },
-) {
-  return call("POST", `/v1/models/${model}/users/${user}/jobs`, {
-    token: await token(user),
-    json: body,
-  });
-}
+/** The job most tests create: a little text and a few training options. */
+const training = { data: textData, options: { steps: 10, lr: 0.002, batch_size: 2 } };
 
 async function claim(worker: string, model: string, extra: Record<string, unknown> = {}) {
   const res = await call("POST", "/v1/jobs/claim", {
@@ -59,7 +54,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe("create and status", () => {
   it("creates a queued job, stores its data in R2, shows it to its user, workers and admins", async () => {
     const { model, user, userToken } = await setup();
-    const res = await create(model, user);
+    const res = await createJob(model, user, training);
     expect(res.status).toBe(201);
     const { job } = (await res.json()) as { job: Job };
     expect(job).toMatchObject({
@@ -83,20 +78,12 @@ describe("create and status", () => {
 
   it("rejects bad JSON (400), a wrong content type (415), bad shapes (422), oversized data (413)", async () => {
     const { model, user, userToken } = await setup();
-    const path = `/v1/models/${model}/users/${user}/jobs`;
-    const badJson = await call("POST", path, {
-      token: userToken,
-      body: "{not json",
-      headers: { "content-type": "application/json" },
-    });
+    const path = jobsPath(model, user);
+    const badJson = await callWithRawBody("POST", path, userToken, "{not json");
     expect(badJson.status).toBe(400);
     expect((await errorOf(badJson)).code).toBe("request.bad_json");
 
-    const text = await call("POST", path, {
-      token: userToken,
-      body: "{}",
-      headers: { "content-type": "text/plain" },
-    });
+    const text = await callWithRawBody("POST", path, userToken, "{}", "text/plain");
     expect(text.status).toBe(415);
 
     const shapes: unknown[] = [
@@ -129,14 +116,14 @@ describe("create and status", () => {
   it("rejects data of the wrong kind for the model family and unknown models", async () => {
     const dec = await setup("decoder");
     const labels = { data: { kind: "labels", examples: [{ text: "win money", label: "spam" }] } };
-    const res = await create(dec.model, dec.user, labels);
+    const res = await createJob(dec.model, dec.user, labels);
     expect(res.status).toBe(422);
     expect((await errorOf(res)).code).toBe("job.data_kind_mismatch");
 
     const enc = await setup("encoder");
-    expect((await create(enc.model, enc.user, labels)).status).toBe(201);
+    expect((await createJob(enc.model, enc.user, labels)).status).toBe(201);
 
-    const unknown = await create("no-such-model", dec.user);
+    const unknown = await createJob("no-such-model", dec.user, training);
     expect(unknown.status).toBe(404);
     expect((await errorOf(unknown)).code).toBe("model.not_found");
   });
@@ -170,8 +157,8 @@ describe("create and status", () => {
 describe("claim, heartbeat, data, complete", () => {
   it("claims the oldest job with a lease; nothing left is an empty list", async () => {
     const { model, user, worker } = await setup();
-    const first = ((await (await create(model, user)).json()) as { job: Job }).job;
-    const second = ((await (await create(model, user)).json()) as { job: Job }).job;
+    const first = ((await (await createJob(model, user, training)).json()) as { job: Job }).job;
+    const second = ((await (await createJob(model, user, training)).json()) as { job: Job }).job;
     const a = await claim(worker, model);
     expect(a.jobs).toHaveLength(1);
     expect(a.jobs[0]?.job).toMatchObject({ id: first.id, status: "running", attempts: 1 });
@@ -183,7 +170,7 @@ describe("claim, heartbeat, data, complete", () => {
 
   it("two concurrent claims never get the same job", async () => {
     const { model, user, worker } = await setup();
-    for (let i = 0; i < 3; i++) await create(model, user);
+    for (let i = 0; i < 3; i++) await createJob(model, user, training);
     const results = await Promise.all([0, 1, 2, 3].map(() => claim(worker, model)));
     const ids = results.flatMap((r) => r.jobs.map((j) => j.job.id));
     expect(ids).toHaveLength(3);
@@ -217,7 +204,7 @@ describe("claim, heartbeat, data, complete", () => {
 
   it("heartbeat extends the lease; data needs the lease; complete stores a worker version idempotently", async () => {
     const { model, user, worker, userToken } = await setup();
-    const { job } = (await (await create(model, user)).json()) as { job: Job };
+    const { job } = (await (await createJob(model, user, training)).json()) as { job: Job };
     const [{ lease_id } = { lease_id: "" }] = (await claim(worker, model, { lease_seconds: 30 }))
       .jobs;
     const before = Date.now();
@@ -295,7 +282,7 @@ describe("claim, heartbeat, data, complete", () => {
 
   it("complete validates the adapter like PUT", async () => {
     const { model, user, worker } = await setup();
-    const { job } = (await (await create(model, user)).json()) as { job: Job };
+    const { job } = (await (await createJob(model, user, training)).json()) as { job: Job };
     const [{ lease_id } = { lease_id: "" }] = (await claim(worker, model)).jobs;
     const bad = await call("POST", `/v1/jobs/${job.id}/complete`, {
       token: worker,
@@ -318,7 +305,7 @@ describe("claim, heartbeat, data, complete", () => {
 describe("leases and failures", () => {
   it("an expired lease puts the job back: re-claim increments attempts, the old lease gets 409", async () => {
     const { model, user, worker } = await setup();
-    const { job } = (await (await create(model, user)).json()) as { job: Job };
+    const { job } = (await (await createJob(model, user, training)).json()) as { job: Job };
     const first = (await claim(worker, model, { lease_seconds: 1 })).jobs[0];
     expect(first?.job.attempts).toBe(1);
     expect((await claim(worker, model)).jobs).toEqual([]);
@@ -350,7 +337,7 @@ describe("leases and failures", () => {
 
   it("fail with retry requeues until attempts run out, then fails and drops the data", async () => {
     const { model, user, worker } = await setup();
-    const { job } = (await (await create(model, user)).json()) as { job: Job };
+    const { job } = (await (await createJob(model, user, training)).json()) as { job: Job };
     for (let attempt = 1; attempt <= 3; attempt++) {
       const claimed = (await claim(worker, model)).jobs[0];
       expect(claimed?.job.attempts).toBe(attempt);
@@ -369,7 +356,7 @@ describe("leases and failures", () => {
 
   it("fail without retry ends the job at once; bad fail bodies are 422", async () => {
     const { model, user, worker } = await setup();
-    const { job } = (await (await create(model, user)).json()) as { job: Job };
+    const { job } = (await (await createJob(model, user, training)).json()) as { job: Job };
     const claimed = (await claim(worker, model)).jobs[0];
     const bad = await call("POST", `/v1/jobs/${job.id}/fail`, {
       token: worker,
@@ -389,7 +376,7 @@ describe("leases and failures", () => {
 
   it("a lease that expires on the last attempt fails the job", async () => {
     const { model, user, worker } = await setup();
-    const { job } = (await (await create(model, user)).json()) as { job: Job };
+    const { job } = (await (await createJob(model, user, training)).json()) as { job: Job };
     for (let i = 0; i < 3; i++) {
       expect((await claim(worker, model, { lease_seconds: 1 })).jobs).toHaveLength(1);
       await sleep(1050);

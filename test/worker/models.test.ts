@@ -1,6 +1,16 @@
 import { env } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, decoderManifest, errorOf, FACTORS, publish, sha256, token, uid } from "./helpers.ts";
+import {
+  call,
+  callWithRawBody,
+  decoderManifest,
+  errorOf,
+  FACTORS,
+  publish,
+  sha256,
+  token,
+  uid,
+} from "./helpers.ts";
 
 const model = uid("files");
 const bytes = Uint8Array.from({ length: 1000 }, (_, i) => i % 251);
@@ -70,17 +80,9 @@ describe("manifests", () => {
     const invalid = await call("PUT", path, { token: admin, json: incomplete });
     expect(invalid.status).toBe(422);
     expect((await errorOf(invalid)).code).toBe("manifest.invalid");
-    const badJson = await call("PUT", path, {
-      token: admin,
-      body: "{",
-      headers: { "content-type": "application/json" },
-    });
+    const badJson = await callWithRawBody("PUT", path, admin, "{");
     expect(badJson.status).toBe(400);
-    const huge = await call("PUT", path, {
-      token: admin,
-      body: `{"pad":"${"x".repeat(1024 * 1024)}"}`,
-      headers: { "content-type": "application/json" },
-    });
+    const huge = await callWithRawBody("PUT", path, admin, `{"pad":"${"x".repeat(1024 * 1024)}"}`);
     expect(huge.status).toBe(413);
     expect((await call("GET", `/v1/models/${id}`)).status).toBe(404);
   });

@@ -2,21 +2,19 @@
 // worker in workerd; after every step the invariants are checked against a model of each user's
 // history and against every user's adapter as stored.
 import fc from "fast-check";
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   adapter,
   adapterPath,
   call,
-  decoderManifest,
-  publish,
+  decoderModelForTests,
   putAdapter,
   sha256,
   token,
   uid,
 } from "./helpers.ts";
 
-const model = uid("prop");
-beforeAll(() => publish(decoderManifest(model)));
+const model = decoderModelForTests("prop");
 
 const USERS = 3;
 const STALE = `"${"e".repeat(64)}"`;

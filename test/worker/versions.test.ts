@@ -1,20 +1,19 @@
 // Version allocation under concurrency and the canonical form of numeric path and query parameters.
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   adapter,
   adapterPath,
   call,
-  decoderManifest,
+  decoderModelForTests,
   errorOf,
-  publish,
   putAdapter,
   sha256,
   token,
   uid,
+  userWithVersions,
 } from "./helpers.ts";
 
-const model = uid("versions");
-beforeAll(() => publish(decoderManifest(model)));
+const model = decoderModelForTests("versions");
 
 type Version = { version: number; etag: string; source: string };
 
@@ -73,10 +72,7 @@ describe("concurrent uploads without If-Match", () => {
   }, 120_000);
 
   it("concurrent restores and PUTs interleave without gaps", async () => {
-    const user = uid("u");
-    const auth = await token(user);
-    const first = adapter(model, { fill: 0.5 });
-    expect((await putAdapter(model, user, first)).status).toBe(201);
+    const { user, auth } = await userWithVersions(model, 0.5);
     const jobs = Array.from({ length: 20 }, (_, i) =>
       i % 2
         ? putAdapter(model, user, adapter(model, { fill: i / 10 }), {}, auth)
@@ -142,10 +138,8 @@ describe("numeric parameters are canonical positive integers", () => {
   ];
 
   it("versions/:version: non-canonical forms are 400 request.bad_param, never another version", async () => {
-    const user = uid("u");
-    const auth = await token(user);
     // 1000 versions would make 1e3 exist; version 1 makes 01, +1 and 1.0 exist if read as numbers.
-    await putAdapter(model, user, adapter(model, { fill: 0.1 }));
+    const { user, auth } = await userWithVersions(model, 0.1);
     for (const v of bad) {
       for (const [method, suffix] of [
         ["GET", ""],
@@ -176,10 +170,7 @@ describe("numeric parameters are canonical positive integers", () => {
   });
 
   it("versions?limit=: non-canonical forms are 400 request.bad_query; 1..1000 work", async () => {
-    const user = uid("u");
-    const auth = await token(user);
-    await putAdapter(model, user, adapter(model, { fill: 0.1 }));
-    await putAdapter(model, user, adapter(model, { fill: 0.2 }));
+    const { user, auth } = await userWithVersions(model, 0.1, 0.2);
     for (const v of [...bad, "", "1001", "1e2"]) {
       const res = await call("GET", `${adapterPath(model, user)}/versions?limit=${v}`, {
         token: auth,
