@@ -11,15 +11,15 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { buildPage } from "../harness/browser/build.ts";
+import { hasChromium, launch } from "../harness/browser/chromium.ts";
+import type { LoraxsPage } from "../harness/browser/page/entry.ts";
+import { startPageServer } from "../harness/browser/server.ts";
+import { ensureModel, MODELS_DIR } from "../harness/models.ts";
+import { caseAdapter, maxAbsDiff, readReference } from "../harness/reference.ts";
+import { startStaticServer } from "../harness/static-server.ts";
 import { createRng, fsCache, loadModel, type PersonalModel } from "../src/client/index.ts";
 import { decodeAdapter, encodeAdapter } from "../src/format/index.ts";
-import { buildPage } from "../test/browser/build.ts";
-import { hasChromium, launch } from "../test/browser/chromium.ts";
-import type { LoraxsPage } from "../test/browser/page/entry.ts";
-import { startPageServer } from "../test/browser/server.ts";
-import { ensureModel, MODELS_DIR } from "../test/node/client/helpers/models.ts";
-import { caseAdapter, maxAbsDiff, readReference } from "../test/node/client/helpers/reference.ts";
-import { startStaticServer } from "../test/node/client/helpers/static-server.ts";
 import { recordClientGraph } from "./client-graph-results.ts";
 
 const { values: args } = parseArgs({

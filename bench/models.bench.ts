@@ -13,6 +13,11 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { buildPage } from "../harness/browser/build.ts";
+import { hasChromium, launch } from "../harness/browser/chromium.ts";
+import type { LoraxsPage } from "../harness/browser/page/entry.ts";
+import { startPageServer } from "../harness/browser/server.ts";
+import { startStaticServer } from "../harness/static-server.ts";
 import {
   type ClientManifest,
   chooseGraph,
@@ -23,11 +28,6 @@ import {
   SKIPPED_ROLES,
 } from "../src/client/index.ts";
 import { encodeAdapter } from "../src/format/index.ts";
-import { buildPage } from "../test/browser/build.ts";
-import { hasChromium, launch } from "../test/browser/chromium.ts";
-import type { LoraxsPage } from "../test/browser/page/entry.ts";
-import { startPageServer } from "../test/browser/server.ts";
-import { startStaticServer } from "../test/node/client/helpers/static-server.ts";
 import { median, round } from "./stats.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;

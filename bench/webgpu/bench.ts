@@ -10,14 +10,10 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { parseArgs } from "node:util";
+import { caseAdapter, maxAbsDiff, readReference } from "../../harness/reference.ts";
 import { rTensor, type Tensor } from "../../src/client/backend/index.ts";
 import { createRng, loadModel, memoryCache, type PersonalModel } from "../../src/client/index.ts";
 import { decodeAdapter, encodeAdapter } from "../../src/format/index.ts";
-import {
-  caseAdapter,
-  maxAbsDiff,
-  readReference,
-} from "../../test/node/client/helpers/reference.ts";
 import { tryDawn } from "./dawn.ts";
 import { type DecodeTiming, rawDecode } from "./raw.ts";
 import { webGpuSummary } from "./summary.ts";

@@ -9,8 +9,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BASE_FLAGS, CHROMIUM } from "../../harness/browser/chromium.ts";
 import { decodeAdapter, encodeAdapter } from "../../src/format/index.ts";
-import { BASE_FLAGS, CHROMIUM } from "../browser/chromium.ts";
 import { type StartedServer, startServer } from "./start-server.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));

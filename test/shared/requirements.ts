@@ -3,7 +3,7 @@
 // file LORAXS_SKIP_LOG names); under CI=true a missing Chromium or Python fails the run instead.
 import { appendFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
-import { CHROMIUM } from "../browser/chromium.ts";
+import { CHROMIUM } from "../../harness/browser/chromium.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 

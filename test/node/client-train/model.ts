@@ -4,9 +4,9 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { buildOnce } from "../client/helpers/build-once.ts";
-import { codeStamp, stampMatches, writeStamp } from "../client/helpers/code-stamp.ts";
-import { MODELS_DIR, REPO } from "../client/helpers/models.ts";
+import { buildOnce } from "../../../harness/build-once.ts";
+import { codeStamp, stampMatches, writeStamp } from "../../../harness/code-stamp.ts";
+import { MODELS_DIR, REPO } from "../../../harness/models.ts";
 
 export const TRAIN_MODEL_DIR = join(MODELS_DIR, "tiny-llama-train");
 /** Step-graph shape of the test model: two rows of 32 tokens. */

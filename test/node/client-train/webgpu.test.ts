@@ -3,9 +3,9 @@
 import { join } from "node:path";
 import { build } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BUNDLE_DIR, buildPage } from "../../browser/build.ts";
-import { type Browser, launch } from "../../browser/chromium.ts";
-import { type PageServer, startPageServer } from "../../browser/server.ts";
+import { BUNDLE_DIR, buildPage } from "../../../harness/browser/build.ts";
+import { type Browser, launch } from "../../../harness/browser/chromium.ts";
+import { type PageServer, startPageServer } from "../../../harness/browser/server.ts";
 import { CHROMIUM_BROWSER, canRun } from "../../shared/requirements.ts";
 import { ensureTrainModel } from "./model.ts";
 

@@ -4,6 +4,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureModel } from "../../../harness/models.ts";
+import { maxAbsDiff, type Reference, readReference } from "../../../harness/reference.ts";
 import {
   AdapterClient,
   AdapterRefusedError,
@@ -17,8 +19,6 @@ import {
   ValidationError,
 } from "../../../src/client/index.ts";
 import { decodeAdapter, encodeAdapter } from "../../../src/format/index.ts";
-import { ensureModel } from "./helpers/models.ts";
-import { maxAbsDiff, type Reference, readReference } from "./helpers/reference.ts";
 import { type LocalApi, publishModel, startApi, WRITE_LIMIT } from "./helpers/wrangler.ts";
 
 /** fp32 CPU against PyTorch (see decoder.test.ts). */

@@ -1,13 +1,13 @@
 import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildPage } from "../../../harness/browser/build.ts";
+import { type Browser, launch } from "../../../harness/browser/chromium.ts";
+import type { LoraxsPage } from "../../../harness/browser/page/entry.ts";
+import { type PageServer, startPageServer } from "../../../harness/browser/server.ts";
+import { ensureModel } from "../../../harness/models.ts";
+import { readReference } from "../../../harness/reference.ts";
 import { loadModel, memoryCache } from "../../../src/client/index.ts";
-import { buildPage } from "../../browser/build.ts";
-import { type Browser, launch } from "../../browser/chromium.ts";
-import type { LoraxsPage } from "../../browser/page/entry.ts";
-import { type PageServer, startPageServer } from "../../browser/server.ts";
 import { CHROMIUM_BROWSER, canRun, gemma3, smollm2 } from "../../shared/requirements.ts";
-import { ensureModel } from "./helpers/models.ts";
-import { readReference } from "./helpers/reference.ts";
 
 /**
  * Largest logit difference accepted per backend (logits reach |7| in these fixtures). WASM is

@@ -1,5 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  caseAdapter,
+  caseGreedy,
+  maxAbsDiff,
+  type ReferenceCase,
+} from "../../../harness/reference.ts";
+import {
   AbortedError,
   AdapterRefusedError,
   type Device,
@@ -7,7 +13,6 @@ import {
   loadModel,
   type PersonalModel,
 } from "../../../src/client/index.ts";
-import { caseAdapter, caseGreedy, maxAbsDiff, type ReferenceCase } from "./helpers/reference.ts";
 import { serveModel, useTempDir } from "./helpers/served-model.ts";
 
 /**

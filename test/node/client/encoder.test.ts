@@ -1,6 +1,13 @@
 // The encoder against PyTorch's reference embeddings in both Node runtimes, and classification
 // with a per-user head carried in the adapter.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureModel } from "../../../harness/models.ts";
+import {
+  caseAdapter,
+  maxAbsDiff,
+  type Reference,
+  readReference,
+} from "../../../harness/reference.ts";
 import {
   ClientError,
   loadModel,
@@ -8,8 +15,6 @@ import {
   type PersonalModel,
 } from "../../../src/client/index.ts";
 import { decodeAdapter, encodeAdapter } from "../../../src/format/index.ts";
-import { ensureModel } from "./helpers/models.ts";
-import { caseAdapter, maxAbsDiff, type Reference, readReference } from "./helpers/reference.ts";
 
 /**
  * fp32 on the CPU in both runtimes; differences come from summation order only (see the

@@ -3,13 +3,13 @@
 // logits of every reference case within the fixture tolerance, greedy decoding with the KV cache
 // equal to PyTorch's tokens past the window, and Gemma's chat template through the loaded tokenizer.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { caseAdapter, caseGreedy, maxAbsDiff } from "../../../harness/reference.ts";
 import {
   type Device,
   loadModel,
   memoryCache,
   type PersonalModel,
 } from "../../../src/client/index.ts";
-import { caseAdapter, caseGreedy, maxAbsDiff } from "./helpers/reference.ts";
 import { serveModel } from "./helpers/served-model.ts";
 
 const m = serveModel("tiny-gemma3");

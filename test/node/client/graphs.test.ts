@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { caseAdapter, caseGreedy, maxAbsDiff } from "../../../harness/reference.ts";
 import { chooseGraph } from "../../../src/client/graph-choice.ts";
 import {
   ClientError,
@@ -10,7 +11,6 @@ import {
   type Progress,
 } from "../../../src/client/index.ts";
 import { canRun, smollm2 } from "../../shared/requirements.ts";
-import { caseAdapter, caseGreedy, maxAbsDiff } from "./helpers/reference.ts";
 import { serveFolder, serveModel, useTempDir } from "./helpers/served-model.ts";
 
 const m = serveModel("tiny-llama");

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type StaticServer, startStaticServer } from "../../../harness/static-server.ts";
 import {
   fsCache,
   ModelFileError,
@@ -11,7 +12,6 @@ import {
   type Progress,
 } from "../../../src/client/index.ts";
 import { loadModelFiles, modelSource } from "../../../src/client/loader/index.ts";
-import { type StaticServer, startStaticServer } from "./helpers/static-server.ts";
 
 // A model folder with real files (contents irrelevant to the loader) and a manifest naming them.
 const root = mkdtempSync(join(tmpdir(), "loraxs-loader-"));

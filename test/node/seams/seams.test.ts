@@ -73,6 +73,16 @@ describe("seams", () => {
       'import * as m from "../manifest/index.ts";\n\nexport const x = m;\n',
       "imports nothing",
     ],
+    [
+      "bench",
+      'import { canRun } from "../test/shared/requirements.ts";\n\nexport const x = canRun;\n',
+      "do not import test code",
+    ],
+    [
+      "harness",
+      'import { canRun } from "../test/shared/requirements.ts";\n\nexport const x = canRun;\n',
+      "do not import test code",
+    ],
   ])("a bad import in %s fails the lint", (folder, source, message) => {
     const r = lintAs(`${folder}/${probe("bad")}`, source);
     expect(r.status).not.toBe(0);
@@ -84,6 +94,7 @@ describe("seams", () => {
     ["src/client/backend", 'import * as ort from "onnxruntime-web";\n\nexport const x = ort;\n'],
     ["src/api", 'import { Hono } from "hono";\n\nexport const x = Hono;\n'],
     ["src/format", 'import { sha256Hex } from "./digest.ts";\n\nexport const x = sha256Hex;\n'],
+    ["bench", 'import { REPO } from "../harness/models.ts";\n\nexport const x = REPO;\n'],
   ])("the allowed import in %s passes", (folder, source) => {
     const r = lintAs(`${folder}/${probe("ok")}`, source);
     expect(r.output).not.toContain("noRestrictedImports");

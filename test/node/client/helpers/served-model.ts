@@ -5,9 +5,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll } from "vitest";
-import { ensureModel } from "./models.ts";
-import { type Reference, readReference } from "./reference.ts";
-import { type StaticServer, startStaticServer } from "./static-server.ts";
+import { ensureModel } from "../../../../harness/models.ts";
+import { type Reference, readReference } from "../../../../harness/reference.ts";
+import { type StaticServer, startStaticServer } from "../../../../harness/static-server.ts";
 
 export interface ServedModel {
   /** The prepared model's folder. */

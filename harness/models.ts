@@ -6,7 +6,7 @@ import { join, resolve } from "node:path";
 import { buildOnce } from "./build-once.ts";
 import { codeStamp, stampMatches, writeStamp } from "./code-stamp.ts";
 
-export const REPO = resolve(import.meta.dirname, "../../../..");
+export const REPO = resolve(import.meta.dirname, "..");
 export const MODELS_DIR = join(REPO, ".cache", "models");
 
 export async function ensureModel(

@@ -2,7 +2,7 @@
 // onnxruntime-web's dist files and model folders, with COOP/COEP so the page is
 // crossOriginIsolated (threaded WASM). Counts requests per path.
 import { join } from "node:path";
-import { type StaticServer, startStaticServer } from "../node/client/helpers/static-server.ts";
+import { type StaticServer, startStaticServer } from "../static-server.ts";
 import { BROWSER_DIR, BUNDLE_DIR, REPO } from "./build.ts";
 
 export type PageServer = StaticServer;

@@ -8,7 +8,7 @@ import {
   selectBackend,
 } from "../../../src/client/index.ts";
 import { decodeAdapter } from "../../../src/format/index.ts";
-import type { ReferenceCase } from "../../node/client/helpers/reference.ts";
+import type { ReferenceCase } from "../../reference.ts";
 
 type Case = ReferenceCase;
 

@@ -1,9 +1,9 @@
 // Reads prepare's reference fixtures (reference.json + the per-case adapter files).
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { PersonalModel } from "../../../../src/client/index.ts";
-import type { Adapter } from "../../../../src/format/index.ts";
-import { decodeAdapter } from "../../../../src/format/index.ts";
+import type { PersonalModel } from "../src/client/index.ts";
+import type { Adapter } from "../src/format/index.ts";
+import { decodeAdapter } from "../src/format/index.ts";
 
 export interface ReferenceCase {
   name: string;
