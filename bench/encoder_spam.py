@@ -24,22 +24,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from loraxs.evaluate import classification_metrics, predict  # noqa: E402
-from loraxs.lora_xs import Factors, find_target_modules, inject  # noqa: E402
+from loraxs.lora_xs import find_target_modules, inject  # noqa: E402
 from loraxs.job_io import Examples, UserTask, label_examples  # noqa: E402
+from loraxs.svd import SvdOptions, compute_factors  # noqa: E402
 from loraxs.train import MultiUserTrainer, Stream, TrainConfig, lr_at, mean_pool  # noqa: E402
 
 CLASSES = ["ham", "spam"]
-
-
-def exact_factors(model, targets: str, rank: int) -> Factors:
-    names = find_target_modules(model, targets)
-    down, up = {}, {}
-    for n in names:
-        W = model.get_submodule(n).weight.detach().float()
-        U, S, Vh = torch.linalg.svd(W, full_matrices=False)
-        down[n] = (S[:rank, None] * Vh[:rank]).contiguous().cpu()
-        up[n] = U[:, :rank].contiguous().cpu()
-    return Factors(names, down, up, rank, {}, "")
 
 
 def load_emails(path: str | None):
@@ -118,7 +108,10 @@ def main() -> int:
     for prm in clean.parameters():
         prm.requires_grad_(False)
     model = copy.deepcopy(clean)
-    source = inject(model, exact_factors(model, "query,value", args.rank))
+    # Exact SVD factors, as `prepare --exact` computes them.
+    names = find_target_modules(model, "query,value")
+    factors, _ = compute_factors(model, names, args.rank, SvdOptions(method="exact", device=dev), log=lambda _: None)
+    source = inject(model, factors)
     model.to(dev)
 
     emails = load_emails(args.data)

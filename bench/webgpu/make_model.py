@@ -62,15 +62,12 @@ DATA_FILE = "model.onnx.data"
 
 def random_smollm2(seed: int = SEED):
     """The seeded random model: same seed and same torch/transformers give the same bits."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from loraxs.models import _decoder_from_config
+    from transformers import LlamaConfig
 
+    # Built the way load_base builds its random presets: eager attention, eval mode, frozen weights.
     torch.manual_seed(seed)
-    config = LlamaConfig(**SMOLLM2_CONFIG)
-    config._attn_implementation = "eager"
-    model = LlamaForCausalLM(config).to(torch.float32).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+    return _decoder_from_config(LlamaConfig(**SMOLLM2_CONFIG), torch.float32)
 
 
 def base_model(seed: int = SEED):

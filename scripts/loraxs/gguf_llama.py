@@ -53,6 +53,22 @@ ARCHITECTURES = {
 }
 
 
+def layer_norm_names(spec: Arch) -> dict[str, tuple[str, str]]:
+    """The per-layer norms an architecture has: LlamaWeights list -> (GGUF tensor name inside block i,
+    Hugging Face module name inside layer i). One table for both readers, so they fill the same lists."""
+    # The norm before the MLP: a llama's `post_attention_layernorm`; with sandwich norms that name is
+    # the norm after attention, and the one before the MLP is `pre_feedforward_layernorm`.
+    pre_ffn = "pre_feedforward_layernorm" if spec.sandwich_norms else "post_attention_layernorm"
+    names = {"attn_norm": ("attn_norm", "input_layernorm"), "ffn_norm": ("ffn_norm", pre_ffn)}
+    if spec.qk_norm:
+        names["q_norm"] = ("attn_q_norm", "self_attn.q_norm")
+        names["k_norm"] = ("attn_k_norm", "self_attn.k_norm")
+    if spec.sandwich_norms:
+        names["post_attn_norm"] = ("post_attention_norm", "post_attention_layernorm")
+        names["post_ffn_norm"] = ("post_ffw_norm", "post_feedforward_layernorm")
+    return names
+
+
 def supported_architectures() -> str:
     return ", ".join(ARCHITECTURES)
 
@@ -257,15 +273,10 @@ def read_gguf(path: str | Path) -> LlamaWeights:
     w = LlamaWeights(shape=shape, embedding=load("token_embd.weight"), final_norm=load("output_norm.weight"))
     if not isinstance(w.embedding, (Q8Weight, np.ndarray)) or (isinstance(w.embedding, Q8Weight) and w.embedding.block != BLOCK):
         raise ValueError(f"{path}: token_embd.weight is {tensors['token_embd.weight'].tensor_type.name}; the builder reads a Q8_0 embedding")
+    norms = layer_norm_names(spec)
     for i in range(shape.layers):
-        w.attn_norm.append(load(f"blk.{i}.attn_norm.weight"))
-        w.ffn_norm.append(load(f"blk.{i}.ffn_norm.weight"))
-        if spec.qk_norm:
-            w.q_norm.append(load(f"blk.{i}.attn_q_norm.weight"))
-            w.k_norm.append(load(f"blk.{i}.attn_k_norm.weight"))
-        if spec.sandwich_norms:
-            w.post_attn_norm.append(load(f"blk.{i}.post_attention_norm.weight"))
-            w.post_ffn_norm.append(load(f"blk.{i}.post_ffw_norm.weight"))
+        for kind, (gguf_name, _) in norms.items():
+            getattr(w, kind).append(load(f"blk.{i}.{gguf_name}.weight"))
         for suffix, gname in LINEAR_NAMES.items():
             t = load(f"blk.{i}.{gname}.weight")
             if spec.permuted_qk and suffix in ("self_attn.q_proj", "self_attn.k_proj"):
@@ -321,16 +332,10 @@ def from_state_dict(state: dict[str, np.ndarray], config: dict) -> LlamaWeights:
         raise ValueError("an untied output head is not supported by the client graph builder")
     norm = lambda name: (state[name] + np.float32(spec.norm_offset)).astype(np.float32) if spec.norm_offset else state[name]  # noqa: E731
     w = LlamaWeights(shape=shape, embedding=state["model.embed_tokens.weight"], final_norm=norm("model.norm.weight"))
-    pre_ffn = "pre_feedforward_layernorm" if spec.sandwich_norms else "post_attention_layernorm"
+    norms = layer_norm_names(spec)
     for i in range(shape.layers):
-        w.attn_norm.append(norm(f"model.layers.{i}.input_layernorm.weight"))
-        w.ffn_norm.append(norm(f"model.layers.{i}.{pre_ffn}.weight"))
-        if spec.qk_norm:
-            w.q_norm.append(norm(f"model.layers.{i}.self_attn.q_norm.weight"))
-            w.k_norm.append(norm(f"model.layers.{i}.self_attn.k_norm.weight"))
-        if spec.sandwich_norms:
-            w.post_attn_norm.append(norm(f"model.layers.{i}.post_attention_layernorm.weight"))
-            w.post_ffn_norm.append(norm(f"model.layers.{i}.post_feedforward_layernorm.weight"))
+        for kind, (_, hf_name) in norms.items():
+            getattr(w, kind).append(norm(f"model.layers.{i}.{hf_name}.weight"))
         for suffix in LINEAR_NAMES:
             name = f"model.layers.{i}.{suffix}"
             # A model with the LoRA-XS branch injected keeps the frozen weight as `<module>.base`.

@@ -61,58 +61,41 @@ GGUF_ARCHITECTURES = {"llama": "LlamaForCausalLM", "gemma3": "Gemma3ForCausalLM"
 CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "loraxs"
 PRESETS = ("smollm2-135m", "gemma3-270m", "minilm-l6", "tiny-llama", "tiny-gemma3", "tiny-bert")
 
+# SmolLM2's tokenizer (vocabulary size and special token ids), which the tiny decoders use.
+SMOLLM2_TOKEN_IDS = dict(vocab_size=49152, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+
 # The tiny presets are what CI and the client tests build: small enough to prepare in seconds,
-# real tokenizers so that token ids in fixtures mean something.
-TINY_LLAMA = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
+# real tokenizers so that token ids in fixtures mean something. All of them are this wide.
+TINY_WIDTH = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4)
+# What both tiny decoders share. The init is wider than the default 0.02: greedy decoding then
+# varies from token to token and with R, so the reference fixtures' 8 greedy tokens test something
+# (at 0.02 it repeats one token).
+TINY_DECODER = dict(
+    TINY_WIDTH,
+    **SMOLLM2_TOKEN_IDS,
     num_key_value_heads=2,
-    vocab_size=49152,
     max_position_embeddings=2048,
     tie_word_embeddings=True,
-    bos_token_id=1,
-    eos_token_id=2,
-    pad_token_id=2,
-    rope_theta=100000.0,
-    # Wider init than the default 0.02: greedy decoding then varies from token to token and with R,
-    # so the reference fixtures' 8 greedy tokens test something (at 0.02 it repeats one token).
     initializer_range=0.2,
 )
+TINY_LLAMA = dict(TINY_DECODER, num_hidden_layers=2, rope_theta=100000.0)
 # Gemma 3's shape in small: local layers with a window shorter than the test prompts (so the
 # local/global masking is exercised), a global rotary base unlike the local one, an attention scale
 # unlike 1/sqrt(head_dim). Norm weights are drawn too (Gemma's are zeros at init: x̂ · (1 + 0)).
 TINY_GEMMA3 = dict(
-    hidden_size=64,
-    intermediate_size=128,
+    TINY_DECODER,
     num_hidden_layers=3,
-    num_attention_heads=4,
-    num_key_value_heads=2,
     head_dim=16,
-    vocab_size=49152,
-    max_position_embeddings=2048,
     sliding_window=8,
     layer_types=["sliding_attention", "sliding_attention", "full_attention"],
     rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
                      "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}},
     query_pre_attn_scalar=32,
-    tie_word_embeddings=True,
-    bos_token_id=1,
-    eos_token_id=2,
-    pad_token_id=2,
-    initializer_range=0.2,
 )
-TINY_BERT = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    vocab_size=30522,
-    max_position_embeddings=512,
-    type_vocab_size=2,
-    pad_token_id=0,
-)
+# The random decoder presets -> (the transformers config class they are built from, its settings).
+TINY_DECODERS = {"tiny-llama": ("LlamaConfig", TINY_LLAMA), "tiny-gemma3": ("Gemma3TextConfig", TINY_GEMMA3)}
+TINY_BERT = dict(TINY_WIDTH, num_hidden_layers=2, vocab_size=30522, max_position_embeddings=512, type_vocab_size=2,
+                 pad_token_id=0)
 
 
 class UnsupportedModelError(ValueError):
@@ -405,6 +388,11 @@ def _load_gemma3(dtype: torch.dtype) -> BaseModel:
     return base
 
 
+def _random_source(preset: str, seed: int, tokenizer: dict[str, Any]) -> dict[str, Any]:
+    """The manifest `source` of a random preset: rebuilt from its name and seed, with a real tokenizer."""
+    return {"kind": "random", "preset": preset, "seed": seed, "tokenizer": tokenizer, "revision": None}
+
+
 def load_base(spec: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> BaseModel:
     """Loads a preset name, a local Hugging Face folder or a `.gguf` file.
 
@@ -416,20 +404,14 @@ def load_base(spec: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> B
         return _load_gemma3(dtype)
     if spec == "minilm-l6":
         return _load_folder(_minilm_folder(), dtype, spec, minilm_source())
-    if spec == "tiny-gemma3":
-        from transformers import Gemma3TextConfig
+    if spec in TINY_DECODERS:
+        import transformers
 
+        config_class, settings = TINY_DECODERS[spec]
         torch.manual_seed(seed)
-        model = _decoder_from_config(Gemma3TextConfig(**TINY_GEMMA3), dtype)
-        source = {"kind": "random", "preset": spec, "seed": seed, "tokenizer": smollm2_source(), "revision": None}
-        return _make(spec, model, _smollm2_tokenizer(), "decoder", "Gemma3ForCausalLM", source)
-    if spec == "tiny-llama":
-        from transformers import LlamaConfig
-
-        torch.manual_seed(seed)
-        model = _decoder_from_config(LlamaConfig(**TINY_LLAMA), dtype)
-        source = {"kind": "random", "preset": spec, "seed": seed, "tokenizer": smollm2_source(), "revision": None}
-        return _make(spec, model, _smollm2_tokenizer(), "decoder", "LlamaForCausalLM", source)
+        model = _decoder_from_config(getattr(transformers, config_class)(**settings), dtype)
+        _, arch = SUPPORTED[model.config.model_type]
+        return _make(spec, model, _smollm2_tokenizer(), "decoder", arch, _random_source(spec, seed, smollm2_source()))
     if spec == "tiny-bert":
         from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -438,8 +420,7 @@ def load_base(spec: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> B
         config._attn_implementation = "eager"
         model = _finish(BertModel(config, add_pooling_layer=False), dtype)
         tok = AutoTokenizer.from_pretrained(str(_minilm_folder()))
-        source = {"kind": "random", "preset": spec, "seed": seed, "tokenizer": minilm_source(), "revision": None}
-        return _make(spec, model, tok, "encoder", "BertModel", source)
+        return _make(spec, model, tok, "encoder", "BertModel", _random_source(spec, seed, minilm_source()))
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():

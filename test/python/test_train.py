@@ -9,24 +9,20 @@ import torch
 
 from loraxs.data import Blocks, DataError, JobOptions, TextData, parse_job_data, parse_options, pack_blocks
 from loraxs.evaluate import classification_metrics, perplexity, predict
-from loraxs.lora_xs import Factors, inject
+from loraxs.lora_xs import Factors, find_target_modules, inject
 from loraxs.job_io import Examples, UserTask
+from loraxs.svd import SvdOptions, compute_factors
 from loraxs.train import MultiUserTrainer, TableAdamW, TrainConfig, lr_at
 
 VOCAB = 96
 RANK = 4
 
 
-def tiny_factors(model: torch.nn.Module, targets=("q_proj", "v_proj"), rank: int = RANK) -> Factors:
-    """Exact SVD factors (down = Σ Vᵀ, up = U) of the target layers, in module order."""
-    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n.split(".")[-1] in targets]
-    down, up = {}, {}
-    for n in names:
-        W = model.get_submodule(n).weight.detach().double()
-        U, S, Vh = torch.linalg.svd(W, full_matrices=False)
-        down[n] = (S[:rank, None] * Vh[:rank]).float().contiguous()
-        up[n] = U[:, :rank].float().contiguous()
-    return Factors(names, down, up, rank, {"model": "test"}, "")
+def tiny_factors(model: torch.nn.Module, targets: str = "q_proj,v_proj", rank: int = RANK) -> Factors:
+    """Exact SVD factors (down = Σ Vᵀ, up = U) of the target layers, in module order: what
+    `prepare --exact` computes."""
+    names = find_target_modules(model, targets)
+    return compute_factors(model, names, rank, SvdOptions(method="exact"), log=lambda _: None)[0]
 
 
 def tiny_decoder(seed: int = 0, layers: int = 2):
@@ -51,7 +47,7 @@ def tiny_encoder(seed: int = 0):
                      vocab_size=VOCAB, max_position_embeddings=64, initializer_range=0.2)
     cfg._attn_implementation = "eager"
     model = BertModel(cfg, add_pooling_layer=False).eval()
-    factors = tiny_factors(model, targets=("query", "value"))
+    factors = tiny_factors(model, targets="query,value")
     source = inject(model, factors)
     return model, source, factors
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -162,17 +163,26 @@ def test_once_trains_several_users_in_one_batch_and_fails_bad_data(api, models_d
     assert "data.texts are all empty" in carol["error"], carol
 
 
-def test_sigkilled_worker_leaves_the_job_to_be_reclaimed_after_the_lease(api, models_dir):
-    url, manifest = api
-    job = user_client(url, "erin").create_job(MODEL, "erin", {"kind": "text", "texts": [TEXT]}, {"steps": 12, "seq_len": 32})
-    proc = subprocess.Popen(worker_cmd(url, models_dir, "--lease-seconds", "3", name="doomed"), cwd=ROOT, env=worker_env(),
+@contextmanager
+def worker_training_one_job(url: str, models_dir: Path, user: str, steps: int, *extra: str, name: str):
+    """Queues a job for `user`, starts a long-running worker (its own process group) and yields
+    (job, proc) once the worker is training it; the worker is stopped on the way out, whatever the
+    test did to it. For the tests that signal a worker in the middle of a job."""
+    job = user_client(url, user).create_job(MODEL, user, {"kind": "text", "texts": [TEXT]}, {"steps": steps, "seq_len": 32})
+    proc = subprocess.Popen(worker_cmd(url, models_dir, *extra, name=name), cwd=ROOT, env=worker_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         wait_for_line(proc, "training 1 user(s)")
-        os.killpg(proc.pid, signal.SIGKILL)  # no goodbye: no fail call, no more heartbeats
-        proc.wait(timeout=10)
+        yield job, proc
     finally:
         stop(proc)
+
+
+def test_sigkilled_worker_leaves_the_job_to_be_reclaimed_after_the_lease(api, models_dir):
+    url, manifest = api
+    with worker_training_one_job(url, models_dir, "erin", 12, "--lease-seconds", "3", name="doomed") as (job, proc):
+        os.killpg(proc.pid, signal.SIGKILL)  # no goodbye: no fail call, no more heartbeats
+        proc.wait(timeout=10)
     j = admin(url).get_job(job["id"])
     assert j["status"] == "running" and j["attempts"] == 1, j
     time.sleep(3.5)  # the lease expires
@@ -186,15 +196,9 @@ def test_sigkilled_worker_leaves_the_job_to_be_reclaimed_after_the_lease(api, mo
 
 def test_sigterm_releases_the_unfinished_job_for_another_worker(api, models_dir):
     url, _ = api
-    job = user_client(url, "frank").create_job(MODEL, "frank", {"kind": "text", "texts": [TEXT]}, {"steps": 100000, "seq_len": 32})
-    proc = subprocess.Popen(worker_cmd(url, models_dir, "--grace", "0.5", name="polite"), cwd=ROOT, env=worker_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        wait_for_line(proc, "training 1 user(s)")
+    with worker_training_one_job(url, models_dir, "frank", 100000, "--grace", "0.5", name="polite") as (job, proc):
         os.killpg(proc.pid, signal.SIGTERM)
         out = proc.communicate(timeout=60)[0]
-    finally:
-        stop(proc)
     assert proc.returncode == 0, out
     assert "released" in out, out
     j = admin(url).get_job(job["id"])

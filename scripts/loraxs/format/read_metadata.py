@@ -37,20 +37,14 @@ def read_metadata(header: dict) -> dict:
                 value=v,
             )
         metadata[key] = v
-    if metadata.get("format") != FORMAT:
-        fail(
-            "format_unknown",
-            f'format {show(metadata.get("format"))} is not "{FORMAT}"',
-            value=metadata.get("format"),
-            allowed=[FORMAT],
-        )
-    if metadata.get("format_version") != FORMAT_VERSION:
-        fail(
-            "format_version_unknown",
-            f'format_version {show(metadata.get("format_version"))} is not "{FORMAT_VERSION}"',
-            value=metadata.get("format_version"),
-            allowed=[FORMAT_VERSION],
-        )
+    # The two keys that say which format this is, in the order readMetadata checks them.
+    for key, code, expected in (
+        ("format", "format_unknown", FORMAT),
+        ("format_version", "format_version_unknown", FORMAT_VERSION),
+    ):
+        if metadata.get(key) != expected:
+            value = metadata.get(key)
+            fail(code, f'{key} {show(value)} is not "{expected}"', value=value, allowed=[expected])
     unknown = [k for k in metadata if k not in METADATA_KEYS]
     if unknown:
         fail(
