@@ -5,7 +5,8 @@
 //   npm run bench:client                       # smollm2-135m if exported, else tiny-llama
 //   npm run bench:client -- --model tiny-llama --tokens 16 --skip-browser
 //
-// Models come from .cache/models/<id> (npm run prepare-model -- --preset <id> --out .cache/models/<id>).
+// Models come from .cache/models/<id> (npm run prepare-model -- --preset <id> --fp32-graph --out .cache/models/<id>:
+// the old column is the traced fp32 graph).
 // WebGPU here is SwiftShader (software): it always runs tiny-llama, and its timings are not GPU speed.
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -50,7 +51,7 @@ const modelDir = modelId.startsWith("tiny-")
   : join(MODELS_DIR, modelId);
 if (!hasOnnx(modelId))
   throw new Error(
-    `${modelDir} has no model.onnx; run npm run prepare-model -- --preset ${modelId} --out ${modelDir}`,
+    `${modelDir} has no model.onnx; run npm run prepare-model -- --preset ${modelId} --fp32-graph --out ${modelDir}`,
   );
 
 /** Old graph (the traced fp32 one), then the manifest's default, then its other graphs, when it has graphs. */

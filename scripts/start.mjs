@@ -134,6 +134,13 @@ async function main() {
     await runChild(process.execPath, [join(root, "scripts", "setup-python.mjs")]);
   });
 
+  /** `npm run prepare-model` for this model into its folder, with `extra` flags. */
+  const prepare = (extra) => {
+    const out = relative(root, abs(options["models-dir"])) === "models" ? [] : ["--out", modelDir];
+    const args = ["-m", "loraxs.prepare", "--preset", options.model, ...out, ...extra];
+    return runChild(process.execPath, [join(root, "scripts", "py.mjs"), ...args]);
+  };
+
   await step.run(`model ${options.model} in ${show(modelDir)}`, async () => {
     const trainShape = options["train-step"] ? checkTrainShape(options["train-shape"]) : null;
     const missing = whatIsMissing(modelDir);
@@ -143,6 +150,15 @@ async function main() {
         throw new ScriptError(
           `${show(modelDir)}/manifest.json has no onnx_train and --no-prepare was given; drop --train-step or --no-prepare`,
         );
+      }
+      if (!readPreparedModel(modelDir).manifest.onnx) {
+        // The step graph reads the traced fp32 graph's weights file, which this model skips by
+        // default: prepare again with both (its factors are kept).
+        console.log(
+          `[start] --train-step: ${options.model} has no traced fp32 graph; preparing it with the training step ${trainShape} (minutes)`,
+        );
+        await prepare(["--train-step", trainShape]);
+        return `prepared again with the fp32 graph and training step ${trainShape}`;
       }
       console.log(
         `[start] --train-step: exporting the training step ${trainShape} (about a minute for small models)`,
@@ -166,17 +182,10 @@ async function main() {
         `${missing} and --no-prepare was given; run \`npm run prepare-model -- --preset ${options.model}\``,
       );
     }
-    console.log(`[start] ${missing}: preparing it (first run: minutes; later runs skip this)`);
-    const out = relative(root, abs(options["models-dir"])) === "models" ? [] : ["--out", modelDir];
-    await runChild(process.execPath, [
-      join(root, "scripts", "py.mjs"),
-      "-m",
-      "loraxs.prepare",
-      "--preset",
-      options.model,
-      ...out,
-      ...(trainShape === null ? [] : ["--train-step", trainShape]),
-    ]);
+    console.log(
+      `[start] ${missing}: preparing it (first run: a minute or more; later runs skip this)`,
+    );
+    await prepare(trainShape === null ? [] : ["--train-step", trainShape]);
     return "prepared now";
   });
   const model = readPreparedModel(modelDir);

@@ -33,10 +33,11 @@ DEFAULT_RANK = 16
 DEFAULT_TARGETS = {"decoder": "q_proj,v_proj", "encoder": "query,value"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# Presets whose traced fp32 graph is off unless asked (--fp32-graph): Gemma 3 270M's is 1.07 GB
-# (its 262 k-token embedding in fp32), takes tens of minutes to trace on a laptop, and no device
-# runs it first; its client graphs are checked against PyTorch directly.
-NO_TRACED_GRAPH = ("gemma3-270m",)
+# Presets whose traced fp32 graph is off unless asked (--fp32-graph, or --train-step, whose graph
+# reads the traced graph's weights file): no device runs it first, tracing takes 10 to 20 minutes on
+# a 2-core machine (SmolLM2: prepare in about a minute without it), and Gemma 3 270M's is 1.07 GB.
+# Their client graphs are checked against PyTorch directly.
+NO_TRACED_GRAPH = ("smollm2-135m", "gemma3-270m")
 CLIENT_CHECK_TOLERANCE = 1e-3  # the client graphs against PyTorch, when there is no traced graph to check
 
 
@@ -73,13 +74,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="keep an existing model.onnx(+.data) from an earlier run with the same factors; still check it")
     p.add_argument("--no-reference", action="store_true", help="do not write reference fixtures")
     p.add_argument("--fp32-graph", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"the traced fp32 graph (model.onnx); default on, off for {', '.join(NO_TRACED_GRAPH)}")
+                   help=f"the traced fp32 graph (model.onnx); default on, off for {', '.join(NO_TRACED_GRAPH)} "
+                        "unless --train-step asks for it")
     p.add_argument("--no-client-graph", action="store_true",
                    help="decoders: skip the fused client graph (model.q4.onnx or model.fused.onnx, listed in graphs)")
     p.add_argument("--train-step", metavar="BxT", nargs="?", const="1x128",
                    help="decoders: also export the on-device training step for batch B, length T "
                         "(model.train.onnx, listed in the manifest as onnx_train; weights shared with model.onnx.data; default 1x128)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.train_step and args.fp32_graph is False:
+        p.error("--train-step reads the traced graph's weights file (model.onnx.data); drop --no-fp32-graph")
+    return args
+
+
+def wants_traced_graph(args: argparse.Namespace) -> bool:
+    """--[no-]fp32-graph when given; else on, except for NO_TRACED_GRAPH presets without --train-step."""
+    if args.fp32_graph is not None:
+        return args.fp32_graph
+    return args.preset not in NO_TRACED_GRAPH or bool(args.train_step)
 
 
 def module_table(model: torch.nn.Module, names: list[str]) -> list[dict]:
@@ -330,7 +342,7 @@ def prepare(args: argparse.Namespace) -> Path:
     onnx_block = None
     check = None
     train = None  # the manifest's onnx_train block, with --train-step
-    traced = args.fp32_graph if args.fp32_graph is not None else args.preset not in NO_TRACED_GRAPH
+    traced = wants_traced_graph(args)
     client_only = not args.skip_export and not traced and base.family == "decoder"
     if client_only:
         from .reference import write_reference

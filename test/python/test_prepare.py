@@ -215,6 +215,22 @@ def test_bad_targets_rank_and_architecture_are_rejected(tmp_path):
         prepare_main(["--preset", "gpt-5"])
 
 
+def test_train_step_asks_for_the_traced_graph(capsys):
+    """SmolLM2 and Gemma skip the traced fp32 graph by default, but the step graph reads its weights
+    file: --train-step turns it on, and refuses --no-fp32-graph with a message instead of skipping."""
+    from loraxs.prepare import parse_args, wants_traced_graph
+
+    assert not wants_traced_graph(parse_args(["--preset", "smollm2-135m"]))
+    assert not wants_traced_graph(parse_args(["--preset", "gemma3-270m"]))
+    assert wants_traced_graph(parse_args(["--preset", "smollm2-135m", "--fp32-graph"]))
+    assert wants_traced_graph(parse_args(["--preset", "tiny-llama"]))
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--preset", "smollm2-135m", "--train-step", "1x8", "--no-fp32-graph"])
+    assert exit_info.value.code == 2
+    assert "--train-step reads the traced graph's weights file" in capsys.readouterr().err
+    assert wants_traced_graph(parse_args(["--preset", "smollm2-135m", "--train-step", "1x8"]))
+
+
 def test_all_linear_and_regex_targets(tmp_path):
     prepare_main(["--preset", "tiny-bert", "--out", str(tmp_path), "--targets", "all-linear", "--rank", "4", "--skip-export"])
     m = manifest_of(tmp_path)
