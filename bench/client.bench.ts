@@ -19,6 +19,7 @@ import { startPageServer } from "../harness/browser/server.ts";
 import { ensureModel, MODELS_DIR } from "../harness/models.ts";
 import { caseAdapter, maxAbsDiff, readReference } from "../harness/reference.ts";
 import { startStaticServer } from "../harness/static-server.ts";
+import { median, round } from "../harness/stats.ts";
 import { createRng, fsCache, loadModel, type PersonalModel } from "../src/client/index.ts";
 import { decodeAdapter, encodeAdapter } from "../src/format/index.ts";
 import { recordClientGraph } from "./client-graph-results.ts";
@@ -64,10 +65,6 @@ const GRAPHS: (string | undefined)[] =
   manifestGraphs === undefined
     ? [undefined]
     : ["fp32", ...manifestGraphs.map((g) => g.name).filter((n) => n !== "fp32")];
-
-const median = (xs: number[]) =>
-  [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
-const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 
 /** Two personal adapters for `model` in F16 (the default storage dtype), R ~ N(0, 0.02). */
 function benchAdapters(model: PersonalModel): [Uint8Array, Uint8Array] {

@@ -7,8 +7,8 @@
 // of the same bytes (the ceiling) and a naive per-element DataView decoder (what the table-driven
 // loop replaces).
 
+import { median } from "../harness/stats.ts";
 import { type Dtype, decodeAdapter, encodeAdapter, fromF16 } from "../src/format/index.ts";
-import { median } from "./stats.ts";
 
 const RUNS = Number(process.env.RUNS ?? 60);
 const WARMUP = 10;

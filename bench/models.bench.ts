@@ -18,6 +18,7 @@ import { hasChromium, launch } from "../harness/browser/chromium.ts";
 import type { LoraxsPage } from "../harness/browser/page/entry.ts";
 import { startPageServer } from "../harness/browser/server.ts";
 import { startStaticServer } from "../harness/static-server.ts";
+import { median, round } from "../harness/stats.ts";
 import {
   type ClientManifest,
   chooseGraph,
@@ -28,7 +29,6 @@ import {
   SKIPPED_ROLES,
 } from "../src/client/index.ts";
 import { encodeAdapter } from "../src/format/index.ts";
-import { median, round } from "./stats.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const RESULTS = join(ROOT, "bench", "results", "models.json");

@@ -12,9 +12,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { median } from "../harness/stats.ts";
 import { fsCache, loadModel } from "../src/client/index.ts";
 import { initR, OnDeviceTrainer, type Row } from "../src/client/train/index.ts";
-import { median } from "./stats.ts";
 
 const { values: args } = parseArgs({
   options: {

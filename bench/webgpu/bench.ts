@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { caseAdapter, maxAbsDiff, readReference } from "../../harness/reference.ts";
+import { median } from "../../harness/stats.ts";
 import { rTensor, type Tensor } from "../../src/client/backend/index.ts";
 import { createRng, loadModel, memoryCache, type PersonalModel } from "../../src/client/index.ts";
 import { decodeAdapter, encodeAdapter } from "../../src/format/index.ts";
@@ -66,8 +67,6 @@ function dataFiles(graph: string): string[] {
   return own.length > 0 ? own : ["model.onnx.data"];
 }
 
-const median = (xs: number[]) =>
-  [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 const log = (...a: unknown[]) => console.log(...a);
 const results: Record<string, unknown> = { node: process.version, prompt: PROMPT, tokens: TOKENS };
 

@@ -1,16 +1,7 @@
 // The benchmark's table (markdown): medians per row, ratios to the client's base row.
+import { median } from "../../harness/stats.ts";
 import type { DecodeTiming } from "./raw.ts";
 
-/** The median (the mean of the middle two for an even count). */
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length === 0
-    ? Number.NaN
-    : s.length % 2
-      ? (s[m] as number)
-      : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "–");
 
 export function table(

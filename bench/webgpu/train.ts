@@ -17,6 +17,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { median, round } from "../../harness/stats.ts";
 import { loadModel, memoryCache, selectBackend } from "../../src/client/index.ts";
 import {
   createTrainStep,
@@ -64,17 +65,7 @@ if (args["placement-child"] !== undefined) {
 
 const log = (...a: unknown[]) =>
   console.log(`[${((performance.now() - T0) / 1000).toFixed(1)}s]`, ...a);
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  return n === 0
-    ? Number.NaN
-    : n % 2
-      ? (s[(n - 1) / 2] as number)
-      : ((s[n / 2 - 1] as number) + (s[n / 2] as number)) / 2;
-};
 const left = () => BUDGET_MS - (performance.now() - T0);
-const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const results: Record<string, unknown> = {
   node: process.version,
   started: new Date().toISOString(),

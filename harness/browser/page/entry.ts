@@ -9,6 +9,7 @@ import {
 } from "../../../src/client/index.ts";
 import { decodeAdapter } from "../../../src/format/index.ts";
 import type { ReferenceCase } from "../../reference.ts";
+import { median } from "../../stats.ts";
 
 type Case = ReferenceCase;
 
@@ -146,8 +147,6 @@ const page = {
       m.setAdapter(decoded[i % 2] ?? null);
       setOnly.push(performance.now() - t);
     }
-    const median = (xs: number[]) =>
-      [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
     return {
       decodeAndSetMs: median(decodeAndSet),
       setOnlyMs: median(setOnly),

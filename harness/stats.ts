@@ -1,4 +1,4 @@
-// Small statistics the benchmarks share (benchmarks import no test code, and tests import none of this).
+// The statistics every timing shares: the benchmarks and the harness's browser page (one median, one round).
 
 /** The middle value of `xs`, or the mean of the two middle values for an even count (NaN for none). */
 export function median(xs: number[]): number {
