@@ -209,27 +209,22 @@ const uncaptured = await staticRun(false);
 const captured = await staticRun(true);
 const diff = (x: Float32Array[]) =>
   Math.max(...x.map((lg, i) => maxDiff(lg, plain.logits[i] as Float32Array)));
+/** One static-cache run against the plain graph: speed, logit difference, same greedy tokens. */
+const versusPlain = (run: typeof captured) => ({
+  graph: a.static,
+  msPerStep: run.stepMs,
+  tokensPerS: 1000 / run.stepMs,
+  promptMs: run.promptMs,
+  maxAbsDiff: diff(run.logits),
+  greedyEqual: run.tokens.join() === plain.tokens.join(),
+});
 const report = {
   adapter,
   prompt: promptLen,
   tokens: steps,
   plain: { graph: a.plain, msPerStep: plain.stepMs, tokensPerS: 1000 / plain.stepMs },
-  uncaptured: {
-    graph: a.static,
-    msPerStep: uncaptured.stepMs,
-    tokensPerS: 1000 / uncaptured.stepMs,
-    promptMs: uncaptured.promptMs,
-    maxAbsDiff: diff(uncaptured.logits),
-    greedyEqual: uncaptured.tokens.join() === plain.tokens.join(),
-  },
-  captured: {
-    graph: a.static,
-    msPerStep: captured.stepMs,
-    tokensPerS: 1000 / captured.stepMs,
-    promptMs: captured.promptMs,
-    maxAbsDiff: diff(captured.logits),
-    greedyEqual: captured.tokens.join() === plain.tokens.join(),
-  },
+  uncaptured: versusPlain(uncaptured),
+  captured: versusPlain(captured),
 };
 console.log(JSON.stringify(report, null, 1));
 if (a.out !== undefined) writeFileSync(a.out, JSON.stringify(report, null, 1));
