@@ -134,24 +134,27 @@ async function main() {
     await runChild(process.execPath, [join(root, "scripts", "setup-python.mjs")]);
   });
 
+  /** A module of the Python package, run in the project's environment. */
+  const python = (...args) =>
+    runChild(process.execPath, [join(root, "scripts", "py.mjs"), ...args]);
   /** `npm run prepare-model` for this model into its folder, with `extra` flags. */
   const prepare = (extra) => {
     const out = relative(root, abs(options["models-dir"])) === "models" ? [] : ["--out", modelDir];
-    const args = ["-m", "loraxs.prepare", "--preset", options.model, ...out, ...extra];
-    return runChild(process.execPath, [join(root, "scripts", "py.mjs"), ...args]);
+    return python("-m", "loraxs.prepare", "--preset", options.model, ...out, ...extra);
   };
 
   await step.run(`model ${options.model} in ${show(modelDir)}`, async () => {
     const trainShape = options["train-step"] ? checkTrainShape(options["train-shape"]) : null;
     const missing = whatIsMissing(modelDir);
     if (missing === null) {
-      if (trainShape === null || hasTrainStep(modelDir)) return "prepared";
+      const { manifest } = readPreparedModel(modelDir);
+      if (trainShape === null || manifest.onnx_train !== undefined) return "prepared";
       if (!options.prepare) {
         throw new ScriptError(
           `${show(modelDir)}/manifest.json has no onnx_train and --no-prepare was given; drop --train-step or --no-prepare`,
         );
       }
-      if (!readPreparedModel(modelDir).manifest.onnx) {
+      if (!manifest.onnx) {
         // The step graph reads the traced fp32 graph's weights file, which this model skips by
         // default: prepare again with both (its factors are kept).
         console.log(
@@ -164,8 +167,7 @@ async function main() {
         `[start] --train-step: exporting the training step ${trainShape} (about a minute for small models)`,
       );
       const [batch, seq] = trainShape.split("x");
-      await runChild(process.execPath, [
-        join(root, "scripts", "py.mjs"),
+      await python(
         "-m",
         "loraxs.export_train_step",
         "--dir",
@@ -174,7 +176,7 @@ async function main() {
         batch,
         "--seq",
         seq,
-      ]);
+      );
       return `prepared; training step ${trainShape} exported now`;
     }
     if (!options.prepare) {
@@ -293,11 +295,6 @@ function checkTrainShape(shape) {
     );
   }
   return shape;
-}
-
-/** Whether the prepared model's manifest describes a training step (onnx_train). */
-function hasTrainStep(modelDir) {
-  return readPreparedModel(modelDir).manifest.onnx_train !== undefined;
 }
 
 function writeDemoConfig(manifest, adapters, tokens) {
