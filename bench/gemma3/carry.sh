@@ -7,7 +7,6 @@
 #   .carry-g<PARTS>/pylib/                       the pure-Python gguf package (transformers and the tokenizer read GGUF with it)
 #   .carry-g<PARTS>/corpora.json.gz              the presidents and the Brown genres (no node_modules there)
 #   .carry-gtok/tokenizer.tar.xz                 the prepared tokenizer files (bench/gemma3/client-gpu.sh)
-#   .carry-gjspi/                                onnxruntime-web's JSPI build (client-gpu.sh webgpu)
 # Usage: bash bench/gemma3/carry.sh        (PYTHON overrides .venv/bin/python)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -34,10 +33,6 @@ PYTHONPATH=scripts $PY bench/quality.py --write-corpora ".carry-g$PARTS/corpora.
 # The model's tokenizer files for bench/gemma3/client-gpu.sh (prepare writes them; 33 MB, 3.6 MB as xz).
 mkdir -p .carry-gtok
 tar -C models/gemma3-270m -cf - tokenizer.json tokenizer_config.json | xz -T0 -6 > .carry-gtok/tokenizer.tar.xz
-# onnxruntime-web's JSPI build for client-gpu.sh's WebGPU stage (the build the demo page loads).
-mkdir -p .carry-gjspi
-cp node_modules/onnxruntime-web/dist/ort.jspi.min.mjs node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.jspi.mjs .carry-gjspi/
-xz -T0 -6 -c node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.jspi.wasm > .carry-gjspi/ort-wasm-simd-threaded.jspi.wasm.xz
 tracked=$(git ls-files -z | xargs -0 stat -c %s | awk '{s+=$1} END {print s}')
 for c in .carry-g*; do
   n=$(du -sb "$c" | cut -f1)

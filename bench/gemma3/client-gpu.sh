@@ -7,11 +7,11 @@
 #       the settings of models/smollm2-135m/adapters/README.md) into $OUT/adapters, then builds the client
 #       graphs (scripts/loraxs/export_client.py --plain) into $KEEP/gemma3-270m with the tokenizer carried
 #       (GEMMA_USERS=0: the graphs only)
-#   bash bench/gemma3/client-gpu.sh webgpu    carrying bench/webgpu/.carry (npm run bench:webgpu -- build) and .carry-gjspi:
+#   bash bench/gemma3/client-gpu.sh webgpu    carrying bench/webgpu/.carry (npm run bench:webgpu -- build; its default build is JSPI):
 #       the client's personal and base decode on WebGPU (Node + Dawn, bench/webgpu/bench.ts) on that folder;
-#       report in $OUT/webgpu.json. With the carry's onnxruntime-web build (ort.webgpu, asyncify) the session fails
-#       with std::bad_alloc on Gemma's q4w (folding 1.07 GB of weights to fp32 in the 4 GB WASM heap); the JSPI
-#       build the demo page loads (ort.jspi, node --experimental-wasm-jspi) skips the fold it cannot hold and runs.
+#       report in $OUT/webgpu.json. With onnxruntime-web's asyncify build (ort.webgpu) the session fails with
+#       std::bad_alloc on Gemma's q4w (folding 1.07 GB of weights to fp32 in the 4 GB WASM heap); the JSPI build
+#       the demo page loads (ort.jspi, node --experimental-wasm-jspi) skips the fold it cannot hold and runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STAGE=${1:?usage: client-gpu.sh users|webgpu [bench options]}
@@ -59,17 +59,9 @@ webgpu)
   rm -rf "$W"
   unpack_runtime "$C" "$W"
   cp "$C/bench.mjs" "$W/"
-  # The JSPI build of onnxruntime-web, as the demo page loads it (.carry-gjspi, bench/gemma3/carry.sh): the carry's
-  # asyncify build fails to create Gemma's session (std::bad_alloc); this one skips the fold it cannot hold.
-  node_flags=()
-  if [ -d .carry-gjspi ]; then
-    d=$W/node_modules/onnxruntime-web/dist
-    cp .carry-gjspi/ort.jspi.min.mjs .carry-gjspi/ort-wasm-simd-threaded.jspi.mjs "$d/"
-    unxz_to .carry-gjspi/ort-wasm-simd-threaded.jspi.wasm.xz "$d/ort-wasm-simd-threaded.jspi.wasm"
-    echo '{"name":"onnxruntime-web","version":"1.30.0","type":"module","exports":{".":"./dist/ort.jspi.min.mjs","./webgpu":"./dist/ort.jspi.min.mjs"}}' \
-      > "$W/node_modules/onnxruntime-web/package.json"
-    node_flags=(--experimental-wasm-jspi)
-  fi
+  # The carry's default onnxruntime-web build is JSPI, as the demo page loads it: the asyncify build fails to
+  # create Gemma's session (std::bad_alloc); this one skips the fold it cannot hold.
+  node_flags=(--experimental-wasm-jspi)
   # bench.ts reads the traced graph's shared data file for its bare rows; Gemma has none (no bare rows run).
   : > "$M/model.onnx.data"
   say "running"

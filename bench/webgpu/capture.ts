@@ -7,6 +7,7 @@ import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { installDawn } from "./dawn.ts";
+import { type Counts, GpuTrace } from "./gpu-trace.ts";
 
 const { values: a } = parseArgs({
   options: {
@@ -21,8 +22,16 @@ const { values: a } = parseArgs({
     out: { type: "string" },
   },
 });
-const adapter = await installDawn(a.root as string);
+const adapter = await installDawn(a.root as string, [
+  "disable-dawn-features=timestamp_quantization",
+]);
 if (adapter === null) throw new Error("no WebGPU adapter");
+// What each decode step asks of the GPU (dispatches, passes, submits), and the GPU time of the last
+// few steps of each fixed-cache run (timestamp queries; bench/webgpu/gpu-trace.ts).
+const trace = new GpuTrace();
+const TIMED_STEPS = 3;
+const perStep = (c: Counts, n: number) =>
+  Object.fromEntries(Object.entries(c).map(([k, v]) => [k, Math.round((v / n) * 10) / 10]));
 const ort = await import("onnxruntime-web/webgpu");
 ort.env.wasm.numThreads = 1;
 const dir = a.model as string;
@@ -56,7 +65,12 @@ const maxDiff = (x: Float32Array, y: Float32Array) => {
 };
 
 // The shipped plain graph: prompt in one run, then one token a step (logits read back each step).
-async function plainRun(): Promise<{ logits: Float32Array[]; tokens: number[]; stepMs: number }> {
+async function plainRun(): Promise<{
+  logits: Float32Array[];
+  tokens: number[];
+  stepMs: number;
+  counts: Record<string, number>;
+}> {
   const s = await load(a.plain as string, {});
   let past: Record<string, unknown> = {};
   for (let i = 0; i < layers; i++)
@@ -73,7 +87,10 @@ async function plainRun(): Promise<{ logits: Float32Array[]; tokens: number[]; s
   const tokens: number[] = [];
   let t = 0;
   for (let step = 0; step < steps; step++) {
-    if (step === 1) t = performance.now();
+    if (step === 1) {
+      t = performance.now();
+      trace.resetCounts();
+    }
     const out = await s.run({
       input_ids: new ort.Tensor("int64", BigInt64Array.from(input.map(BigInt)), [1, input.length]),
       attention_mask: new ort.Tensor("int64", new BigInt64Array(len + input.length).fill(1n), [
@@ -94,8 +111,9 @@ async function plainRun(): Promise<{ logits: Float32Array[]; tokens: number[]; s
     input = [tokens.at(-1) as number];
   }
   const stepMs = (performance.now() - t) / Math.max(1, steps - 1);
+  const counts = perStep(trace.resetCounts(), Math.max(1, steps - 1));
   await s.release();
-  return { logits, tokens, stepMs };
+  return { logits, tokens, stepMs, counts };
 }
 
 // WebGPU's flag values (GPUBufferUsage, GPUMapMode): the globals exist in Dawn's binding, not in the
@@ -103,16 +121,23 @@ async function plainRun(): Promise<{ logits: Float32Array[]; tokens: number[]; s
 const [MAP_READ, COPY_DST, MAP_MODE_READ] = [0x0001, 0x0008, 0x0001];
 
 // The fixed-cache graph, one token a run; every buffer from onnxruntime itself (see docs/client.md).
-async function staticRun(
-  capture: boolean,
-): Promise<{ logits: Float32Array[]; tokens: number[]; stepMs: number; promptMs: number }> {
+async function staticRun(capture: boolean): Promise<{
+  logits: Float32Array[];
+  tokens: number[];
+  stepMs: number;
+  promptMs: number;
+  counts: Record<string, number>;
+  gpu: { spanMs: number; kernelMs: number }[];
+}> {
   const s = await load(a.static as string, { enableGraphCapture: capture });
   const maskMeta = s.inputMetadata.find((m) => m.name === "attention_mask");
   const L = (
     maskMeta !== undefined && "shape" in maskMeta ? maskMeta.shape[1] : undefined
   ) as number;
-  if (promptLen + steps > L)
-    throw new Error(`prompt + tokens ${promptLen + steps} exceed the cache's ${L} rows`);
+  if (promptLen + steps + TIMED_STEPS > L)
+    throw new Error(
+      `prompt + tokens ${promptLen + steps} exceed the cache's ${L - TIMED_STEPS} rows`,
+    );
   const dev = (await ort.env.webgpu.device) as GPUDevice;
   const alloc = await ort.InferenceSession.create(ALLOC_GRAPH, {
     executionProviders: ["webgpu"],
@@ -165,8 +190,18 @@ async function staticRun(
   let t0 = performance.now();
   let promptMs = 0;
   let t = 0;
-  for (let p = 0; p < promptLen + steps - 1; p++) {
-    if (p === promptLen) t = performance.now();
+  let stepMsAt = 0;
+  const last = promptLen + steps - 1;
+  let counts: Counts | undefined;
+  const gpu: { spanMs: number; kernelMs: number }[] = [];
+  for (let p = 0; p < last + TIMED_STEPS; p++) {
+    if (p === promptLen) {
+      t = performance.now();
+      trace.resetCounts();
+    }
+    if (p === last) counts = trace.resetCounts();
+    // Past the timed loop: a few steps more with timestamps (they slow a step; not in stepMs).
+    trace.timing = p >= last;
     dev.queue.writeBuffer(ids, 0, Int32Array.of(seq[p] as number));
     dev.queue.writeBuffer(pos, 0, Int32Array.of(p));
     await s.run(feeds as never, fetches as never);
@@ -186,14 +221,24 @@ async function staticRun(
       seq.push(tokens.at(-1) as number);
       if (p === promptLen - 1) promptMs = performance.now() - t0;
     }
+    if (p === last - 1) stepMsAt = performance.now();
+    if (p >= last) gpu.push(await trace.collect());
   }
-  const stepMs = (performance.now() - t) / Math.max(1, steps - 1);
+  trace.timing = false;
+  const stepMs = (stepMsAt - t) / Math.max(1, steps - 1);
   t0 = 0;
   staging.destroy();
   await s.release();
   for (const h of held) h.dispose();
   await alloc.release();
-  return { logits, tokens, stepMs, promptMs };
+  return {
+    logits: logits.slice(0, steps),
+    tokens: tokens.slice(0, steps),
+    stepMs,
+    promptMs,
+    counts: perStep(counts as Counts, Math.max(1, steps - 1)),
+    gpu,
+  };
 }
 
 // Expand(0, shape): its outputs are buffers onnxruntime allocated, which stay registered (docs/client.md).
@@ -217,12 +262,19 @@ const versusPlain = (run: typeof captured) => ({
   promptMs: run.promptMs,
   maxAbsDiff: diff(run.logits),
   greedyEqual: run.tokens.join() === plain.tokens.join(),
+  perDecodeStep: run.counts,
+  timedSteps: run.gpu,
 });
 const report = {
   adapter,
   prompt: promptLen,
   tokens: steps,
-  plain: { graph: a.plain, msPerStep: plain.stepMs, tokensPerS: 1000 / plain.stepMs },
+  plain: {
+    graph: a.plain,
+    msPerStep: plain.stepMs,
+    tokensPerS: 1000 / plain.stepMs,
+    perDecodeStep: plain.counts,
+  },
   uncaptured: versusPlain(uncaptured),
   captured: versusPlain(captured),
 };

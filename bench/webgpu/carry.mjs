@@ -37,6 +37,14 @@ const DEBS = ["libvulkan1", "libegl1", "libglvnd0", "libopengl0", "libgl1", "lib
 const sh = (cmd, args, opts = {}) =>
   execFileSync(cmd, args, { stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 30, ...opts });
 const xz = (from, to) => writeFileSync(to, sh("xz", ["-9", "-T0", "-c", from]));
+/** onnxruntime-web's package.json with both entry points on one dist file. */
+const ortPackage = (file) =>
+  JSON.stringify({
+    name: "onnxruntime-web",
+    version: "1.30.0",
+    type: "module",
+    exports: { ".": `./dist/${file}`, "./webgpu": `./dist/${file}` },
+  });
 const once = (path, make) => {
   if (!existsSync(path)) make();
 };
@@ -65,29 +73,24 @@ once(join(OUT, "webgpu", "dawn.node.xz"), () => {
 const ORT = join(OUT, "node_modules", "onnxruntime-web");
 const ORT_SRC = join(REPO, "node_modules", "onnxruntime-web");
 mkdirSync(join(ORT, "dist"), { recursive: true });
-// One build for both: the WebGPU build also runs the WASM EP (Node's own build needs
-// onnxruntime-common beside it), so the client's `onnxruntime-web` and `onnxruntime-web/webgpu`
-// imports and transformers.js share one instance.
+// Two builds, each also running the WASM EP, so that the client's `onnxruntime-web` and
+// `onnxruntime-web/webgpu` imports and transformers.js share one instance: JSPI (the build the demo
+// page loads; Node runs it with --experimental-wasm-jspi) by default, and asyncify, which run.sh
+// picks with ORT_BUILD=asyncify (package.json's exports are rewritten there).
 rmSync(join(ORT, "dist"), { recursive: true, force: true });
 mkdirSync(join(ORT, "dist"), { recursive: true });
-for (const f of ["ort.webgpu.min.mjs", "ort-wasm-simd-threaded.asyncify.mjs"])
+for (const f of [
+  "ort.jspi.min.mjs",
+  "ort-wasm-simd-threaded.jspi.mjs",
+  "ort.webgpu.min.mjs",
+  "ort-wasm-simd-threaded.asyncify.mjs",
+])
   copyFileSync(join(ORT_SRC, "dist", f), join(ORT, "dist", f));
-for (const f of ["ort-wasm-simd-threaded.asyncify.wasm"])
-  once(join(ORT, "dist", `${f}.xz`), () =>
-    xz(join(ORT_SRC, "dist", f), join(ORT, "dist", `${f}.xz`)),
-  );
-writeFileSync(
-  join(ORT, "package.json"),
-  JSON.stringify({
-    name: "onnxruntime-web",
-    version: "1.30.0",
-    type: "module",
-    exports: {
-      ".": "./dist/ort.webgpu.min.mjs",
-      "./webgpu": "./dist/ort.webgpu.min.mjs",
-    },
-  }),
-);
+for (const f of ["ort-wasm-simd-threaded.jspi.wasm", "ort-wasm-simd-threaded.asyncify.wasm"]) {
+  once(join(WORK, `${f}.xz`), () => xz(join(ORT_SRC, "dist", f), join(WORK, `${f}.xz`)));
+  copyFileSync(join(WORK, `${f}.xz`), join(ORT, "dist", `${f}.xz`));
+}
+writeFileSync(join(ORT, "package.json"), ortPackage("ort.jspi.min.mjs"));
 
 // The Vulkan loader (the GPU machine has the NVIDIA driver's ICD but no libvulkan).
 mkdirSync(join(OUT, "debs"), { recursive: true });
@@ -107,6 +110,8 @@ if (readdirSync(join(OUT, "debs")).length === 0) {
 await bundleForNode(join(HERE, "bench.ts"), join(OUT, "bench.mjs"));
 // Graph capture of the fixed-cache graph q4ws (capture.ts), bundled the same way.
 await bundleForNode(join(HERE, "capture.ts"), join(OUT, "capture.mjs"));
+// Where a decode step goes (probe.ts: dispatch floor, per-kernel GPU time), bundled the same way.
+await bundleForNode(join(HERE, "probe.ts"), join(OUT, "probe.mjs"));
 
 // The training benchmark (train.ts: the client's own training code), bundled the same way, and
 // ~25k tokens of State of the Union text to personalize on (Barack Obama, 2009-2011: addresses

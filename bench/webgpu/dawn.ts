@@ -10,8 +10,12 @@ export interface AdapterSummary {
   fallback: boolean;
 }
 
-/** Load `<root>/webgpu/index.js` and expose its GPU as navigator.gpu; null when no adapter. */
-export async function installDawn(root: string): Promise<AdapterSummary | null> {
+/** Load `<root>/webgpu/index.js` and expose its GPU as navigator.gpu; null when no adapter.
+ * `flags` go to Dawn's binding (e.g. `disable-dawn-features=timestamp_quantization`). */
+export async function installDawn(
+  root: string,
+  flags: string[] = [],
+): Promise<AdapterSummary | null> {
   const { create, globals } = (await import(
     pathToFileURL(join(root, "webgpu", "index.js")).href
   )) as {
@@ -20,7 +24,7 @@ export async function installDawn(root: string): Promise<AdapterSummary | null> 
   };
   Object.assign(globalThis, globals);
   Object.defineProperty(globalThis.navigator, "gpu", {
-    value: create([]),
+    value: create(flags),
     configurable: true,
     writable: true,
   });

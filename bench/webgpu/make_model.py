@@ -197,6 +197,9 @@ def write_client(out: Path) -> None:
     # by the bare loop only, since WebGPU's GroupQueryAttention is wrong for prompts of 32+ tokens in
     # one run (with the branch, its Split of R into 30 outputs exceeds WebGPU's storage buffers).
     export_variant(folder, manifest, weights, "q4-plain", False, devices=WEBGPU_DEVICES, attention="gqa")
+    # The same with the branch, R's blocks taken by Gathers as in q4w (probe.mjs times it; prompts are
+    # prefilled in chunks of at most 31 tokens there).
+    export_variant(folder, manifest, weights, "q4g", True, devices=WEBGPU_DEVICES, attention="gqa", gather_r=True)
     onnx_block = manifest["onnx"]
     traced = variant_entry("fp32", onnx_block["file"], [onnx_block["data_file"]], "F32", "none", onnx_block["opset"],
                            list(manifest["io"]["inputs"]))

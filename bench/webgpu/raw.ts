@@ -14,6 +14,8 @@ export interface DecodeTiming {
   /** New tokens per second after the first. */
   tokensPerSecond: number;
   tokens: number[];
+  /** The logits the prompt ends with (the first token's row). */
+  firstLogits?: Float32Array;
   /** Per decode step after the first, mean ms: session.run (logits left on the GPU where it
    * can), reading the logits back, and the argmax on the CPU. */
   split?: { runMs: number; readbackMs: number; argmaxMs: number };
@@ -27,6 +29,15 @@ const argmax = (x: Float32Array): number => {
 
 const ints = (xs: number[]) => BigInt64Array.from(xs, (x) => BigInt(x));
 
+export interface DecodeOptions {
+  /** Called around each run; `step` is the index of the token the run yields (prompt chunks: 0). */
+  before?(step: number): void;
+  after?(step: number): Promise<void>;
+  /** Prefill the prompt in runs of at most this many tokens (WebGPU's GroupQueryAttention is
+   * wrong for 32+ tokens in one run, docs/client.md). */
+  chunk?: number;
+}
+
 /** Greedy decode of `newTokens` after `prompt`, the KV cache on the GPU between steps. */
 export async function rawDecode(
   ort: Ort,
@@ -35,6 +46,7 @@ export async function rawDecode(
   prompt: readonly number[],
   newTokens: number,
   extra: Record<string, Tensor>,
+  options: DecodeOptions = {},
 ): Promise<DecodeTiming> {
   let past: Record<string, Tensor> = {};
   for (let i = 0; i < kv.layers; i++)
@@ -45,7 +57,8 @@ export async function rawDecode(
         0,
         kv.headDim,
       ]);
-  let input = [...prompt];
+  const pending = [...prompt];
+  let last = 0;
   let length = 0;
   const tokens: number[] = [];
   const t0 = performance.now();
@@ -53,7 +66,10 @@ export async function rawDecode(
   let owned: Tensor[] = [];
   const inputs = new Set(session.inputNames);
   const sums = { runMs: 0, readbackMs: 0, argmaxMs: 0 };
-  for (let step = 0; step < newTokens; step++) {
+  let firstLogits: Float32Array | undefined;
+  while (tokens.length < newTokens) {
+    const step = tokens.length;
+    const input = pending.length > 0 ? pending.splice(0, options.chunk ?? pending.length) : [last];
     const feeds: Record<string, Tensor> = {
       input_ids: new ort.Tensor("int64", ints(input), [1, input.length]),
       attention_mask: new ort.Tensor("int64", ints(Array(length + input.length).fill(1)), [
@@ -69,24 +85,11 @@ export async function rawDecode(
     };
     // Builder graphs take no position_ids (positions come from the mask); feed what the graph reads.
     for (const name of Object.keys(feeds)) if (!inputs.has(name)) delete feeds[name];
+    options.before?.(step);
     const t1 = performance.now();
     const out = (await session.run(feeds)) as Record<string, Tensor>;
     const t2 = performance.now();
     for (const t of owned) t.dispose();
-    const logits = out.logits as Tensor;
-    const data = (
-      logits.location === "cpu" ? logits.data : await logits.getData(true)
-    ) as Float32Array;
-    const t3 = performance.now();
-    const vocab = logits.dims[2] as number;
-    const next = argmax(data.subarray((input.length - 1) * vocab, input.length * vocab));
-    if (step > 0) {
-      sums.runMs += t2 - t1;
-      sums.readbackMs += t3 - t2;
-      sums.argmaxMs += performance.now() - t3;
-    }
-    if (step === 0) tFirst = performance.now();
-    tokens.push(next);
     length += input.length;
     past = {};
     owned = [];
@@ -96,7 +99,29 @@ export async function rawDecode(
         past[`past_key_values.${i}.${k}`] = t;
         if (t.location === "gpu-buffer") owned.push(t);
       }
-    input = [next];
+    const logits = out.logits as Tensor;
+    if (pending.length > 0) {
+      // A prompt chunk before the last one: its logits are not needed.
+      if (logits.location === "gpu-buffer") logits.dispose();
+      await options.after?.(step);
+      continue;
+    }
+    const data = (
+      logits.location === "cpu" ? logits.data : await logits.getData(true)
+    ) as Float32Array;
+    const t3 = performance.now();
+    const vocab = logits.dims[2] as number;
+    const row = data.subarray((input.length - 1) * vocab, input.length * vocab);
+    if (step === 0) firstLogits = row.slice();
+    last = argmax(row);
+    if (step > 0) {
+      sums.runMs += t2 - t1;
+      sums.readbackMs += t3 - t2;
+      sums.argmaxMs += performance.now() - t3;
+    }
+    await options.after?.(step);
+    if (step === 0) tFirst = performance.now();
+    tokens.push(last);
   }
   const end = performance.now();
   for (const t of owned) t.dispose();
@@ -104,6 +129,7 @@ export async function rawDecode(
     prefillMs: tFirst - t0,
     tokensPerSecond: newTokens > 1 ? (newTokens - 1) / ((end - tFirst) / 1000) : Number.NaN,
     tokens,
+    firstLogits,
     split: {
       runMs: sums.runMs / Math.max(1, newTokens - 1),
       readbackMs: sums.readbackMs / Math.max(1, newTokens - 1),

@@ -16,7 +16,15 @@ t0=$(date +%s)
 . "$REPO/bench/webgpu/runtime.sh"
 rm -rf "$W" && mkdir -p "$W/model"
 unpack_runtime "$C" "$W"
-cp "$C/bench.mjs" "$C/transformers.mjs" "$C/capture.mjs" "$W/"
+# onnxruntime-web's build: JSPI (the demo page's; Node needs --experimental-wasm-jspi) unless
+# ORT_BUILD=asyncify.
+NODE_FLAGS=(--experimental-wasm-jspi)
+if [ "${ORT_BUILD:-jspi}" = asyncify ]; then
+  NODE_FLAGS=()
+  sed -i 's/ort\.jspi\.min\.mjs/ort.webgpu.min.mjs/g' "$W/node_modules/onnxruntime-web/package.json"
+fi
+echo "onnxruntime-web build: ${ORT_BUILD:-jspi}"
+cp "$C/bench.mjs" "$C/transformers.mjs" "$C/capture.mjs" "$C/probe.mjs" "$W/"
 tar -C "$W/model" -xJf "$C/model.tar.xz"
 echo "unpacked in $(( $(date +%s) - t0 )) s"
 PY=${PYTHON:-python3}
@@ -25,7 +33,7 @@ if [ "$MODE" = train ]; then
   [ -f "$W/model/model.train.onnx" ] || { echo "the carry has no model.train.onnx: npm run bench:webgpu -- build --train"; exit 2; }
   cp "$C/train.mjs" "$C/sotu.json" "$W/"
   echo "model ready after $(( $(date +%s) - t0 )) s"
-  "$W/bin/node" "$W/train.mjs" --root "$W" --model "$W/model" --texts "$W/sotu.json" --out "${OUT:-$W}/train.json" "$@"
+  "$W/bin/node" "${NODE_FLAGS[@]}" "$W/train.mjs" --root "$W" --model "$W/model" --texts "$W/sotu.json" --out "${OUT:-$W}/train.json" "$@"
   echo "done after $(( $(date +%s) - t0 )) s"
   exit 0
 fi
@@ -35,11 +43,17 @@ PYTHONPATH="$REPO/scripts" $PY "$REPO/bench/webgpu/make_model.py" client --dir "
 (cd "$W/model" && $PY "$REPO/bench/webgpu/merge_graph.py" model.onnx merged-folded.onnx --gather --fold)
 echo "model ready after $(( $(date +%s) - t0 )) s"
 OUTFILE=${OUT:-$W}/webgpu.json
+# PROBE_GRAPHS=a.onnx,b.onnx: where a decode step goes (probe.mjs) instead of the benchmark.
+if [ -n "${PROBE_GRAPHS:-}" ]; then
+  "$W/bin/node" "${NODE_FLAGS[@]}" "$W/probe.mjs" --root "$W" --model "$W/model" --graphs "$PROBE_GRAPHS" --out "${OUT:-$W}/probe.json" "$@"
+  echo "done after $(( $(date +%s) - t0 )) s"
+  exit 0
+fi
 # CAPTURE_ONLY=1 skips the main table; CAPTURE_OPTS lists the optimization levels capture.mjs runs at.
-[ -n "${CAPTURE_ONLY:-}" ] || "$W/bin/node" "$W/bench.mjs" --root "$W" --model "$W/model" --tjs "$W/transformers.mjs" --out "$OUTFILE" "$@"
+[ -n "${CAPTURE_ONLY:-}" ] || "$W/bin/node" "${NODE_FLAGS[@]}" "$W/bench.mjs" --root "$W" --model "$W/model" --tjs "$W/transformers.mjs" --out "$OUTFILE" "$@"
 # q4w vs q4ws uncaptured vs q4ws captured (graph capture, docs/client.md).
 for opt in ${CAPTURE_OPTS:-all}; do
-  "$W/bin/node" "$W/capture.mjs" --root "$W" --model "$W/model/q4" --prompt "${CAPTURE_PROMPT:-128}" --tokens "${CAPTURE_TOKENS:-128}" \
+  "$W/bin/node" "${NODE_FLAGS[@]}" "$W/capture.mjs" --root "$W" --model "$W/model/q4" --prompt "${CAPTURE_PROMPT:-128}" --tokens "${CAPTURE_TOKENS:-128}" \
     --opt "$opt" --out "${OUT:-$W}/capture-$opt.json" 2>&1 | tail -c 3000 || echo "capture.mjs --opt $opt failed"
 done
 echo "done after $(( $(date +%s) - t0 )) s"

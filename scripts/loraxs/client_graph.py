@@ -111,7 +111,10 @@ def _block_sum_matrix(k: int) -> np.ndarray:
 class ClientGraphBuilder:
     def __init__(self, weights: LlamaWeights, branch: Branch | None, max_positions: int | None = None,
                  q4_matmul: str = "nbits", accuracy_level: int = 0, attention: str = "gqa", cache_length: int | None = None,
-                 head: str = "matmul", dequantize: str = "session"):
+                 head: str = "matmul", dequantize: str = "session", gather_r: bool | None = None):
+        # R's per-layer blocks: one Gather each where a WebGPU graph needs it (None: the plain and
+        # static attention graphs, which only WebGPU runs), else one Split.
+        self.gather_r = attention in ("plain", "static") if gather_r is None else gather_r
         if q4_matmul not in ("nbits", "folded"):
             raise ValueError(f"q4_matmul = {q4_matmul!r}; 'nbits' or 'folded'")
         if attention not in ("gqa", "plain", "static"):
@@ -183,7 +186,7 @@ class ClientGraphBuilder:
             ident[0, :kb, :kb] = np.eye(kb, dtype=np.float32)
             diag = g.one("Add", [diag, g.const("r/identity", ident)], "r/with_offsets")
         outs = [f"r/blockdiag.{i}.{parts[0].split('.')[-1]}" for i, parts in order]
-        if self.attention in ("plain", "static") and n > 1:
+        if self.gather_r and n > 1:
             # One Gather per matmul (the WebGPU graphs): a WebGPU shader binds every output of a Split
             # as a storage buffer, beyond the per-stage limit (10 on SwiftShader, 16 on an H100's Dawn)
             # for more than a few layers.
@@ -642,7 +645,8 @@ class ClientGraphBuilder:
 
 def build_client_graph(weights: LlamaWeights, branch: Branch | None, max_positions: int | None = None,
                        q4_matmul: str = "nbits", accuracy_level: int = 0, attention: str = "gqa",
-                       cache_length: int | None = None, head: str = "matmul", dequantize: str = "session") -> onnx.ModelProto:
+                       cache_length: int | None = None, head: str = "matmul", dequantize: str = "session",
+                       gather_r: bool | None = None) -> onnx.ModelProto:
     """The decoder graph; `branch` None leaves the adapter out (no `R` input: the plain base model).
     Q4 weights run as MatMulNBits (`q4_matmul="nbits"`, with `accuracy_level`) or as fp32 MatMuls
     whose matrices onnxruntime folds from the 4-bit blocks at session start (`"folded"`); attention
@@ -652,6 +656,7 @@ def build_client_graph(weights: LlamaWeights, branch: Branch | None, max_positio
     faster on onnxruntime CPU), both folded from the 8-bit codes at session start, or as an 8-bit
     MatMulNBits on the codes themselves (`"nbits"`: int8 kernels, onnxruntime CPU's fastest;
     `_head_nbits`). `dequantize="run"` rebuilds the folded weights on every run instead of once
-    (`_codes_to_float`)."""
+    (`_codes_to_float`). `gather_r` takes R's per-layer blocks with a Gather each instead of one Split
+    (WebGPU binds every Split output as a storage buffer); by default the plain and static graphs do."""
     return ClientGraphBuilder(weights, branch, max_positions, q4_matmul, accuracy_level, attention, cache_length, head,
-                              dequantize).build()
+                              dequantize, gather_r).build()

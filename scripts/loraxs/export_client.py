@@ -295,7 +295,7 @@ def weights_description(weights: LlamaWeights, q4_matmul: str, dequantize: str =
 
 def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: str, adapter: bool = True,
                    log=print, q4_matmul: str = "nbits", devices: list[str] | None = None,
-                   attention: str = "gqa") -> tuple[dict, int]:
+                   attention: str = "gqa", gather_r: bool | None = None) -> tuple[dict, int]:
     """Build and write one variant; returns its `graphs` entry (check null) and its node count."""
     if manifest["family"] != "decoder":
         raise ValueError(f"{folder}: the client graph builder makes decoder graphs; this is an {manifest['family']}")
@@ -305,7 +305,7 @@ def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: st
     dequantize = DEQUANTIZE.get(name.removesuffix("-plain"), "session")
     cache_length = min(STATIC_CACHE_LENGTH, weights.shape.max_positions) if attention == "static" else None
     model = build_client_graph(weights, branch, q4_matmul=q4_matmul, attention=attention, head=head, cache_length=cache_length,
-                               dequantize=dequantize)
+                               dequantize=dequantize, gather_r=gather_r)
     stem = graph_stem(name)
     data = write_split(model, folder, stem)
     files = [f"{stem}.onnx", *data]
