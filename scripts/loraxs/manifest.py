@@ -350,6 +350,7 @@ def _check_manifest(d: Any) -> list[ManifestIssue]:
             "quantization": _req(text),
             "opset": _req(positive),
             "inputs": _req(lambda p2, v2: c.array(p2, v2, text, lo=1)),
+            "prefill_chunk": _opt(positive),
             "check": _req(graph_check),
         },
     )

@@ -9,6 +9,8 @@ export interface GraphChoice {
   dataFiles: string[];
   weightsDtype: string;
   quantization: string;
+  /** Most prompt tokens a run may take; prefill runs in chunks of this size (unset: no limit). */
+  prefillChunk?: number;
   reason: string;
 }
 
@@ -19,6 +21,7 @@ function fromVariant(g: GraphVariant, reason: string): GraphChoice {
     dataFiles: [...g.data_files],
     weightsDtype: g.weights_dtype,
     quantization: g.quantization,
+    ...(g.prefill_chunk !== undefined ? { prefillChunk: g.prefill_chunk } : {}),
     reason,
   };
 }

@@ -99,7 +99,13 @@ export class PersonalModel {
     const shape = parts.manifest.io.R.shape as [number, number, number];
     this.r = new RSlot(parts.backend, shape);
     if (parts.manifest.family === "decoder") {
-      this.decoder = new DecoderRunner(parts.backend, parts.session, parts.manifest, this.r);
+      this.decoder = new DecoderRunner(
+        parts.backend,
+        parts.session,
+        parts.manifest,
+        this.r,
+        parts.graph.prefillChunk,
+      );
     } else {
       this.encoder = new EncoderRunner(
         parts.backend,

@@ -121,6 +121,8 @@ const graph = z.strictObject({
   quantization: text,
   opset: positive,
   inputs: z.array(text).min(1),
+  /** Most prompt tokens one run may take (a graph whose attention kernel needs it). */
+  prefill_chunk: z.number().int().min(1).optional(),
   check: z
     .strictObject({
       runtime: text,

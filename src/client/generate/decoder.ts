@@ -44,9 +44,18 @@ export class DecoderRunner {
   private readonly r: RSlot;
   private readonly rName: string;
   private readonly hasPositionIds: boolean;
+  /** Most tokens one run may take (the graph's `prefill_chunk`); prompts run in chunks of it. */
+  private readonly chunk: number;
 
-  constructor(backend: Backend, session: InferenceSession, manifest: ClientManifest, r: RSlot) {
+  constructor(
+    backend: Backend,
+    session: InferenceSession,
+    manifest: ClientManifest,
+    r: RSlot,
+    prefillChunk?: number,
+  ) {
     this.backend = backend;
+    this.chunk = prefillChunk ?? Number.POSITIVE_INFINITY;
     this.session = session;
     this.r = r;
     this.rName = manifest.io.R.name;
@@ -102,7 +111,9 @@ export class DecoderRunner {
     return (await this.session.run(feeds)) as Record<string, Tensor>;
   }
 
-  /** Last position's logits of each row (no cache); positions count the mask's ones, like prepare. */
+  /** Last position's logits of each row (no cache); positions count the mask's ones, like prepare.
+   * Rows longer than the graph's prefill chunk run in chunks over the KV cache; that needs rows
+   * without padding (a padded row's length would change between chunks). */
   async forward(
     ids: readonly (readonly number[])[],
     mask?: readonly (readonly number[])[],
@@ -110,19 +121,59 @@ export class DecoderRunner {
   ): Promise<Float32Array[]> {
     const m = mask ?? ids.map((row) => row.map(() => 1));
     const positions = positionIds ?? ids.map((row) => row.map((_, i) => i));
-    const lease = this.r.acquire();
-    try {
-      const out = await this.run(ids, m, positions, this.emptyPast(ids.length), lease);
-      const logits = await readLogits(out.logits);
-      const t = ids[0]?.length ?? 0;
-      const rows = ids.map((_, b) =>
-        logits.slice((b * t + t - 1) * this.vocab, (b * t + t) * this.vocab),
+    const t = ids[0]?.length ?? 0;
+    if (t > this.chunk && m.some((row) => row.some((x) => x !== 1))) {
+      throw new ClientError(
+        "padded_rows_too_long",
+        `this graph takes at most ${this.chunk} tokens a run, and rows with padding cannot run in chunks; pass rows of ${this.chunk} tokens or fewer, or rows without padding`,
       );
-      disposeOutputs(out);
+    }
+    const lease = this.r.acquire();
+    let past = this.emptyPast(ids.length);
+    let pastGpu: Tensor[] = [];
+    try {
+      let out: Record<string, Tensor> = {};
+      let width = 0;
+      for (let start = 0; start < t; start += this.chunk) {
+        const end = Math.min(t, start + this.chunk);
+        out = await this.run(
+          ids.map((row) => row.slice(start, end)),
+          m.map((row) => row.slice(0, end)),
+          positions.map((row) => row.slice(start, end)),
+          past,
+          lease,
+        );
+        for (const x of pastGpu) x.dispose();
+        [past, pastGpu] = this.presents(out);
+        width = end - start;
+        if (end < t && out.logits?.location === "gpu-buffer") out.logits.dispose();
+      }
+      const logits = await readLogits(out.logits);
+      const rows = ids.map((_, b) =>
+        logits.slice((b * width + width - 1) * this.vocab, (b * width + width) * this.vocab),
+      );
+      if (out.logits?.location === "gpu-buffer") out.logits.dispose();
       return rows;
     } finally {
+      for (const x of pastGpu) x.dispose();
       lease.release();
     }
+  }
+
+  /** A run's present.* as the next run's past_key_values.*, and those that live on the GPU. */
+  private presents(out: Record<string, Tensor>): [Record<string, Tensor>, Tensor[]] {
+    const past: Record<string, Tensor> = {};
+    const gpu: Tensor[] = [];
+    for (let i = 0; i < this.kv.layers; i++) {
+      for (const kind of ["key", "value"] as const) {
+        const present = out[`present.${i}.${kind}`];
+        if (present === undefined)
+          throw new ClientError("bad_outputs", `graph did not return present.${i}.${kind}`);
+        past[`past_key_values.${i}.${kind}`] = present;
+        if (present.location === "gpu-buffer") gpu.push(present);
+      }
+    }
+    return [past, gpu];
   }
 
   /**
@@ -140,29 +191,28 @@ export class DecoderRunner {
     let past = this.emptyPast(1);
     let pastGpu: Tensor[] = [];
     try {
-      let input: number[] = [...promptIds];
+      const pending = [...promptIds];
+      let input: number[] = [];
       let length = 0;
-      for (let step = 0; step < maxTokens; step++) {
+      for (let step = 0; step < maxTokens; ) {
         if (options.signal?.aborted) throw new AbortedError(options.signal.reason);
+        // The prompt in chunks the graph allows (its last chunk yields the first token), then one
+        // token a run.
+        if (pending.length > 0) input = pending.splice(0, this.chunk);
         const mask = [new Array<number>(length + input.length).fill(1)];
         const positions = [input.map((_, i) => length + i)];
         const out = await this.run([input], mask, positions, past, lease);
         for (const t of pastGpu) t.dispose();
         length += input.length;
+        [past, pastGpu] = this.presents(out);
+        if (pending.length > 0) {
+          if (out.logits?.location === "gpu-buffer") out.logits.dispose();
+          continue;
+        }
         const logits = await readLogits(out.logits);
         const last = logits.subarray((input.length - 1) * this.vocab, input.length * this.vocab);
         const next = sample(last);
-        past = {};
-        pastGpu = [];
-        for (let i = 0; i < this.kv.layers; i++) {
-          for (const kind of ["key", "value"] as const) {
-            const present = out[`present.${i}.${kind}`];
-            if (present === undefined)
-              throw new ClientError("bad_outputs", `graph did not return present.${i}.${kind}`);
-            past[`past_key_values.${i}.${kind}`] = present;
-            if (present.location === "gpu-buffer") pastGpu.push(present);
-          }
-        }
+        step++;
         if (options.stopIds?.has(next)) return;
         yield next;
         input = [next];
@@ -178,8 +228,4 @@ async function readLogits(t: Tensor | undefined): Promise<Float32Array> {
   if (t === undefined) throw new ClientError("bad_outputs", "graph did not return logits");
   const data = t.location === "cpu" ? t.data : await t.getData(true);
   return data as Float32Array;
-}
-
-function disposeOutputs(out: Record<string, Tensor>): void {
-  for (const t of Object.values(out)) if (t.location === "gpu-buffer") t.dispose();
 }

@@ -56,6 +56,42 @@ describe("graph variants", () => {
     expect(files.has(manifest.graphs?.[0]?.file as string)).toBe(false);
   });
 
+  it("prefills in the graph's chunks (fusedw: prefill_chunk 31), equal to one run, and refuses padded rows past them", async () => {
+    const fusedw = manifest.graphs?.find((g) => g.name === "fusedw");
+    expect(fusedw?.prefill_chunk).toBe(31);
+    expect(manifest.graphs?.find((g) => g.name === "fused")?.prefill_chunk).toBeUndefined();
+    // fusedw is WebGPU's graph; WASM runs it too, which checks the chunked path against fused's one run.
+    const load = (graph: string) =>
+      loadModel(m.manifestUrl, { device: "wasm", cache: memoryCache(), graph });
+    const chunked = await load("fusedw");
+    const whole = await load("fused");
+    try {
+      expect(chunked.graph.prefillChunk).toBe(31);
+      const ids = Array.from(
+        { length: 70 },
+        (_, i) => (i * 7919 + 13) % manifest.config.vocab_size,
+      );
+      const [a] = await chunked.forward([ids]);
+      const [b] = await whole.forward([ids]);
+      expect(maxAbsDiff(a as Float32Array, b as Float32Array)).toBeLessThan(1e-4);
+      const greedy = async (model: typeof whole) => {
+        const out: number[] = [];
+        for await (const t of model.tokens({ ids }, { maxTokens: 6 })) out.push(t);
+        return out;
+      };
+      expect(await greedy(chunked)).toEqual(await greedy(whole));
+      const padded = [ids, [...ids.slice(0, 40), ...Array(30).fill(0)]];
+      const mask = [ids.map(() => 1), [...Array(40).fill(1), ...Array(30).fill(0)]];
+      await expect(chunked.forward(padded, mask)).rejects.toThrow(/at most 31 tokens a run/);
+      await expect(chunked.forward(padded, mask)).rejects.toMatchObject({
+        code: "padded_rows_too_long",
+      });
+    } finally {
+      await chunked.dispose();
+      await whole.dispose();
+    }
+  });
+
   it("refuses a graph name the manifest does not have, listing the ones it has", async () => {
     await expect(
       loadModel(m.manifestUrl, {
