@@ -398,7 +398,8 @@ if (D !== "wasm") {
 
 results.rows = rows.map((r) => ({
   ...r,
-  runs: r.runs.map((x) => ({ ...x, tokens: x.tokens.length })),
+  // Token ids counted, and the bare loop's first logits left out (49,152 floats a run).
+  runs: r.runs.map(({ firstLogits: _, ...x }) => ({ ...x, tokens: x.tokens.length })),
 }));
 results.checks = checks;
 // The figures bench/results/client-graph.json keeps (bench/webgpu/record.ts writes them there).

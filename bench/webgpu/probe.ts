@@ -22,6 +22,8 @@ const { values: a } = parseArgs({
     prompt: { type: "string", default: "128" },
     tokens: { type: "string", default: "16" },
     dispatches: { type: "string", default: "1500" },
+    /** Also run each GroupQueryAttention graph over a fixed KV cache of this many rows (raw.ts). */
+    "cache-rows": { type: "string" },
     out: { type: "string" },
   },
 });
@@ -100,16 +102,27 @@ const graphs: Record<string, unknown>[] = [];
 let reference: { graph: string; logits: Float32Array } | undefined;
 const maxDiff = (x: Float32Array, y: Float32Array) =>
   x.reduce((m, v, i) => Math.max(m, Math.abs(v - (y[i] as number))), 0);
-for (const graph of (a.graphs as string).split(",").filter((g) => existsSync(join(MODEL, g)))) {
+const runs = (a.graphs as string)
+  .split(",")
+  .filter((g) => existsSync(join(MODEL, g)))
+  .flatMap((g) =>
+    a["cache-rows"] !== undefined && readFileSync(join(MODEL, g)).includes("GroupQueryAttention")
+      ? [`${g}`, `${g}#fixed`]
+      : [g],
+  );
+for (const run of runs) {
+  const [graph, mode] = run.split("#") as [string, string | undefined];
+  const cacheRows = mode === "fixed" ? Number(a["cache-rows"]) : undefined;
   try {
     const { s, inputs } = await session(graph);
     const extra: Record<string, Tensor> = inputs.includes("R") ? { R: gpuR() } : {};
     // GroupQueryAttention graphs prefill in chunks of 31 tokens (its WebGPU kernel is wrong for more).
     const chunk = readFileSync(join(MODEL, graph)).includes("GroupQueryAttention") ? 31 : undefined;
-    await rawDecode(ort, s as never, kv, promptIds, newTokens, extra, { chunk }); // warm every KV length
+    await rawDecode(ort, s as never, kv, promptIds, newTokens, extra, { chunk, cacheRows }); // warm every KV length
     // Counted from the first decode step on (the prompt's runs left out).
     const plain = await rawDecode(ort, s as never, kv, promptIds, newTokens, extra, {
       chunk,
+      cacheRows,
       before: (step) => {
         if (step === 1) trace.resetCounts();
       },
@@ -117,7 +130,7 @@ for (const graph of (a.graphs as string).split(",").filter((g) => existsSync(joi
     const counts = trace.resetCounts();
     let versus: Record<string, unknown> | null = null;
     if (inputs.includes("R") && plain.firstLogits !== undefined) {
-      if (reference === undefined) reference = { graph, logits: plain.firstLogits };
+      if (reference === undefined) reference = { graph: run, logits: plain.firstLogits };
       else
         versus = {
           graph: reference.graph,
@@ -136,6 +149,7 @@ for (const graph of (a.graphs as string).split(",").filter((g) => existsSync(joi
       const steps = Math.min(8, newTokens - 1);
       await rawDecode(ort, s as never, kv, promptIds, steps + 1, extra, {
         chunk,
+        cacheRows,
         before: (step) => {
           trace.timing = step > 0;
         },
@@ -163,8 +177,9 @@ for (const graph of (a.graphs as string).split(",").filter((g) => existsSync(joi
       };
     }
     graphs.push({
-      graph,
+      graph: run,
       chunk: chunk ?? null,
+      cacheRows: cacheRows ?? null,
       tokens: plain.tokens,
       versus,
       tokensPerS: round(plain.tokensPerSecond, 2),
@@ -176,7 +191,7 @@ for (const graph of (a.graphs as string).split(",").filter((g) => existsSync(joi
     for (const t of Object.values(extra)) t.dispose();
     await s.release();
   } catch (error) {
-    graphs.push({ graph, failed: String(error).slice(0, 400) });
+    graphs.push({ graph: run, failed: String(error).slice(0, 400) });
     log(graph, "failed", String(error));
   }
 }

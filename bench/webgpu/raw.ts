@@ -36,6 +36,45 @@ export interface DecodeOptions {
   /** Prefill the prompt in runs of at most this many tokens (WebGPU's GroupQueryAttention is
    * wrong for 32+ tokens in one run, docs/client.md). */
   chunk?: number;
+  /** A fixed KV cache of this many rows (GroupQueryAttention graphs on WebGPU): past_key_values.*
+   * and present.* bound to the same GPU buffers, the attention mask as wide as the cache, so every
+   * decode step has the same shapes. */
+  cacheRows?: number;
+}
+
+// WebGPU's buffer usage flags STORAGE | COPY_SRC | COPY_DST (the globals exist in Dawn's binding).
+const CACHE_USAGE = 0x80 | 0x04 | 0x08;
+
+/** Per layer, key and value: one GPU buffer [1, kvHeads, rows, headDim] fed as past and fetched as present. */
+function fixedCache(ort: Ort, kv: Kv, rows: number) {
+  const device = ort.env.webgpu.device as unknown as GPUDevice;
+  const past: Record<string, Tensor> = {};
+  const present: Record<string, Tensor | null> = { logits: null };
+  const buffers: GPUBuffer[] = [];
+  const dims = [1, kv.kvHeads, rows, kv.headDim];
+  for (let i = 0; i < kv.layers; i++)
+    for (const k of ["key", "value"]) {
+      const b = device.createBuffer({
+        size: kv.kvHeads * rows * kv.headDim * 4,
+        usage: CACHE_USAGE,
+      });
+      buffers.push(b);
+      past[`past_key_values.${i}.${k}`] = ort.Tensor.fromGpuBuffer(b as never, {
+        dataType: "float32",
+        dims,
+      }) as Tensor;
+      present[`present.${i}.${k}`] = ort.Tensor.fromGpuBuffer(b as never, {
+        dataType: "float32",
+        dims,
+      }) as Tensor;
+    }
+  return {
+    past,
+    present,
+    destroy: () => {
+      for (const b of buffers) b.destroy();
+    },
+  };
 }
 
 /** Greedy decode of `newTokens` after `prompt`, the KV cache on the GPU between steps. */
@@ -57,6 +96,8 @@ export async function rawDecode(
         0,
         kv.headDim,
       ]);
+  const cache = options.cacheRows !== undefined ? fixedCache(ort, kv, options.cacheRows) : null;
+  if (cache !== null) past = cache.past;
   const pending = [...prompt];
   let last = 0;
   let length = 0;
@@ -72,10 +113,21 @@ export async function rawDecode(
     const input = pending.length > 0 ? pending.splice(0, options.chunk ?? pending.length) : [last];
     const feeds: Record<string, Tensor> = {
       input_ids: new ort.Tensor("int64", ints(input), [1, input.length]),
-      attention_mask: new ort.Tensor("int64", ints(Array(length + input.length).fill(1)), [
-        1,
-        length + input.length,
-      ]),
+      attention_mask:
+        cache === null
+          ? new ort.Tensor("int64", ints(Array(length + input.length).fill(1)), [
+              1,
+              length + input.length,
+            ])
+          : new ort.Tensor(
+              "int64",
+              ints(
+                Array.from({ length: options.cacheRows ?? 0 }, (_, j) =>
+                  j < length + input.length ? 1 : 0,
+                ),
+              ),
+              [1, options.cacheRows ?? 0],
+            ),
       position_ids: new ort.Tensor("int64", ints(input.map((_, i) => length + i)), [
         1,
         input.length,
@@ -87,18 +139,22 @@ export async function rawDecode(
     for (const name of Object.keys(feeds)) if (!inputs.has(name)) delete feeds[name];
     options.before?.(step);
     const t1 = performance.now();
-    const out = (await session.run(feeds)) as Record<string, Tensor>;
+    const out = (
+      cache === null ? await session.run(feeds) : await session.run(feeds, cache.present as never)
+    ) as Record<string, Tensor>;
     const t2 = performance.now();
-    for (const t of owned) t.dispose();
     length += input.length;
-    past = {};
-    owned = [];
-    for (let i = 0; i < kv.layers; i++)
-      for (const k of ["key", "value"]) {
-        const t = out[`present.${i}.${k}`] as Tensor;
-        past[`past_key_values.${i}.${k}`] = t;
-        if (t.location === "gpu-buffer") owned.push(t);
-      }
+    if (cache === null) {
+      for (const t of owned) t.dispose();
+      past = {};
+      owned = [];
+      for (let i = 0; i < kv.layers; i++)
+        for (const k of ["key", "value"]) {
+          const t = out[`present.${i}.${k}`] as Tensor;
+          past[`past_key_values.${i}.${k}`] = t;
+          if (t.location === "gpu-buffer") owned.push(t);
+        }
+    }
     const logits = out.logits as Tensor;
     if (pending.length > 0) {
       // A prompt chunk before the last one: its logits are not needed.
@@ -110,6 +166,7 @@ export async function rawDecode(
       logits.location === "cpu" ? logits.data : await logits.getData(true)
     ) as Float32Array;
     const t3 = performance.now();
+    if (cache !== null && logits.location === "gpu-buffer") logits.dispose();
     const vocab = logits.dims[2] as number;
     const row = data.subarray((input.length - 1) * vocab, input.length * vocab);
     if (step === 0) firstLogits = row.slice();
@@ -125,6 +182,7 @@ export async function rawDecode(
   }
   const end = performance.now();
   for (const t of owned) t.dispose();
+  cache?.destroy();
   return {
     prefillMs: tFirst - t0,
     tokensPerSecond: newTokens > 1 ? (newTokens - 1) / ((end - tFirst) / 1000) : Number.NaN,

@@ -132,6 +132,12 @@ export class PersonalModel {
     return this.r.location;
   }
 
+  /** Rows of the fixed KV cache the last decode ran over (WebGPU, docs/client.md); null when its
+   * cache grew with each step, or before any decode. */
+  get kvCacheRows(): number | null {
+    return this.decoder?.lastCacheRows ?? null;
+  }
+
   /** Swap R (and the head of an encoder); `null` runs the base model. Never rebuilds the session. */
   setAdapter(adapter: Adapter | null, label?: string): void {
     if (adapter === null) {

@@ -111,7 +111,12 @@ const page = {
     const tokens: number[] = [];
     for await (const token of model.tokens({ ids }, { maxTokens, stopIds: new Set() }))
       tokens.push(token);
-    return { logits: Array.from(logits ?? []), tokens, graph: model.graph.name };
+    return {
+      logits: Array.from(logits ?? []),
+      tokens,
+      graph: model.graph.name,
+      kvCacheRows: model.kvCacheRows,
+    };
   },
 
   /** Decode timing: time to first token and tokens/s after it, for R = 0 or a given adapter. */

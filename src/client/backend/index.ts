@@ -225,3 +225,21 @@ export function rTensor(backend: Backend, data: Float32Array, dims: readonly num
     dispose: () => buffer.destroy(),
   }) as Tensor;
 }
+
+/**
+ * A float32 GPU buffer of `dims` (WebGPU only; zero-filled by WebGPU) seen as two tensors, one to
+ * feed and one to fetch into: a KV cache that a graph reads as past and writes as present in place.
+ * `destroy()` frees the buffer; null off WebGPU.
+ */
+export function gpuInOutTensors(
+  backend: Backend,
+  dims: readonly number[],
+): { input: Tensor; output: Tensor; destroy(): void } | null {
+  const gpu = backend.gpuDevice;
+  if (backend.device !== "webgpu" || gpu === undefined) return null;
+  const size = dims.reduce((a, b) => a * b, 1) * 4;
+  const buffer = gpu.createBuffer({ size, usage: STORAGE_COPY_SRC_DST });
+  const view = () =>
+    backend.ort.Tensor.fromGpuBuffer(buffer, { dataType: "float32", dims }) as Tensor;
+  return { input: view(), output: view(), destroy: () => buffer.destroy() };
+}

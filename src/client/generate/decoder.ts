@@ -1,4 +1,10 @@
-import { type Backend, cpuTensor, type InferenceSession, type Tensor } from "../backend/index.ts";
+import {
+  type Backend,
+  cpuTensor,
+  gpuInOutTensors,
+  type InferenceSession,
+  type Tensor,
+} from "../backend/index.ts";
 import { AbortedError, ClientError } from "../errors.ts";
 import type { ClientManifest } from "../manifest.ts";
 import type { RLease, RSlot } from "../r-slot.ts";
@@ -15,6 +21,19 @@ export interface DecodeOptions extends SamplingOptions {
 
 /** Default for `maxTokens`: a short answer; apps raise it explicitly. */
 export const DEFAULT_MAX_TOKENS = 128;
+
+/** Smallest fixed KV cache (rows) a WebGPU decode allocates; larger ones are powers of two. */
+const MIN_CACHE_ROWS = 256;
+/** Positions the builder's rotary tables cover at most (client_graph.GRAPH_POSITIONS_MAX). */
+const GRAPH_POSITIONS_MAX = 8192;
+
+/** A KV cache of fixed rows: past_key_values.* fed and present.* fetched into the same buffers. */
+interface FixedCache {
+  rows: number;
+  past: Record<string, Tensor>;
+  fetches: Record<string, Tensor | null>;
+  destroy(): void;
+}
 
 interface KvShape {
   layers: number;
@@ -46,6 +65,9 @@ export class DecoderRunner {
   private readonly hasPositionIds: boolean;
   /** Most tokens one run may take (the graph's `prefill_chunk`); prompts run in chunks of it. */
   private readonly chunk: number;
+  private readonly maxPositions: number;
+  /** Rows of the fixed KV cache the last decode used; null when it grew (or none ran). */
+  lastCacheRows: number | null = null;
 
   constructor(
     backend: Backend,
@@ -56,6 +78,7 @@ export class DecoderRunner {
   ) {
     this.backend = backend;
     this.chunk = prefillChunk ?? Number.POSITIVE_INFINITY;
+    this.maxPositions = manifest.config.max_position_embeddings ?? GRAPH_POSITIONS_MAX;
     this.session = session;
     this.r = r;
     this.rName = manifest.io.R.name;
@@ -90,6 +113,7 @@ export class DecoderRunner {
     positions: readonly (readonly number[])[],
     past: Record<string, Tensor>,
     lease: RLease,
+    fetches?: Record<string, Tensor | null>,
   ): Promise<Record<string, Tensor>> {
     const batch = ids.length;
     const feeds: Record<string, Tensor> = {
@@ -108,7 +132,42 @@ export class DecoderRunner {
       ]);
     }
     checkFeeds(this.session, feeds);
-    return (await this.session.run(feeds)) as Record<string, Tensor>;
+    const out = fetches ? this.session.run(feeds, fetches as never) : this.session.run(feeds);
+    return (await out) as Record<string, Tensor>;
+  }
+
+  /**
+   * On WebGPU, a GroupQueryAttention graph (one with a prefill chunk) decodes over a fixed KV cache
+   * of `rows` ≥ `total` positions: its past and present share one buffer per layer and the mask is
+   * as wide as the cache, so every step has the same shapes, which onnxruntime-web runs at about
+   * half the per-kernel cost of growing ones (BENCHMARKS.md, "Where a WebGPU decode step goes").
+   * Null elsewhere, or when `total` passes the positions the graph covers.
+   */
+  private fixedCache(total: number): FixedCache | null {
+    if (this.backend.device !== "webgpu" || !Number.isFinite(this.chunk)) return null;
+    const cap = Math.min(this.maxPositions, GRAPH_POSITIONS_MAX);
+    const rows = Math.max(MIN_CACHE_ROWS, 2 ** Math.ceil(Math.log2(total)));
+    if (rows > cap) return null;
+    const past: Record<string, Tensor> = {};
+    const fetches: Record<string, Tensor | null> = { logits: null };
+    const buffers: { destroy(): void }[] = [];
+    const dims = [1, this.kv.kvHeads, rows, this.kv.headDim];
+    for (let i = 0; i < this.kv.layers; i++) {
+      for (const kind of ["key", "value"] as const) {
+        const t = gpuInOutTensors(this.backend, dims);
+        if (t === null) {
+          for (const b of buffers) b.destroy();
+          return null;
+        }
+        buffers.push(t);
+        past[`past_key_values.${i}.${kind}`] = t.input;
+        fetches[`present.${i}.${kind}`] = t.output;
+      }
+    }
+    const destroy = () => {
+      for (const b of buffers) b.destroy();
+    };
+    return { rows, past, fetches, destroy };
   }
 
   /** Last position's logits of each row (no cache); positions count the mask's ones, like prepare.
@@ -188,7 +247,9 @@ export class DecoderRunner {
     }
     const sample = createSampler(options);
     const lease = this.r.acquire();
-    let past = this.emptyPast(1);
+    const cache = this.fixedCache(promptIds.length + maxTokens);
+    this.lastCacheRows = cache?.rows ?? null;
+    let past = cache?.past ?? this.emptyPast(1);
     let pastGpu: Tensor[] = [];
     try {
       const pending = [...promptIds];
@@ -199,12 +260,19 @@ export class DecoderRunner {
         // The prompt in chunks the graph allows (its last chunk yields the first token), then one
         // token a run.
         if (pending.length > 0) input = pending.splice(0, this.chunk);
-        const mask = [new Array<number>(length + input.length).fill(1)];
+        const attended = length + input.length;
+        const mask = [
+          cache === null
+            ? new Array<number>(attended).fill(1)
+            : Array.from({ length: cache.rows }, (_, j) => (j < attended ? 1 : 0)),
+        ];
         const positions = [input.map((_, i) => length + i)];
-        const out = await this.run([input], mask, positions, past, lease);
-        for (const t of pastGpu) t.dispose();
-        length += input.length;
-        [past, pastGpu] = this.presents(out);
+        const out = await this.run([input], mask, positions, past, lease, cache?.fetches);
+        length = attended;
+        if (cache === null) {
+          for (const t of pastGpu) t.dispose();
+          [past, pastGpu] = this.presents(out);
+        }
         if (pending.length > 0) {
           if (out.logits?.location === "gpu-buffer") out.logits.dispose();
           continue;
@@ -219,6 +287,7 @@ export class DecoderRunner {
       }
     } finally {
       for (const t of pastGpu) t.dispose();
+      cache?.destroy();
       lease.release();
     }
   }

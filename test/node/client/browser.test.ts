@@ -126,8 +126,9 @@ describe.skipIf(!canRun("client in Chromium", CHROMIUM_BROWSER))("client in Chro
   );
 
   // onnxruntime-web 1.30's WebGPU GroupQueryAttention is wrong for prompts of 32+ tokens prefilled
-  // in one run; WebGPU's own graph (attention in plain ops) must agree with WASM's GroupQueryAttention
-  // graph (which agrees with PyTorch) on either side of that length.
+  // in one run; WebGPU's graph (prefill_chunk 31: the client prefills in chunks, then decodes over a
+  // fixed KV cache shared by past and present) must agree with WASM's graph (which agrees with
+  // PyTorch) on either side of that length.
   it("WebGPU's fused graph agrees with WASM on prompts of 9 to 100 tokens", async () => {
     const url = "/models/tiny-llama/manifest.json";
     const wasm = await runPrompts(browser, url, "wasm");
@@ -143,6 +144,9 @@ describe.skipIf(!canRun("client in Chromium", CHROMIUM_BROWSER))("client in Chro
       expect(a?.logits.length).toBe(b?.logits.length);
       expect(err, `${n} tokens`).toBeLessThan(TOLERANCE.webgpu);
       expect(a?.tokens, `${n} tokens`).toEqual(b?.tokens);
+      // WebGPU decoded over a fixed cache (256 rows: the smallest that holds prompt + 4 tokens);
+      // WASM's cache grew.
+      expect([a?.kvCacheRows, b?.kvCacheRows], `${n} tokens`).toEqual([256, null]);
     });
   });
 
