@@ -225,8 +225,8 @@ async function expectReference(b: Browser, label: string, dir: string, tolerance
 }
 
 // SmolLM2 when `npm run prepare-model -- --preset smollm2-135m` has run (not part of CI: 0.5 GB):
-// WebGPU's default graph (q4w, attention in plain ops) against WASM's (q4f, GroupQueryAttention)
-// on prompts of 9 to 100 tokens, and against PyTorch's reference cases.
+// WebGPU's default graph (q4w: GroupQueryAttention prefilled in 31-token chunks, decoded over a fixed
+// KV cache) against WASM's (q4f) on prompts of 9 to 100 tokens, and against PyTorch's reference cases.
 const smol = join(process.cwd(), "models", "smollm2-135m");
 const smolFiles = smollm2("model.q4w.onnx", "model.q4f.onnx", "reference.json");
 
