@@ -139,8 +139,8 @@ export class DecoderRunner {
   /**
    * On WebGPU, a GroupQueryAttention graph (one with a prefill chunk) decodes over a fixed KV cache
    * of `rows` ≥ `total` positions: its past and present share one buffer per layer and the mask is
-   * as wide as the cache, so every step has the same shapes, which onnxruntime-web runs at about
-   * half the per-kernel cost of growing ones (BENCHMARKS.md, "Where a WebGPU decode step goes").
+   * as wide as the cache, so every step has the same shapes and no cache is copied: exact, and
+   * 1.07-1.10x the growing cache on an H100 (BENCHMARKS.md, "Where a WebGPU decode step goes").
    * Null elsewhere, or when `total` passes the positions the graph covers.
    */
   private fixedCache(total: number): FixedCache | null {
