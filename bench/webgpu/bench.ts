@@ -16,7 +16,7 @@ import { rTensor, type Tensor } from "../../src/client/backend/index.ts";
 import { createRng, loadModel, memoryCache, type PersonalModel } from "../../src/client/index.ts";
 import { decodeAdapter, encodeAdapter } from "../../src/format/index.ts";
 import { tryDawn } from "./dawn.ts";
-import { type DecodeTiming, rawDecode } from "./raw.ts";
+import { type DecodeTiming, prefillChunkOf, rawDecode } from "./raw.ts";
 import { webGpuSummary } from "./summary.ts";
 import { table } from "./table.ts";
 import { tjsDecode } from "./tjs.ts";
@@ -290,9 +290,7 @@ for (const device of DEVICES) {
           };
       const runs: DecodeTiming[] = [];
       // GroupQueryAttention graphs prefill in the chunks their manifest entry names (docs/client.md).
-      const chunk = readFileSync(join(MODEL, graph)).includes("GroupQueryAttention")
-        ? 31
-        : undefined;
+      const chunk = prefillChunkOf(readFileSync(join(MODEL, graph)));
       try {
         await rawDecode(ort, session, kv, ids, n, extra, { chunk }); // every KV length once
         for (let i = 0; i < repeats; i++)

@@ -7,7 +7,7 @@ import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { installDawn } from "./dawn.ts";
-import { type Counts, GpuTrace } from "./gpu-trace.ts";
+import { type Counts, GpuTrace, countsPerStep as perStep } from "./gpu-trace.ts";
 
 const { values: a } = parseArgs({
   options: {
@@ -30,8 +30,6 @@ if (adapter === null) throw new Error("no WebGPU adapter");
 // few steps of each fixed-cache run (timestamp queries; bench/webgpu/gpu-trace.ts).
 const trace = new GpuTrace();
 const TIMED_STEPS = 3;
-const perStep = (c: Counts, n: number) =>
-  Object.fromEntries(Object.entries(c).map(([k, v]) => [k, Math.round((v / n) * 10) / 10]));
 const ort = await import("onnxruntime-web/webgpu");
 ort.env.wasm.numThreads = 1;
 const dir = a.model as string;

@@ -17,6 +17,10 @@ export interface Counts {
   writeBuffers: number;
 }
 
+/** Counts over `steps` decode steps, as per-step means (one decimal). */
+export const countsPerStep = (c: Counts, steps: number): Record<string, number> =>
+  Object.fromEntries(Object.entries(c).map(([k, v]) => [k, Math.round((v / steps) * 10) / 10]));
+
 export interface KernelTime {
   pipeline: string;
   dispatches: number;

@@ -11,8 +11,8 @@ import { parseArgs } from "node:util";
 import { median, round } from "../../harness/stats.ts";
 import type { Ort, Tensor } from "../../src/client/backend/index.ts";
 import { installDawn } from "./dawn.ts";
-import { GpuTrace } from "./gpu-trace.ts";
-import { rawDecode } from "./raw.ts";
+import { countsPerStep, GpuTrace } from "./gpu-trace.ts";
+import { prefillChunkOf, rawDecode } from "./raw.ts";
 
 const { values: a } = parseArgs({
   options: {
@@ -58,26 +58,14 @@ async function session(graph: string) {
   const external = readdirSync(dir)
     .filter((f) => f.includes(".data") && bytes.includes(Buffer.from(f)))
     .map((f) => ({ path: f, data: new Uint8Array(readFileSync(join(dir, f))) }));
-  const probe = await ort.InferenceSession.create(new Uint8Array(readFileSync(path)), {
+  const s = await ort.InferenceSession.create(new Uint8Array(bytes), {
     executionProviders: ["webgpu"],
     graphOptimizationLevel: "all",
     externalData: external,
+    // Every output stays on the GPU: the KV cache between steps, the logits until read back.
+    preferredOutputLocation: "gpu-buffer",
   });
-  const outputs = [...probe.outputNames];
-  const inputs = [...probe.inputNames];
-  await probe.release();
-  return {
-    inputs,
-    s: await ort.InferenceSession.create(new Uint8Array(readFileSync(path)), {
-      executionProviders: ["webgpu"],
-      graphOptimizationLevel: "all",
-      externalData: external,
-      preferredOutputLocation: Object.fromEntries(outputs.map((o) => [o, "gpu-buffer"])) as Record<
-        string,
-        "gpu-buffer"
-      >,
-    }),
-  };
+  return { s, inputs: [...s.inputNames], chunk: prefillChunkOf(bytes) };
 }
 
 /** R in a GPU buffer, as the client keeps it (small values, seeded). */
@@ -106,7 +94,7 @@ const runs = (a.graphs as string)
   .split(",")
   .filter((g) => existsSync(join(MODEL, g)))
   .flatMap((g) =>
-    a["cache-rows"] !== undefined && readFileSync(join(MODEL, g)).includes("GroupQueryAttention")
+    a["cache-rows"] !== undefined && prefillChunkOf(readFileSync(join(MODEL, g))) !== undefined
       ? [`${g}`, `${g}#fixed`]
       : [g],
   );
@@ -114,10 +102,8 @@ for (const run of runs) {
   const [graph, mode] = run.split("#") as [string, string | undefined];
   const cacheRows = mode === "fixed" ? Number(a["cache-rows"]) : undefined;
   try {
-    const { s, inputs } = await session(graph);
+    const { s, inputs, chunk } = await session(graph);
     const extra: Record<string, Tensor> = inputs.includes("R") ? { R: gpuR() } : {};
-    // GroupQueryAttention graphs prefill in chunks of 31 tokens (its WebGPU kernel is wrong for more).
-    const chunk = readFileSync(join(MODEL, graph)).includes("GroupQueryAttention") ? 31 : undefined;
     await rawDecode(ort, s as never, kv, promptIds, newTokens, extra, { chunk, cacheRows }); // warm every KV length
     // Counted from the first decode step on (the prompt's runs left out).
     const plain = await rawDecode(ort, s as never, kv, promptIds, newTokens, extra, {
@@ -137,9 +123,7 @@ for (const run of runs) {
           firstLogitsMaxAbsDiff: maxDiff(plain.firstLogits, reference.logits),
         };
     }
-    const perStep = Object.fromEntries(
-      Object.entries(counts).map(([k, v]) => [k, round(v / (newTokens - 1), 1)]),
-    );
+    const perStep = countsPerStep(counts, newTokens - 1);
     let timed: Record<string, unknown> = { skipped: "no timestamp-query" };
     if (trace.canTime) {
       // Decode steps only (the prompt's run is not timed); timestamps read after each step.

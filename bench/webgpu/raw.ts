@@ -29,6 +29,13 @@ const argmax = (x: Float32Array): number => {
 
 const ints = (xs: number[]) => BigInt64Array.from(xs, (x) => BigInt(x));
 
+/** The prompt chunk a GroupQueryAttention graph takes on WebGPU (export_client.WEBGPU_PREFILL_CHUNK,
+ * the manifest's `prefill_chunk`); graphs without it prefill in one run. */
+export const prefillChunkOf = (graph: Uint8Array): number | undefined =>
+  Buffer.from(graph.buffer, graph.byteOffset, graph.byteLength).includes("GroupQueryAttention")
+    ? 31
+    : undefined;
+
 export interface DecodeOptions {
   /** Called around each run; `step` is the index of the token the run yields (prompt chunks: 0). */
   before?(step: number): void;
