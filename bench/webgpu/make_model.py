@@ -194,6 +194,8 @@ def write_client(out: Path) -> None:
     plain, _ = export_variant(folder, manifest, weights, "q4w-plain", False, devices=WEBGPU_DEVICES, attention="webgpu")
     # The previous WebGPU graph (attention in plain ops; what Gemma 3 still ships): timed by the bare loop.
     export_variant(folder, manifest, weights, "q4wp", True, devices=WEBGPU_DEVICES, attention="plain")
+    # The previous q4w: each Q4_1 offset added by two small matmuls and an Add (not doubled); timed by the bare loop.
+    export_variant(folder, manifest, weights, "q4wa", True, devices=WEBGPU_DEVICES, attention="gqa", doubled=False)
     # The fixed-cache graph (plain-ops attention, one token a run): timed by capture.mjs, not listed here.
     export_variant(folder, manifest, weights, "q4ws", True, devices=WEBGPU_DEVICES, attention="static")
     onnx_block = manifest["onnx"]

@@ -24,6 +24,10 @@ const { values: a } = parseArgs({
     dispatches: { type: "string", default: "1500" },
     /** Also run each GroupQueryAttention graph over a fixed KV cache of this many rows (raw.ts). */
     "cache-rows": { type: "string" },
+    /** onnxruntime-web's WebGPU validation mode for the process (its first session sets it). */
+    validation: { type: "string", default: "basic" },
+    /** onnxruntime's WebGPU flush interval (maxNumPendingDispatches: dispatches per submit; 16 when unset). */
+    pending: { type: "string" },
     out: { type: "string" },
   },
 });
@@ -45,7 +49,13 @@ const kv = {
 const V = man.config.vocab_size as number;
 const promptIds = Array.from({ length: Number(a.prompt) }, (_, i) => (i * 7919 + 13) % V);
 const newTokens = Number(a.tokens);
-const report: Record<string, unknown> = { adapter, prompt: promptIds.length, tokens: newTokens };
+const report: Record<string, unknown> = {
+  adapter,
+  prompt: promptIds.length,
+  tokens: newTokens,
+  validation: a.validation,
+  pending: a.pending ?? null,
+};
 
 // WebGPU's flag values (the globals exist in Dawn's binding, not in the DOM types).
 const USAGE = { STORAGE: 0x0080, COPY_SRC: 0x0004, COPY_DST: 0x0008 };
@@ -59,11 +69,14 @@ async function session(graph: string) {
     .filter((f) => f.includes(".data") && bytes.includes(Buffer.from(f)))
     .map((f) => ({ path: f, data: new Uint8Array(readFileSync(join(dir, f))) }));
   const s = await ort.InferenceSession.create(new Uint8Array(bytes), {
-    executionProviders: ["webgpu"],
+    executionProviders: [{ name: "webgpu", validationMode: a.validation } as never],
     graphOptimizationLevel: "all",
     externalData: external,
     // Every output stays on the GPU: the KV cache between steps, the logits until read back.
     preferredOutputLocation: "gpu-buffer",
+    ...(a.pending === undefined
+      ? {}
+      : { extra: { ep: { webgpuexecutionprovider: { maxNumPendingDispatches: a.pending } } } }),
   });
   return { s, inputs: [...s.inputNames], chunk: prefillChunkOf(bytes) };
 }

@@ -11,7 +11,10 @@ the graph with `R` a required input (docs/contracts.md):
   layers), then one [a·r, out_packed] matmul places each module's `up` on its own output rows;
 - for Q4 weights the exact per-block offset (`block_quant`) rides in the same first and last
   matmuls: `x @ [blocksum | downᵀ]`, then `@ [cᵀ ; upᵀ]`, so a layer's adapter and offset
-  cost three small matmuls and one add.
+  cost three small matmuls and one add;
+- or (`doubled`, SmolLM2's WebGPU graph) the residual stream is carried twice and each offset is a
+  block of the MatMulNBits weight itself (`_linear_doubled`): no offset matmuls at all, four times
+  the 4-bit weights in GPU memory, the same download.
 
 Attention is `GroupQueryAttention` (`attention="gqa"`) or, for onnxruntime-web's WebGPU, whose
 GroupQueryAttention is wrong for prompts of 32+ tokens prefilled in one run (docs/client.md),
@@ -108,10 +111,25 @@ def _block_sum_matrix(k: int) -> np.ndarray:
     return m
 
 
+def doubled_refusal(weights: LlamaWeights, q4_matmul: str = "nbits", attention: str = "gqa") -> str | None:
+    """Why a graph of these weights cannot carry its residual stream twice (`doubled`), or None."""
+    s = weights.shape
+    if q4_matmul != "nbits" or attention != "gqa":
+        return "it needs q4_matmul='nbits' and attention='gqa'"
+    if s.spec.qk_norm or s.spec.sandwich_norms or s.local_layers:
+        return f"it builds Llama-style layers only, not {s.spec.name}'s"
+    if any(not isinstance(w, Q4Weight) for w in weights.linear.values()):
+        return "it needs every linear weight in 4-bit blocks"
+    if s.heads % s.kv_heads or (s.heads // s.kv_heads * s.head_dim) % BLOCK:
+        return f"it needs each KV group's query width (heads / kv_heads x head_dim) in whole blocks of {BLOCK}"
+    return None
+
+
 class ClientGraphBuilder:
     def __init__(self, weights: LlamaWeights, branch: Branch | None, max_positions: int | None = None,
                  q4_matmul: str = "nbits", accuracy_level: int = 0, attention: str = "gqa", cache_length: int | None = None,
-                 head: str = "matmul", dequantize: str = "session", gather_r: bool | None = None):
+                 head: str = "matmul", dequantize: str = "session", gather_r: bool | None = None,
+                 doubled: bool = False):
         # R's per-layer blocks: one Gather each where a WebGPU graph needs it (None: the plain and
         # static attention graphs, which only WebGPU runs), else one Split.
         self.gather_r = attention in ("plain", "static") if gather_r is None else gather_r
@@ -152,6 +170,99 @@ class ClientGraphBuilder:
                              f"(found {sorted(adapted)}); adapt the same projections in every layer")
         self.per_group = adapted.pop() if adapted else 0
         self.block_diag: dict[tuple[int, tuple[str, ...]], str] = {}
+        self.doubled = doubled
+        refusal = doubled_refusal(weights, q4_matmul, attention) if doubled else None
+        if refusal:
+            raise ValueError(f"doubled=True: {refusal}")
+
+    # -- the residual stream carried twice (doubled=True) --------------------------------------
+    # A MatMulNBits block is `scale * (code - 8)`, so Q4_1's per-block constant c cannot ride in it:
+    # the other graphs add `blocksum(x) @ cᵀ` with two small matmuls and an Add per projection. Here
+    # every activation a projection reads is carried twice, `[x, x]`, and the projection's weight is
+    # `[W | C]` along its input: the first copy meets the 4-bit codes, the second a block of codes 9
+    # whose scale is c (`c * (9 - 8)`), so one MatMulNBits computes `x Wᵀ + blocksum(x) cᵀ` exactly.
+    # Projections feeding the residual write their rows twice, so the stream, the norms (an RMS over
+    # `[x, x]` is the RMS over x) and the MLP stay doubled for free; the query heads are doubled inside
+    # each KV group, so attention also returns every head twice. The extra codes and the duplicated
+    # rows are built from the downloaded ones by constant nodes that onnxruntime folds at session start.
+    def _doubled_layout(self, parts: tuple[str, ...], k: int, outs: list[int]) -> tuple[list[tuple[int, int]], list[int]]:
+        """Per input block of the doubled activation (block of x, copy), and per output row the packed
+        row it computes. The query heads are doubled group by group (a KV group's heads, then the same
+        again), so GroupQueryAttention with 2·heads serves each copy from its own KV head."""
+        kb, s = k // BLOCK, self.s
+        width = s.heads // s.kv_heads * s.head_dim  # a KV group's query width
+        groups = [(j * width, (j + 1) * width) for j in range(s.kv_heads)]
+        if parts == ("self_attn.o_proj",):
+            slots = [(b, copy) for lo, hi in groups for copy in (0, 1) for b in range(lo // BLOCK, hi // BLOCK)]
+        else:
+            slots = [(b, 0) for b in range(kb)] + [(b, 1) for b in range(kb)]
+        if parts == QKV:
+            rows = [r for lo, hi in groups for _ in (0, 1) for r in range(lo, hi)] + list(range(s.heads * s.head_dim, sum(outs)))
+        elif parts == GATE_UP:
+            rows = [*range(outs[0])] * 2 + [*range(outs[0], sum(outs))] * 2
+        else:
+            rows = [*range(sum(outs))] * 2
+        return slots, rows
+
+    def _take(self, x: str, index: list[int], axis: int, name: str, size: int) -> str:
+        """`x` indexed along `axis` (of length `size`) by `index`, as Slices of its consecutive runs and a
+        Concat: nodes of constants that onnxruntime folds at session start, with no index array to download."""
+        if index == list(range(size)):
+            return x
+        runs: list[list[int]] = []
+        for i in index:
+            if runs and i == runs[-1][1]:
+                runs[-1][1] += 1
+            else:
+                runs.append([i, i + 1])
+        ax = self._shape_const(f"twin/axis{axis}", [axis])
+        parts = [self.g.one("Slice", [x, self.g.const(f"{name}.start{j}", np.array([lo], np.int64)),
+                                      self.g.const(f"{name}.end{j}", np.array([hi], np.int64)), ax], f"{name}/slice{j}")
+                 for j, (lo, hi) in enumerate(runs)]
+        return parts[0] if len(parts) == 1 else self.g.one("Concat", parts, f"{name}/join", axis=axis)
+
+    def _linear_doubled(self, x: str, layer: int, parts: tuple[str, ...], label: str) -> str:
+        g = self.g
+        names = [f"model.layers.{layer}.{p}" for p in parts]
+        ws = [self.w.linear[n] for n in names]
+        outs = [w.shape[0] for w in ws]
+        k, n_out, kb = ws[0].shape[1], sum(outs), ws[0].shape[1] // BLOCK
+        pre = f"model.layers.{layer}.{label}"
+        slots, rows = self._doubled_layout(parts, k, outs)
+        cols = [blk + copy * kb for blk, copy in slots]  # blocks of [W's codes | c's codes]
+        codes = g.const(f"{pre}.qweight", pack_nbits(np.concatenate([w.q for w in ws]), 4))  # [n, kb, 16]
+        nines = g.one("Expand", [self._scalar("q4/code9", np.full((1, 1, 1), 0x99, np.uint8)),
+                                 g.const(f"{pre}.codes_shape", np.array([n_out, kb, BLOCK // 2], np.int64))], f"{pre}/twin.nines")
+        b = g.one("Concat", [codes, nines], f"{pre}/twin.codes", axis=1)
+        b = self._take(self._take(b, cols, 1, f"{pre}/twin.blocks", 2 * kb), rows, 0, f"{pre}/twin.rows", n_out)
+        scales = g.one("Concat", [g.const(f"{pre}.scales", np.concatenate([w.d for w in ws])),
+                                  g.const(f"{pre}.offsets", np.concatenate([w.c for w in ws]))], f"{pre}/twin.scales", axis=1)
+        scales = self._take(self._take(scales, cols, 1, f"{pre}/twin.block_scales", 2 * kb), rows, 0, f"{pre}/twin.row_scales", n_out)
+        scales = g.one("Reshape", [scales, self._shape_const("q4/flat", [-1])], f"{pre}/twin.flat_scales")
+        y = g.one("MatMulNBits", [x, b, scales], f"{pre}/MatMulNBits", MS, K=len(slots) * BLOCK, N=len(rows), bits=4,
+                  block_size=BLOCK, accuracy_level=self.accuracy_level)
+        adapted = self._adapted(layer, parts)
+        if not adapted:
+            return y
+        r = self.branch.rank * len(adapted)
+        down_t = np.concatenate([self.branch.down[self.index[n]].T for n in adapted], 1).astype(np.float32)  # [in, a·r]
+        up_t = np.zeros((r, n_out), np.float32)
+        for j, name in enumerate(adapted):
+            start = sum(outs[: names.index(name)])
+            up_t[j * self.branch.rank:(j + 1) * self.branch.rank, start:start + outs[names.index(name)]] = self.branch.up[self.index[name]].T
+        # `down` reads the first copy of each block, zeros the second; `up` writes every copy of its rows.
+        zeros = g.one("ConstantOfShape", [g.const(f"{pre}.aux_zeros_shape", np.array([k, r], np.int64))], f"{pre}/aux_zeros",
+                      value=numpy_helper.from_array(np.zeros(1, np.float32)))
+        left = g.one("Concat", [g.const(f"{pre}.aux_in", np.ascontiguousarray(down_t)), zeros], f"{pre}/aux_in_copies", axis=0)
+        left = self._take(left, [blk * BLOCK + j + copy * k for blk, copy in slots for j in range(BLOCK)], 0, f"{pre}/aux_in_rows", 2 * k)
+        right = self._take(g.const(f"{pre}.aux_out", np.ascontiguousarray(up_t)), rows, 1, f"{pre}/aux_out_rows", n_out)
+        z = g.one("MatMul", [x, left], f"{pre}/aux_in")
+        z = g.one("MatMul", [z, self.block_diag[(layer, parts)]], f"{pre}/aux_R")
+        z = g.one("MatMul", [z, right], f"{pre}/aux_out")
+        return g.one("Add", [y, z], f"{pre}/aux_add")
+
+    def _norm_weight(self, gamma: np.ndarray) -> np.ndarray:
+        return np.concatenate([gamma, gamma]) if self.doubled else gamma
 
     def _adapted(self, layer: int, parts: tuple[str, ...]) -> list[str]:
         return [f"model.layers.{layer}.{p}" for p in parts if f"model.layers.{layer}.{p}" in self.index]
@@ -198,13 +309,15 @@ class ClientGraphBuilder:
 
     def _has_offsets(self, layer: int, parts: tuple[str, ...]) -> bool:
         """Whether this matmul's first aux product starts with the block sums (Q4 blocks run by MatMulNBits)."""
-        return isinstance(self.w.linear[f"model.layers.{layer}.{parts[0]}"], Q4Weight) and self.q4_matmul == "nbits"
+        return isinstance(self.w.linear[f"model.layers.{layer}.{parts[0]}"], Q4Weight) and self.q4_matmul == "nbits" and not self.doubled
 
     def _in_dim(self, parts: tuple[str, ...]) -> int:
         return self.w.linear[f"model.layers.0.{parts[0]}"].shape[1]
 
     # -- one packed matmul with its offset and adapter --------------------------------------
     def linear(self, x: str, layer: int, parts: tuple[str, ...], label: str) -> str:
+        if self.doubled:
+            return self._linear_doubled(x, layer, parts, label)
         g = self.g
         names = [f"model.layers.{layer}.{p}" for p in parts]
         ws = [self.w.linear[n] for n in names]
@@ -578,8 +691,10 @@ class ClientGraphBuilder:
             total = g.one("Cast", [total], "attn/total_sequence_length", to=TensorProto.INT32)
 
         h, _ = self._embedding()
+        if self.doubled:
+            h = g.one("Concat", [h, h], "emb/twice", axis=-1)
         residual = h
-        normed = g.one("SimplifiedLayerNormalization", [h, g.const("model.layers.0.input_layernorm.weight", self.w.attn_norm[0])],
+        normed = g.one("SimplifiedLayerNormalization", [h, g.const("model.layers.0.input_layernorm.weight", self._norm_weight(self.w.attn_norm[0]))],
                        "model.layers.0/input_layernorm", axis=-1, epsilon=s.rms_eps, stash_type=1)
         for i in range(s.layers):
             pre = f"model.layers.{i}"
@@ -596,12 +711,12 @@ class ClientGraphBuilder:
                 attn = g.op("GroupQueryAttention", [qkv, "", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value", seqlens, total,
                                                     layer_cos, layer_sin],
                             f"{pre}/GroupQueryAttention", [f"{pre}/attn", f"present.{i}.key", f"present.{i}.value"], MS,
-                            num_heads=s.heads, kv_num_heads=s.kv_heads, do_rotary=1, rotary_interleaved=0,
+                            num_heads=2 * s.heads if self.doubled else s.heads, kv_num_heads=s.kv_heads, do_rotary=1, rotary_interleaved=0,
                             scale=float(self._attn_scale()), **window)[0]
             o = self._post_norm(self.linear(attn, i, ("self_attn.o_proj",), "self_attn.o_proj"), self.w.post_attn_norm, i,
                                 "post_attention_layernorm")
             ffn_label = "pre_feedforward_layernorm" if self.spec.sandwich_norms else "post_attention_layernorm"
-            normed, _, _, residual = g.op("SkipSimplifiedLayerNormalization", [o, residual, g.const(f"{pre}.{ffn_label}.weight", self.w.ffn_norm[i])],
+            normed, _, _, residual = g.op("SkipSimplifiedLayerNormalization", [o, residual, g.const(f"{pre}.{ffn_label}.weight", self._norm_weight(self.w.ffn_norm[i]))],
                                           f"{pre}/{ffn_label}", [f"{pre}/ln2", "", "", f"{pre}/resid2"], MS, epsilon=s.rms_eps)
             gate_up = self.linear(normed, i, GATE_UP, "mlp.gate_up_proj")
             gate, up = g.op("Split", [gate_up], f"{pre}/mlp.split", 2, axis=-1, num_outputs=2)
@@ -612,9 +727,12 @@ class ClientGraphBuilder:
                 gamma, label = self.w.attn_norm[i + 1], f"model.layers.{i + 1}.input_layernorm"
             else:
                 gamma, label = self.w.final_norm, "model.norm"
-            normed, _, _, residual = g.op("SkipSimplifiedLayerNormalization", [down, residual, g.const(f"{label}.weight", gamma)],
+            normed, _, _, residual = g.op("SkipSimplifiedLayerNormalization", [down, residual, g.const(f"{label}.weight", self._norm_weight(gamma))],
                                           f"{label}/SkipSimplifiedLayerNormalization", [f"{label}/out", "", "", f"{label}/resid"], MS,
                                           epsilon=s.rms_eps)
+        if self.doubled:
+            normed = g.one("Slice", [normed, self._shape_const("head/start", [0]), self._shape_const("head/end", [s.hidden]),
+                                     self._shape_const("head/axis", [-1])], "head/first_copy")
         self._head(normed)
 
         f32, i64 = TensorProto.FLOAT, TensorProto.INT64
@@ -646,7 +764,7 @@ class ClientGraphBuilder:
 def build_client_graph(weights: LlamaWeights, branch: Branch | None, max_positions: int | None = None,
                        q4_matmul: str = "nbits", accuracy_level: int = 0, attention: str = "gqa",
                        cache_length: int | None = None, head: str = "matmul", dequantize: str = "session",
-                       gather_r: bool | None = None) -> onnx.ModelProto:
+                       gather_r: bool | None = None, doubled: bool = False) -> onnx.ModelProto:
     """The decoder graph; `branch` None leaves the adapter out (no `R` input: the plain base model).
     Q4 weights run as MatMulNBits (`q4_matmul="nbits"`, with `accuracy_level`) or as fp32 MatMuls
     whose matrices onnxruntime folds from the 4-bit blocks at session start (`"folded"`); attention
@@ -657,6 +775,8 @@ def build_client_graph(weights: LlamaWeights, branch: Branch | None, max_positio
     MatMulNBits on the codes themselves (`"nbits"`: int8 kernels, onnxruntime CPU's fastest;
     `_head_nbits`). `dequantize="run"` rebuilds the folded weights on every run instead of once
     (`_codes_to_float`). `gather_r` takes R's per-layer blocks with a Gather each instead of one Split
-    (WebGPU binds every Split output as a storage buffer); by default the plain and static graphs do."""
+    (WebGPU binds every Split output as a storage buffer); by default the plain and static graphs do.
+    `doubled` carries the residual stream twice so that each Q4_1 offset rides inside its MatMulNBits
+    (`_linear_doubled`): fewer kernels a token, four times the 4-bit weights in memory."""
     return ClientGraphBuilder(weights, branch, max_positions, q4_matmul, accuracy_level, attention, cache_length, head,
-                              dequantize, gather_r).build()
+                              dequantize, gather_r, doubled).build()

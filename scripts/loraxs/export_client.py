@@ -28,7 +28,7 @@ import numpy as np
 import onnx
 
 from .block_quant import Q4Weight, Q8Weight, quantize_q4_1
-from .client_graph import HEAD_PARTS, OPSET, Branch, build_client_graph
+from .client_graph import HEAD_PARTS, OPSET, Branch, build_client_graph, doubled_refusal
 from .gguf_llama import LlamaWeights, package_gguf, read_gguf
 
 CHUNK_BYTES = 32 << 20  # per data file; Cache Storage and OPFS take files this size everywhere
@@ -253,6 +253,14 @@ def webgpu_attention(weights: LlamaWeights) -> str:
     return "plain" if weights.shape.local_layers else "gqa"
 
 
+def webgpu_doubled(weights: LlamaWeights) -> bool:
+    """Whether the WebGPU graph carries its residual stream twice (client_graph's `doubled`): a
+    Llama-style model with every linear weight in Q4_1 blocks. On an H100 this cut a decode step
+    from 791 to 521 kernels and ran 1.25x faster (bench/webgpu/results-probe/h100-doubled.json);
+    the GPU holds four times the 4-bit weights, the download is the same."""
+    return doubled_refusal(weights) is None
+
+
 # The Q4 graphs a GGUF model gets, in order of preference, and where each runs (bench:client,
 # BENCHMARKS.md "Client graph"): `q4` (MatMulNBits) is the fastest on onnxruntime CPU, so it comes
 # first for `cpu`; onnxruntime-web's WASM build has no fast MatMulNBits kernel (6x slower than fp32
@@ -310,8 +318,9 @@ def weights_description(weights: LlamaWeights, q4_matmul: str, dequantize: str =
 
 def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: str, adapter: bool = True,
                    log=print, q4_matmul: str = "nbits", devices: list[str] | None = None,
-                   attention: str = "gqa", gather_r: bool | None = None) -> tuple[dict, int]:
-    """Build and write one variant; returns its `graphs` entry (check null) and its node count."""
+                   attention: str = "gqa", gather_r: bool | None = None, doubled: bool | None = None) -> tuple[dict, int]:
+    """Build and write one variant; returns its `graphs` entry (check null) and its node count.
+    `doubled` None: the WebGPU GroupQueryAttention graph of a 4-bit model is doubled (webgpu_doubled)."""
     if manifest["family"] != "decoder":
         raise ValueError(f"{folder}: the client graph builder makes decoder graphs; this is an {manifest['family']}")
     t = time.perf_counter()
@@ -321,12 +330,14 @@ def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: st
     # storage buffers a shader may bind), prompts in chunks.
     webgpu_gqa = "webgpu" in (devices or []) and attention == "gqa"
     gather_r = True if webgpu_gqa and gather_r is None else gather_r
+    if doubled is None:
+        doubled = webgpu_gqa and q4_matmul == "nbits" and webgpu_doubled(weights)
     branch = load_branch(folder, manifest) if adapter else None
     head = HEADS.get(name.removesuffix("-plain"), "matmul")
     dequantize = DEQUANTIZE.get(name.removesuffix("-plain"), "session")
     cache_length = min(STATIC_CACHE_LENGTH, weights.shape.max_positions) if attention == "static" else None
     model = build_client_graph(weights, branch, q4_matmul=q4_matmul, attention=attention, head=head, cache_length=cache_length,
-                               dequantize=dequantize, gather_r=gather_r)
+                               dequantize=dequantize, gather_r=gather_r, doubled=doubled)
     stem = graph_stem(name)
     data = write_split(model, folder, stem)
     files = [f"{stem}.onnx", *data]
@@ -337,6 +348,8 @@ def export_variant(folder: Path, manifest: dict, weights: LlamaWeights, name: st
     inputs = [i.name for i in model.graph.input]
     inputs = [n for n in inputs if not n.startswith("past_key_values.")] + ["past_key_values.{i}.key", "past_key_values.{i}.value"]
     dtype, quantization = weights_description(weights, q4_matmul, dequantize) if quantized else ("F32", "none")
+    if doubled:
+        quantization += "; offsets inside MatMulNBits (residual stream carried twice)"
     if any(n.name == "lm_head/MatMulNBits" for n in model.graph.node):  # head="nbits" (Llama's Q8 head)
         quantization += f"; output head: 8-bit MatMulNBits, int8 activations in {HEAD_PARTS} parts"
     entry = variant_entry(name, f"{stem}.onnx", data, dtype, quantization, OPSET, inputs, devices=devices or FUSED_DEVICES,

@@ -121,6 +121,46 @@ def test_q4_graph_computes_its_own_blocks_exactly(tiny):
     assert np.abs(a - zero).max() > 1e-2  # R reaches the output
 
 
+def optimized_op_counts(model: onnx.ModelProto, tmp_path: Path) -> dict[str, int]:
+    """Node types onnxruntime runs once its session has folded the constant nodes."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    ops: dict[str, int] = {}
+    for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node:
+        ops[n.op_type] = ops.get(n.op_type, 0) + 1
+    return ops
+
+
+def test_doubled_q4_graph_computes_the_same_blocks_with_the_offsets_inside_matmulnbits(tiny, tmp_path):
+    """doubled: the residual stream carried twice, each Q4_1 offset a block of the MatMulNBits
+    weight. It equals an fp32 graph of the dequantized weights (random R) and the other Q4 graph;
+    once onnxruntime has folded its constants it runs one MatMulNBits per packed projection and the
+    adapter's three matmuls per adapted one, none for the offsets; it downloads no more bytes."""
+    q, branch, R, c, ids = quantized_case(tiny, 2)
+    layers, kv, hd = c["num_layers"], c["num_kv_heads"], c["head_dim"]
+    doubled = build_client_graph(q, branch, doubled=True)
+    a = logits_of(doubled, R, ids, layers, kv, hd)
+    b = logits_of(build_client_graph(dequantized(q), branch), R, ids, layers, kv, hd)
+    assert np.abs(a - b).max() < 1e-4 * max(1.0, np.abs(b).max())
+    zero = logits_of(doubled, np.zeros_like(R), ids, layers, kv, hd)
+    assert np.abs(a - zero).max() > 1e-2  # R reaches the output
+    ops = optimized_op_counts(doubled, tmp_path)
+    adapted = len({n.split(".self_attn")[0] for n in branch.names})  # one packed QKV per layer
+    assert ops["MatMulNBits"] == 4 * layers
+    assert ops["MatMul"] == 3 * adapted + 1  # the adapter's down, R, up per QKV, and the output head
+    assert ops["Add"] == adapted
+    undoubled = build_client_graph(q, branch)
+    assert optimized_op_counts(undoubled, tmp_path)["MatMul"] > ops["MatMul"]
+    size = lambda m: sum(len(t.raw_data) for t in m.graph.initializer)  # noqa: E731
+    assert size(doubled) <= size(undoubled)
+    with pytest.raises(ValueError, match="doubled=True: it needs q4_matmul='nbits'"):
+        build_client_graph(q, branch, q4_matmul="folded", doubled=True)
+    with pytest.raises(ValueError, match="doubled=True: it needs every linear weight in 4-bit blocks"):
+        build_client_graph(dequantized(q), branch, doubled=True)
+
+
 def test_folded_q4_graph_computes_the_same_blocks_and_ships_them_4_bit(tiny):
     """q4f: the 4-bit codes, scales and minimums folded into fp32 MatMuls by constant nodes equal an
     fp32 graph of the dequantized weights; no MatMulNBits, and the linear weights travel as packed
