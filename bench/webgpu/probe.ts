@@ -26,8 +26,6 @@ const { values: a } = parseArgs({
     "cache-rows": { type: "string" },
     /** onnxruntime-web's WebGPU validation mode for the process (its first session sets it). */
     validation: { type: "string", default: "basic" },
-    /** onnxruntime's WebGPU flush interval (maxNumPendingDispatches: dispatches per submit; 16 when unset). */
-    pending: { type: "string" },
     out: { type: "string" },
   },
 });
@@ -54,7 +52,6 @@ const report: Record<string, unknown> = {
   prompt: promptIds.length,
   tokens: newTokens,
   validation: a.validation,
-  pending: a.pending ?? null,
 };
 
 // WebGPU's flag values (the globals exist in Dawn's binding, not in the DOM types).
@@ -74,9 +71,6 @@ async function session(graph: string) {
     externalData: external,
     // Every output stays on the GPU: the KV cache between steps, the logits until read back.
     preferredOutputLocation: "gpu-buffer",
-    ...(a.pending === undefined
-      ? {}
-      : { extra: { ep: { webgpuexecutionprovider: { maxNumPendingDispatches: a.pending } } } }),
   });
   return { s, inputs: [...s.inputNames], chunk: prefillChunkOf(bytes) };
 }

@@ -60,6 +60,12 @@ IR_VERSION = 10  # onnxruntime 1.30 reads up to IR 11; 10 is what opset 21 needs
 MS = "com.microsoft"
 QKV = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
 GATE_UP = ("mlp.gate_proj", "mlp.up_proj")
+# Node-name labels of the packed matmuls.
+LABELS = {QKV: "self_attn.qkv_proj", ("self_attn.o_proj",): "self_attn.o_proj", GATE_UP: "mlp.gate_up_proj",
+          ("mlp.down_proj",): "mlp.down_proj"}
+# Outputs of one Split of R's per-layer tensors: WebGPU binds each as a storage buffer, and its
+# guaranteed per-stage limit is 8 (input included).
+R_SPLIT_FANOUT = 6
 
 
 @dataclass
@@ -171,6 +177,7 @@ class ClientGraphBuilder:
         self.per_group = adapted.pop() if adapted else 0
         self.block_diag: dict[tuple[int, tuple[str, ...]], str] = {}
         self.doubled = doubled
+        self.r_folded = False  # doubled: R multiplied into each `down` once per run
         refusal = doubled_refusal(weights, q4_matmul, attention) if doubled else None
         if refusal:
             raise ValueError(f"doubled=True: {refusal}")
@@ -221,13 +228,13 @@ class ClientGraphBuilder:
                  for j, (lo, hi) in enumerate(runs)]
         return parts[0] if len(parts) == 1 else self.g.one("Concat", parts, f"{name}/join", axis=axis)
 
-    def _linear_doubled(self, x: str, layer: int, parts: tuple[str, ...], label: str) -> str:
+    def _linear_doubled(self, x: str, layer: int, parts: tuple[str, ...]) -> str:
         g = self.g
         names = [f"model.layers.{layer}.{p}" for p in parts]
         ws = [self.w.linear[n] for n in names]
         outs = [w.shape[0] for w in ws]
         k, n_out, kb = ws[0].shape[1], sum(outs), ws[0].shape[1] // BLOCK
-        pre = f"model.layers.{layer}.{label}"
+        pre = f"model.layers.{layer}.{LABELS[parts]}"
         slots, rows = self._doubled_layout(parts, k, outs)
         cols = [blk + copy * kb for blk, copy in slots]  # blocks of [W's codes | c's codes]
         codes = g.const(f"{pre}.qweight", pack_nbits(np.concatenate([w.q for w in ws]), 4))  # [n, kb, 16]
@@ -245,21 +252,33 @@ class ClientGraphBuilder:
         if not adapted:
             return y
         r = self.branch.rank * len(adapted)
-        down_t = np.concatenate([self.branch.down[self.index[n]].T for n in adapted], 1).astype(np.float32)  # [in, a·r]
         up_t = np.zeros((r, n_out), np.float32)
         for j, name in enumerate(adapted):
             start = sum(outs[: names.index(name)])
             up_t[j * self.branch.rank:(j + 1) * self.branch.rank, start:start + outs[names.index(name)]] = self.branch.up[self.index[name]].T
-        # `down` reads the first copy of each block, zeros the second; `up` writes every copy of its rows.
-        zeros = g.one("ConstantOfShape", [g.const(f"{pre}.aux_zeros_shape", np.array([k, r], np.int64))], f"{pre}/aux_zeros",
-                      value=numpy_helper.from_array(np.zeros(1, np.float32)))
-        left = g.one("Concat", [g.const(f"{pre}.aux_in", np.ascontiguousarray(down_t)), zeros], f"{pre}/aux_in_copies", axis=0)
-        left = self._take(left, [blk * BLOCK + j + copy * k for blk, copy in slots for j in range(BLOCK)], 0, f"{pre}/aux_in_rows", 2 * k)
-        right = self._take(g.const(f"{pre}.aux_out", np.ascontiguousarray(up_t)), rows, 1, f"{pre}/aux_out_rows", n_out)
-        z = g.one("MatMul", [x, left], f"{pre}/aux_in")
-        z = g.one("MatMul", [z, self.block_diag[(layer, parts)]], f"{pre}/aux_R")
+        right = self._take(g.const(f"{pre}.aux_out", np.ascontiguousarray(up_t)), rows, 1, f"{pre}/aux_out_rows", n_out)  # every copy of its rows
+        if self.r_folded:  # `down` times R came with this run's R (_build_block_diagonals)
+            z = g.one("MatMul", [x, self.block_diag[(layer, parts)]], f"{pre}/aux_in")
+        else:
+            z = g.one("MatMul", [x, self._doubled_down(layer, parts)], f"{pre}/aux_in")
+            z = g.one("MatMul", [z, self.block_diag[(layer, parts)]], f"{pre}/aux_R")
         z = g.one("MatMul", [z, right], f"{pre}/aux_out")
         return g.one("Add", [y, z], f"{pre}/aux_add")
+
+    def _doubled_down(self, layer: int, parts: tuple[str, ...]) -> str:
+        """The adapted modules' `down`ᵀ for the doubled input, [1, 2·in, a·r]: read from the first copy of
+        each block, zeros for the second (constant nodes, folded at session start)."""
+        g = self.g
+        k = self._in_dim(parts)
+        pre = f"model.layers.{layer}.{LABELS[parts]}"
+        adapted = self._adapted(layer, parts)
+        down_t = np.concatenate([self.branch.down[self.index[n]].T for n in adapted], 1).astype(np.float32)  # [in, a·r]
+        zeros = g.one("ConstantOfShape", [g.const(f"{pre}.aux_zeros_shape", np.array([k, down_t.shape[1]], np.int64))], f"{pre}/aux_zeros",
+                      value=numpy_helper.from_array(np.zeros(1, np.float32)))
+        left = g.one("Concat", [g.const(f"{pre}.aux_in", np.ascontiguousarray(down_t)), zeros], f"{pre}/aux_in_copies", axis=0)
+        slots, _ = self._doubled_layout(parts, k, [self.w.linear[f"model.layers.{layer}.{p}"].shape[0] for p in parts])
+        left = self._take(left, [blk * BLOCK + j + copy * k for blk, copy in slots for j in range(BLOCK)], 0, f"{pre}/aux_in_rows", 2 * k)
+        return g.one("Unsqueeze", [left, self._shape_const("r/axis0", [0])], f"{pre}/aux_in_batch")
 
     def _norm_weight(self, gamma: np.ndarray) -> np.ndarray:
         return np.concatenate([gamma, gamma]) if self.doubled else gamma
@@ -297,6 +316,16 @@ class ClientGraphBuilder:
             ident[0, :kb, :kb] = np.eye(kb, dtype=np.float32)
             diag = g.one("Add", [diag, g.const("r/identity", ident)], "r/with_offsets")
         outs = [f"r/blockdiag.{i}.{parts[0].split('.')[-1]}" for i, parts in order]
+        widths = {self._in_dim(parts) for _, parts in order}
+        if self.doubled and len(widths) == 1:
+            # Each matmul's `down` times its R block, for every layer in one batched MatMul a run, then a
+            # tree of Splits (at most R_SPLIT_FANOUT outputs each: WebGPU binds every output as a
+            # storage buffer): 7 kernels a run for R where one Gather and one MatMul per layer took 60.
+            downs = g.one("Concat", [self._doubled_down(i, parts) for i, parts in order], "r/downs", axis=0)  # [n, 2·in, a·r]
+            self.r_folded = True
+            self._split_tree(g.one("MatMul", [downs, diag], "r/fold_downs"), [o.replace("blockdiag", "down_r") for o in outs], "r/split")
+            self.block_diag = {key: name.replace("blockdiag", "down_r") for key, name in zip(order, outs)}
+            return
         if self.gather_r and n > 1:
             # One Gather per matmul (the WebGPU graphs): a WebGPU shader binds every output of a Split
             # as a storage buffer, beyond the per-stage limit (10 on SwiftShader, 16 on an H100's Dawn)
@@ -307,6 +336,21 @@ class ClientGraphBuilder:
             g.op("Split", [diag], "r/split", outs, axis=0, num_outputs=n) if n > 1 else g.op("Identity", [diag], "r/one", outs)
         self.block_diag = {key: name for key, name in zip(order, outs)}
 
+    def _split_tree(self, x: str, outs: list[str], name: str) -> None:
+        """Split `x` along axis 0 into one row per name of `outs`, by Splits of at most R_SPLIT_FANOUT outputs."""
+        g, n = self.g, len(outs)
+        if n == 1:
+            g.op("Identity", [x], name, outs)
+            return
+        if n <= R_SPLIT_FANOUT:
+            g.op("Split", [x, self._shape_const(f"r/ones{n}", [1] * n)], name, outs, axis=0)
+            return
+        size = -(-n // R_SPLIT_FANOUT)
+        chunks = [outs[i:i + size] for i in range(0, n, size)]
+        parts = g.op("Split", [x, self._shape_const(f"{name}.sizes", [len(c) for c in chunks])], name, len(chunks), axis=0)
+        for j, (part, chunk) in enumerate(zip(parts, chunks)):
+            self._split_tree(part, chunk, f"{name}.{j}")
+
     def _has_offsets(self, layer: int, parts: tuple[str, ...]) -> bool:
         """Whether this matmul's first aux product starts with the block sums (Q4 blocks run by MatMulNBits)."""
         return isinstance(self.w.linear[f"model.layers.{layer}.{parts[0]}"], Q4Weight) and self.q4_matmul == "nbits" and not self.doubled
@@ -315,15 +359,15 @@ class ClientGraphBuilder:
         return self.w.linear[f"model.layers.0.{parts[0]}"].shape[1]
 
     # -- one packed matmul with its offset and adapter --------------------------------------
-    def linear(self, x: str, layer: int, parts: tuple[str, ...], label: str) -> str:
+    def linear(self, x: str, layer: int, parts: tuple[str, ...]) -> str:
         if self.doubled:
-            return self._linear_doubled(x, layer, parts, label)
+            return self._linear_doubled(x, layer, parts)
         g = self.g
         names = [f"model.layers.{layer}.{p}" for p in parts]
         ws = [self.w.linear[n] for n in names]
         outs = [w.shape[0] for w in ws]
         k, n_out = ws[0].shape[1], sum(outs)
-        pre = f"model.layers.{layer}.{label}"
+        pre = f"model.layers.{layer}.{LABELS[parts]}"
         kinds = {(type(w), getattr(w, "block", BLOCK)) for w in ws}
         if len(kinds) > 1:
             raise ValueError(f"{pre}: the packed weights {names} are stored in different block formats {sorted(str(k) for k in kinds)}")
@@ -698,7 +742,7 @@ class ClientGraphBuilder:
                        "model.layers.0/input_layernorm", axis=-1, epsilon=s.rms_eps, stash_type=1)
         for i in range(s.layers):
             pre = f"model.layers.{i}"
-            qkv = self._qk_norm(self.linear(normed, i, QKV, "self_attn.qkv_proj"), i)
+            qkv = self._qk_norm(self.linear(normed, i, QKV), i)
             local = i in s.local_layers
             layer_cos, layer_sin = (local_cos, local_sin) if local else (cos, sin)
             if self.attention == "static" and local:
@@ -713,15 +757,15 @@ class ClientGraphBuilder:
                             f"{pre}/GroupQueryAttention", [f"{pre}/attn", f"present.{i}.key", f"present.{i}.value"], MS,
                             num_heads=2 * s.heads if self.doubled else s.heads, kv_num_heads=s.kv_heads, do_rotary=1, rotary_interleaved=0,
                             scale=float(self._attn_scale()), **window)[0]
-            o = self._post_norm(self.linear(attn, i, ("self_attn.o_proj",), "self_attn.o_proj"), self.w.post_attn_norm, i,
+            o = self._post_norm(self.linear(attn, i, ("self_attn.o_proj",)), self.w.post_attn_norm, i,
                                 "post_attention_layernorm")
             ffn_label = "pre_feedforward_layernorm" if self.spec.sandwich_norms else "post_attention_layernorm"
             normed, _, _, residual = g.op("SkipSimplifiedLayerNormalization", [o, residual, g.const(f"{pre}.{ffn_label}.weight", self._norm_weight(self.w.ffn_norm[i]))],
                                           f"{pre}/{ffn_label}", [f"{pre}/ln2", "", "", f"{pre}/resid2"], MS, epsilon=s.rms_eps)
-            gate_up = self.linear(normed, i, GATE_UP, "mlp.gate_up_proj")
+            gate_up = self.linear(normed, i, GATE_UP)
             gate, up = g.op("Split", [gate_up], f"{pre}/mlp.split", 2, axis=-1, num_outputs=2)
             act = self._activation(gate, i)
-            down = self.linear(g.one("Mul", [act, up], f"{pre}/mlp.gated"), i, ("mlp.down_proj",), "mlp.down_proj")
+            down = self.linear(g.one("Mul", [act, up], f"{pre}/mlp.gated"), i, ("mlp.down_proj",))
             down = self._post_norm(down, self.w.post_ffn_norm, i, "post_feedforward_layernorm")
             if i + 1 < s.layers:
                 gamma, label = self.w.attn_norm[i + 1], f"model.layers.{i + 1}.input_layernorm"
