@@ -157,6 +157,18 @@ def test_doubled_q4_graph_computes_the_same_blocks_with_the_offsets_inside_matmu
     assert optimized_op_counts(undoubled, tmp_path)["MatMul"] > ops["MatMul"]
     size = lambda m: sum(len(t.raw_data) for t in m.graph.initializer)  # noqa: E731
     assert size(doubled) <= size(undoubled)
+    # export_client builds a 4-bit model's WebGPU graph this way by itself (SmolLM2's q4w), not the CPU one
+    from loraxs.export_client import WEBGPU_DEVICES
+
+    m = manifest_of(tiny)
+    for name in ("factors.safetensors", "manifest.json"):
+        (tmp_path / name).write_bytes((tiny / name).read_bytes())
+    webgpu, _ = export_variant(tmp_path, m, q, "q4w", devices=WEBGPU_DEVICES, attention="webgpu", log=lambda *_: None)
+    cpu, _ = export_variant(tmp_path, m, q, "q4", devices=["cpu"], log=lambda *_: None)
+    assert "residual stream carried twice" in webgpu["quantization"] and "twice" not in cpu["quantization"]
+    heads = [a.i for n in onnx.load(str(tmp_path / webgpu["file"]), load_external_data=False).graph.node
+             if n.op_type == "GroupQueryAttention" for a in n.attribute if a.name == "num_heads"]
+    assert heads == [2 * c["num_attention_heads"]] * layers
     with pytest.raises(ValueError, match="doubled=True: it needs q4_matmul='nbits'"):
         build_client_graph(q, branch, q4_matmul="folded", doubled=True)
     with pytest.raises(ValueError, match="doubled=True: it needs every linear weight in 4-bit blocks"):
