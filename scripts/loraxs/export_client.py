@@ -255,9 +255,9 @@ def webgpu_attention(weights: LlamaWeights) -> str:
 
 def webgpu_doubled(weights: LlamaWeights) -> bool:
     """Whether the WebGPU graph carries its residual stream twice (client_graph's `doubled`): a
-    Llama-style model with every linear weight in Q4_1 blocks. On an H100 this cut a decode step
-    from 791 to 521 kernels and ran 1.25x faster (bench/webgpu/results-probe/h100-doubled.json);
-    the GPU holds four times the 4-bit weights, the download is the same."""
+    Llama-style model with every linear weight in Q4_1 blocks. With R folded into `down` once per
+    run it cut a SmolLM2 decode step on WebGPU from 791 to 469 kernels (BENCHMARKS.md, "Residual
+    stream twice"); the GPU holds four times the 4-bit weights, the download is smaller."""
     return doubled_refusal(weights) is None
 
 
@@ -266,7 +266,9 @@ def webgpu_doubled(weights: LlamaWeights) -> bool:
 # first for `cpu`; onnxruntime-web's WASM build has no fast MatMulNBits kernel (6x slower than fp32
 # there), so `wasm` gets `q4f`, whose 4-bit blocks are folded into fp32 MatMuls at session start
 # (faster than the traced fp32 graph there; `cpu` runs it by name); `webgpu` gets `q4w`: q4's
-# MatMulNBits, norms and packed projections with the attention in plain ops.
+# MatMulNBits, norms and packed projections with GroupQueryAttention prefilled in chunks and, for
+# Llama-style models, the residual stream carried twice (webgpu_doubled); plain-ops attention for
+# models with local layers (webgpu_attention).
 # `q4ws` (`fusedws` for fp32 weights) is q4w for onnxruntime-web's graph capture: one token per run over
 # a KV cache of STATIC_CACHE_LENGTH rows, int32 inputs (docs/client.md, "Graph capture").
 # (name, q4_matmul, devices, attention)
