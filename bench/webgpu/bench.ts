@@ -285,8 +285,15 @@ for (const device of DEVICES) {
         ? {}
         : {
             // On WebGPU R lives in a GPU buffer, as the client keeps it: fed from the CPU, the
-            // per-layer Gathers of R run on the CPU and each step waits on 30 uploads.
-            R: rTensor(model.backend, personal.R, [personal.modules, personal.rank, personal.rank]),
+            // per-layer Gathers of R run on the CPU and each step waits on 30 uploads. The buffer is
+            // made on onnxruntime's device of now: the client models above were released, and
+            // onnxruntime-web lets its device go with its last session (its `preserveDevice` is
+            // off), so a buffer made on the earlier device is invalid here.
+            R: rTensor(
+              { ...model.backend, gpuDevice: (await ort.env.webgpu.device) as GPUDevice },
+              personal.R,
+              [personal.modules, personal.rank, personal.rank],
+            ),
           };
       const runs: DecodeTiming[] = [];
       // GroupQueryAttention graphs prefill in the chunks their manifest entry names (docs/client.md).
