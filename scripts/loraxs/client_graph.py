@@ -251,11 +251,7 @@ class ClientGraphBuilder:
         adapted = self._adapted(layer, parts)
         if not adapted:
             return y
-        r = self.branch.rank * len(adapted)
-        up_t = np.zeros((r, n_out), np.float32)
-        for j, name in enumerate(adapted):
-            start = sum(outs[: names.index(name)])
-            up_t[j * self.branch.rank:(j + 1) * self.branch.rank, start:start + outs[names.index(name)]] = self.branch.up[self.index[name]].T
+        up_t = self._placed_up(names, outs, adapted)
         right = self._take(g.const(f"{pre}.aux_out", np.ascontiguousarray(up_t)), rows, 1, f"{pre}/aux_out_rows", n_out)  # every copy of its rows
         if self.r_folded:  # `down` times R came with this run's R (_build_block_diagonals)
             z = g.one("MatMul", [x, self.block_diag[(layer, parts)]], f"{pre}/aux_in")
@@ -264,6 +260,15 @@ class ClientGraphBuilder:
             z = g.one("MatMul", [z, self.block_diag[(layer, parts)]], f"{pre}/aux_R")
         z = g.one("MatMul", [z, right], f"{pre}/aux_out")
         return g.one("Add", [y, z], f"{pre}/aux_add")
+
+    def _placed_up(self, names: list[str], outs: list[int], adapted: list[str]) -> np.ndarray:
+        """[a·r, out_packed]: each adapted module's `up`ᵀ on its own output rows of the packed matmul."""
+        r = self.branch.rank
+        up_t = np.zeros((r * len(adapted), sum(outs)), np.float32)
+        for j, name in enumerate(adapted):
+            start = sum(outs[: names.index(name)])
+            up_t[j * r:(j + 1) * r, start:start + outs[names.index(name)]] = self.branch.up[self.index[name]].T
+        return up_t
 
     def _doubled_down(self, layer: int, parts: tuple[str, ...]) -> str:
         """The adapted modules' `down`ᵀ for the doubled input, [1, 2·in, a·r]: read from the first copy of
@@ -392,13 +397,9 @@ class ClientGraphBuilder:
             y = g.one("MatMul", [x, g.const(f"{pre}.weight_t", np.ascontiguousarray(wt))], f"{pre}/MatMul")
             left, right = [], []
         adapted = self._adapted(layer, parts)
-        for name in adapted:
-            i = self.index[name]
-            left.append(self.branch.down[i].T.astype(np.float32))  # [in, r]
-            placed = np.zeros((self.branch.rank, n_out), np.float32)
-            start = sum(outs[: names.index(name)])
-            placed[:, start:start + outs[names.index(name)]] = self.branch.up[i].T
-            right.append(placed)
+        if adapted:
+            left += [self.branch.down[self.index[name]].T.astype(np.float32) for name in adapted]  # [in, r] each
+            right.append(self._placed_up(names, outs, adapted))
         if not left:
             return y
         z = g.one("MatMul", [x, g.const(f"{pre}.aux_in", np.ascontiguousarray(np.concatenate(left, 1)))], f"{pre}/aux_in")
