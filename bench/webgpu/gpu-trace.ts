@@ -86,6 +86,17 @@ export class GpuTrace {
           return device;
         },
     );
+    // A call that is only counted.
+    const count = (cls: string, method: string, key: keyof Counts) =>
+      wrap(
+        cls,
+        method,
+        (orig) =>
+          function (this: unknown, ...args: unknown[]) {
+            self.counts[key]++;
+            return orig.apply(this, args);
+          },
+      );
     wrap(
       "GPUDevice",
       "createShaderModule",
@@ -120,24 +131,8 @@ export class GpuTrace {
           return p;
         },
     );
-    wrap(
-      "GPUDevice",
-      "createCommandEncoder",
-      (orig) =>
-        function (this: GPUDevice, ...args: unknown[]) {
-          self.counts.encoders++;
-          return orig.apply(this, args);
-        },
-    );
-    wrap(
-      "GPUQueue",
-      "writeBuffer",
-      (orig) =>
-        function (this: GPUQueue, ...args: unknown[]) {
-          self.counts.writeBuffers++;
-          return orig.apply(this, args);
-        },
-    );
+    count("GPUDevice", "createCommandEncoder", "encoders");
+    count("GPUQueue", "writeBuffer", "writeBuffers");
     wrap(
       "GPUQueue",
       "submit",
@@ -150,15 +145,7 @@ export class GpuTrace {
           return r;
         },
     );
-    wrap(
-      "GPUComputePassEncoder",
-      "dispatchWorkgroups",
-      (orig) =>
-        function (this: GPUComputePassEncoder, ...args: unknown[]) {
-          self.counts.dispatches++;
-          return orig.apply(this, args);
-        },
-    );
+    count("GPUComputePassEncoder", "dispatchWorkgroups", "dispatches");
     wrap(
       "GPUCommandEncoder",
       "beginComputePass",
